@@ -1,0 +1,166 @@
+"""checker/io.py: atomic JSON writes, guarded reads, engine numbers as exact strings."""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from checker import io as cio
+from checker.engines import Float64Engine, MpEngine
+from checker.errors import CheckerError
+
+
+# --------------------------------------------------------------------------- atomic writes
+def test_write_creates_parents_and_reads_back(tmp_path):
+    path = tmp_path / "deep" / "dir" / "result.json"
+    obj = {"a": ["1.5", "-2e-300"], "n": 3, "x": 0.1, "none": None, "nested": [[1, 2], []]}
+    cio.write_json_atomic(path, obj)
+    assert cio.read_json(path, "result") == obj
+    assert os.listdir(path.parent) == ["result.json"]  # no temporary file left behind
+
+
+def test_overwrite_replaces_whole_file_and_keeps_mode(tmp_path):
+    path = tmp_path / "r.json"
+    cio.write_json_atomic(path, {"v": list(range(1000))})
+    os.chmod(path, 0o640)
+    cio.write_json_atomic(path, {"v": 2})
+    assert cio.read_json(path, "result") == {"v": 2}
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("bad, error", [({"v": {1, 2}}, TypeError),  # a set is not JSON
+                                        ({"v": math.nan}, ValueError),  # NaN is not JSON
+                                        ({"v": object()}, TypeError)])
+def test_failing_serializer_leaves_old_file_intact(tmp_path, bad, error):
+    path = tmp_path / "r.json"
+    cio.write_json_atomic(path, {"v": 1})
+    before = path.read_bytes()
+    with pytest.raises(error):
+        cio.write_json_atomic(path, bad)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["r.json"]
+
+
+@pytest.mark.parametrize("victim", ["fsync", "replace"])
+def test_os_failure_mid_write_leaves_old_file_intact(tmp_path, monkeypatch, victim):
+    # A crash after the temporary file is written but before (or during) the rename.
+    path = tmp_path / "r.json"
+    cio.write_json_atomic(path, {"v": 1})
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(cio.os, victim, boom)
+    with pytest.raises(CheckerError) as info:
+        cio.write_json_atomic(path, {"v": 2})
+    assert "\n" not in str(info.value) and "r.json" in str(info.value)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["r.json"]
+
+
+def test_unwritable_target_is_one_line_error(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(CheckerError) as info:
+        cio.write_json_atomic(blocker / "r.json", {})
+    assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- guarded reads
+@pytest.mark.parametrize("content, expect", [
+    (None, "no such file"),
+    ("dir", "is a directory"),
+    (b"{\"a\": [1, 2", "not valid JSON"),  # a truncated (half-written) file
+    (b"", "not valid JSON"),
+    (b"{\"a\": NaN}", "NaN"),
+    (b"[Infinity]", "Infinity"),
+    (b"\xff\xfe\x00garbage", "UTF-8"),
+])
+def test_read_json_errors_are_one_line(tmp_path, content, expect):
+    path = tmp_path / "in.json"
+    if content == "dir":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CheckerError) as info:
+        cio.read_json(path, "checkpoint")
+    msg = str(info.value)
+    assert "\n" not in msg and expect in msg and msg.startswith("checkpoint ")
+
+
+# --------------------------------------------------------------------------- exact number strings
+def _bits(x: float) -> bytes:
+    return struct.pack("<d", x)
+
+
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=6))
+@example([0.0, -0.0, 5e-324, -1.7976931348623157e308, 0.1, 1 / 3])  # signed zero, subnormal, extremes
+def test_float64_round_trip_is_bit_exact(values):
+    # Reference: the IEEE bit pattern itself; exact equality is the only correct tolerance.
+    e = Float64Engine()
+    arr = np.array(values, dtype=float)
+    back = cio.engine_from_json(e, cio.engine_to_json(e, arr))
+    assert back.dtype == float and back.shape == arr.shape
+    assert [_bits(x) for x in back] == [_bits(x) for x in arr]
+
+
+@given(dps=st.sampled_from([5, 15, 30, 50, 100]), data=st.data())
+def test_mp_round_trip_is_exact_at_working_precision(dps, data):
+    # Reference: the exact binary value (mantissa, exponent) of numbers with the
+    # full working precision; exact equality is the only correct tolerance.
+    e = MpEngine(dps)
+    with e.context():
+        prec = mpmath.mp.prec
+        mants = data.draw(st.lists(st.integers(-(2 ** prec) + 1, 2 ** prec - 1), min_size=1, max_size=6))
+        exps = data.draw(st.lists(st.integers(-prec - 300, 300), min_size=len(mants), max_size=len(mants)))
+        values = [mpmath.ldexp(m, x) for m, x in zip(mants, exps)]
+        values += [mpmath.sqrt(2) / 7, mpmath.mpf(1) / 3, -mpmath.pi * 10 ** 40]  # rounded results
+    back = cio.engine_from_json(e, cio.engine_to_json(e, values))
+    assert [x._mpf_ for x in back] == [x._mpf_ for x in values]
+
+
+def test_mp_round_trip_needs_more_than_dps_digits():
+    # Negative control: the engine's display strings (dps digits) lose the guard
+    # digits of 1/3, so the exactness above is not a property of any string form.
+    e = MpEngine(30)
+    with e.context():
+        third = mpmath.mpf(1) / 3
+        assert mpmath.mpf(e.to_str(third)) != third
+    assert cio.engine_from_json(e, cio.engine_to_json(e, [third]))[0] == third
+    assert cio.mp_round_trip_digits(e) > e.work_dps
+
+
+def test_nested_shapes_are_kept():
+    e = MpEngine(20)
+    with e.context():
+        W = e.array([["1", "2.5", "-3"], ["0.1", "0", "1e-40"]])
+    data = cio.engine_to_json(e, W)
+    assert isinstance(data, list) and len(data) == 2 and all(len(r) == 3 for r in data)
+    back = cio.engine_from_json(e, data)
+    assert back.shape == (2, 3) and all(x == y for x, y in zip(back.ravel(), W.ravel()))
+    scalar = cio.engine_to_json(e, W[0, 1])
+    assert isinstance(scalar, str) and cio.engine_from_json(e, scalar)[()] == W[0, 1]
+
+
+@pytest.mark.parametrize("data, expect", [
+    ([["1", "2"], ["3"]], "different lengths"),
+    (["1", "abc"], "not a finite decimal"),
+    (["nan"], "not a finite decimal"),
+    (["inf"], "not a finite decimal"),
+    ([True], "expected a decimal string"),
+    ([{"x": 1}], "expected a decimal string"),
+    (["1e400"], "float64"),  # overflows float64
+])
+def test_engine_from_json_rejects_malformed_data(data, expect):
+    with pytest.raises(CheckerError) as info:
+        cio.engine_from_json(Float64Engine(), data, "state.a")
+    assert expect in str(info.value) and "\n" not in str(info.value)
