@@ -133,7 +133,9 @@ class MpEngine:
         return out
 
     def to_str(self, x: Any) -> str:
-        return mpmath.nstr(mpmath.mpf(x), self.dps, strip_zeros=False)
+        # mpf(x) rounds to the current precision: convert inside the context.
+        with self.context():
+            return mpmath.nstr(mpmath.mpf(x), self.dps, strip_zeros=False)
 
     def to_float(self, x: Any) -> float:
         return float(x)

@@ -242,11 +242,10 @@ class Instance:
 
     @classmethod
     def from_json(cls, text: str, source: str = "instance") -> "Instance":
-        def reject_constant(name: str) -> Any:
-            raise InstanceError(source, f"contains {name}", "numbers must be finite")
-
+        # NaN / Infinity become float nan / inf, so that the validator of the field
+        # they sit in rejects them and the message names that field.
         try:
-            data = json.loads(text, parse_float=str, parse_int=str, parse_constant=reject_constant)
+            data = json.loads(text, parse_float=str, parse_int=str, parse_constant=float)
         except json.JSONDecodeError as exc:
             raise InstanceError(source, f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                                 "fix the JSON syntax") from None

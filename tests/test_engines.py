@@ -1,0 +1,138 @@
+"""Tests of checker/engines.py: precision validation, scoping, conversion and output."""
+
+from __future__ import annotations
+
+import re
+
+import mpmath
+import numpy as np
+import pytest
+
+from checker.engines import (GUARD_DIGITS, MAX_DPS, MIN_DPS, Float64Engine, MpEngine, make_engine,
+                             to_strings)
+from checker.errors import CheckerError
+from checker.model import Instance
+from checker.problem import Problem
+
+
+@pytest.mark.parametrize("dps", [MIN_DPS - 1, 0, -30, MAX_DPS + 1, 10 ** 9])
+def test_dps_out_of_range(dps):
+    with pytest.raises(CheckerError, match=r"--dps must be between 5 and 10000"):
+        MpEngine(dps)
+
+
+@pytest.mark.parametrize("dps", [2.5, 50.0, "50", None, True])
+def test_dps_must_be_a_whole_number(dps):
+    with pytest.raises(CheckerError, match="--dps must be a whole number"):
+        MpEngine(dps)
+
+
+@pytest.mark.parametrize("dps", [MIN_DPS, MAX_DPS])
+def test_dps_bounds_are_accepted(dps):
+    eng = MpEngine(dps)
+    assert eng.dps == dps and eng.work_dps == dps + GUARD_DIGITS
+
+
+def test_make_engine():
+    assert isinstance(make_engine("float64"), Float64Engine)
+    assert make_engine("mp").dps == 50
+    assert make_engine("mp", 30).dps == 30
+    with pytest.raises(CheckerError, match="--dps applies to --engine mp only"):
+        make_engine("float64", 30)
+    with pytest.raises(CheckerError, match="unknown engine 'quad'"):
+        make_engine("quad")
+    with pytest.raises(CheckerError, match="--dps must be between"):
+        make_engine("mp", 3)
+
+
+def overflow_instance(where: str) -> Instance:
+    fields = dict(teacher_a=["1.0"], teacher_W=[["1", "0"]], student_a=["0.5"], student_W=[["0.3", "0.4"]],
+                  lam="0.01")
+    if where == "student.a":
+        fields["student_a"] = ["1e400"]
+    elif where == "student.W":
+        fields["student_W"] = [["0.3", "-1e400"]]
+    elif where == "teacher.a":
+        fields["teacher_a"] = ["-2e308"]
+    else:
+        fields["lam"] = "1e400"
+    return Instance.create(**fields)
+
+
+@pytest.mark.parametrize("where", ["student.a", "student.W", "teacher.a", "lambda"])
+def test_float64_overflow_says_use_mp(where):
+    # A finite decimal beyond float64's range (about 1.8e308) is a valid instance
+    # but cannot be represented: a one-line CheckerError pointing to the mp engine.
+    inst = overflow_instance(where)
+    with pytest.raises(CheckerError, match=r"not representable in float64 \(overflow\); use --engine mp") as info:
+        Problem.from_instance(inst, Float64Engine())
+    assert "\n" not in str(info.value)
+    # The mp engine reads the same instance exactly.
+    prob = Problem.from_instance(inst, MpEngine(20))
+    values = list(prob.a) + list(prob.W.ravel()) + list(prob.a_star) + [prob.lam]
+    assert all(mpmath.isfinite(v) for v in values)
+
+
+def test_float64_scalar_rejects_non_finite():
+    eng = Float64Engine()
+    for bad in ("inf", "nan", float("inf")):
+        with pytest.raises(CheckerError, match="use --engine mp"):
+            eng.scalar(bad)
+    assert eng.scalar("0.1") == 0.1
+
+
+def test_mp_precision_is_scoped():
+    before = mpmath.mp.dps
+    eng = MpEngine(40)
+    with eng.context():
+        assert mpmath.mp.dps == 40 + GUARD_DIGITS
+    assert mpmath.mp.dps == before
+    inst = Instance.create(teacher_a=["1"], teacher_W=[["1", "0"]], student_a=["0.5"], student_W=[["0.3", "0.4"]],
+                           lam="0.01")
+    Problem.from_instance(inst, eng).evaluate()
+    assert mpmath.mp.dps == before
+
+
+def test_mp_reads_decimal_strings_exactly_at_its_precision():
+    # Reference: mpf("0.1") at 60 digits; a detour through float64 would differ by ~5.6e-18.
+    eng = MpEngine(50)
+    x = eng.scalar("0.1")
+    arr = eng.array([["0.1", "-2.5e-30"]])
+    with mpmath.workdps(60):
+        exact = mpmath.mpf("0.1")
+        assert abs(x - exact) < mpmath.mpf("1e-59")
+        assert abs(arr[0, 0] - exact) < mpmath.mpf("1e-59")
+        assert abs(x - mpmath.mpf(0.1)) > mpmath.mpf("1e-18")
+        assert arr[0, 1] == mpmath.mpf("-2.5e-30")
+    assert arr.dtype == object and arr.shape == (1, 2)
+
+
+def _significant_digits(s: str) -> int:
+    mantissa = re.split(r"[eE]", s.lstrip("+-"))[0].replace(".", "").lstrip("0")
+    return len(mantissa)
+
+
+def test_to_str_carries_the_engines_precision():
+    eng = MpEngine(30)
+    with eng.context():
+        third = mpmath.mpf(1) / 3
+        tiny = mpmath.mpf("-1.25e-40") / 7
+    s = eng.to_str(third)
+    assert _significant_digits(s) == 30 and s.startswith("0.3333")
+    assert _significant_digits(eng.to_str(tiny)) == 30
+    with mpmath.workdps(40):
+        # Reference: 1/3 and -1.25e-40/7 at 40 digits; 30 correct digits means a
+        # relative error below 1e-29 (half an ulp of the last printed digit).
+        assert abs(mpmath.mpf(s) - mpmath.mpf(1) / 3) < mpmath.mpf("1e-30")
+        assert abs(mpmath.mpf(eng.to_str(tiny)) / (mpmath.mpf("-1.25e-40") / 7) - 1) < mpmath.mpf("1e-29")
+    f = Float64Engine()
+    assert float(f.to_str(1 / 3)) == 1 / 3  # repr round-trips exactly
+
+
+def test_to_strings_keeps_shape():
+    eng = MpEngine(10)
+    arr = eng.array([["1", "2", "3"], ["4", "5", "6"]])
+    out = to_strings(eng, arr)
+    assert [len(r) for r in out] == [3, 3] and all(isinstance(x, str) for r in out for x in r)
+    assert to_strings(eng, eng.array(["7"])) == ["7.000000000"]
+    assert to_strings(Float64Engine(), np.array([0.5, -1.0])) == ["0.5", "-1.0"]
