@@ -1,0 +1,66 @@
+"""``python -m derivations``: run every registered derivation and print the report.
+
+One line per result, then "N verified, M failed"; the detail of each failed
+result goes to stderr.  Exit status 0 if all verified, 1 if any failed, 2 on a
+usage or output error.  ``--json FILE`` also writes the list of Result dicts
+(atomically: a temporary file in the same directory, then a rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+from checker.cli import EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
+from checker.errors import CheckerError
+
+from . import run_all
+from .result import Result
+
+PROG = "python -m derivations"
+
+
+def write_json(results: Sequence[Result], path: Path) -> None:
+    """Write the results as a JSON list of dicts, atomically."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise CheckerError(f"cannot write {path}: directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump([r.to_dict() for r in results], fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise CheckerError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def main(argv: Sequence[str] | None = None, runner: Callable[[], list[Result]] = run_all) -> int:
+    """Entry point; ``runner`` produces the results (the registry by default)."""
+    parser = UsageParser(prog=PROG, description="Run the SymPy derivations and report which hold.")
+    parser.add_argument("--json", metavar="FILE", type=Path, help="also write the results as a JSON list")
+
+    def body() -> int:
+        args = parser.parse_args(argv)
+        results = runner()
+        for r in results:
+            print(r.line())
+            if not r.verified:
+                print(f"    {r.name}: {r.detail}", file=sys.stderr)
+        failed = sum(not r.verified for r in results)
+        print(f"{len(results) - failed} verified, {failed} failed")
+        if args.json is not None:
+            write_json(results, args.json)
+        return EXIT_FAILED if failed else EXIT_OK
+
+    return run_guarded(body, PROG)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""grad_u k(u, v) by differentiating the closed form, and the Euler identity.
+
+In coordinates u, v in R^3 (symbols), k(u, v) = ||u|| ||v|| kappa(acos t) with
+t = <u, v>/(||u|| ||v||) and kappa the checker's own function; SymPy
+differentiates it in u_1, u_2, u_3 and the result is compared with
+||v|| (A v_hat + B u_hat), (A, B) = checker.kernel.grad_coefficients.
+
+d = 3 is enough: a displacement of u orthogonal to u and v changes neither
+<u, v> nor ||u|| to first order, so the gradient lies in span(u, v) in any
+dimension, and R^3 holds a generic pair together with one orthogonal direction.
+
+Simplification: after differentiating, acos(t) is replaced by a symbol Phi,
+sqrt(1 - t^2) by a positive symbol S, and ||u||^2, ||v||^2 by the squares of
+positive symbols.  If the difference vanishes identically in these free symbols
+it vanishes at their true values, so this is a proof (valid where u, v are
+non-zero and not parallel, i.e. 0 < phi < pi, where k is differentiable in t).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import sympy as sp
+
+from checker import kernel as ck
+
+from .kernel import KappaFn
+from .result import Result, bound, guarded
+
+FAMILY = "gradients"
+
+GradFn = Callable[[Any, Any, Any, str], tuple[Any, Any]]
+
+_D = 3
+
+
+def _closed_form(activation: str, kappa_fn: KappaFn) -> dict[str, Any]:
+    u = sp.symbols(f"u1:{_D + 1}", real=True)
+    v = sp.symbols(f"v1:{_D + 1}", real=True)
+    u2 = sp.Add(*[x**2 for x in u])
+    v2 = sp.Add(*[x**2 for x in v])
+    nu, nv = sp.sqrt(u2), sp.sqrt(v2)
+    t = sp.Add(*[x * y for x, y in zip(u, v)]) / (nu * nv)
+    phi, sin_phi = sp.acos(t), sp.sqrt(1 - t**2)
+    k = nu * nv * kappa_fn(phi, sin_phi, t, sp.pi, activation)
+    return dict(u=u, v=v, u2=u2, v2=v2, nu=nu, nv=nv, t=t, phi=phi, sin_phi=sin_phi, k=k)
+
+
+def _free_symbols_form(expr: Any, cf: dict[str, Any]) -> Any:
+    """Replace acos(t), 1 - t^2, ||u||^2, ||v||^2 by free symbols (see module docstring)."""
+    n_u, n_v, s = sp.symbols("N_u N_v S", positive=True)
+    big_phi = sp.Symbol("Phi", real=True)
+    expr = expr.xreplace({cf["phi"]: big_phi, 1 - cf["t"]**2: s**2})
+    return expr.xreplace({cf["u2"]: n_u**2, cf["v2"]: n_v**2})
+
+
+def gradient_closed_form(activation: str = "relu", kappa_fn: KappaFn = ck.kappa,
+                         grad_fn: GradFn = ck.grad_coefficients) -> Result:
+    """d k / d u_i equals ||v|| (A v_hat + B u_hat)_i, i = 1..3, for the checker's (A, B)."""
+
+    def check() -> tuple[bool, str]:
+        cf = _closed_form(activation, kappa_fn)
+        a, b = grad_fn(cf["phi"], cf["sin_phi"], sp.pi, activation)
+        residues = []
+        for i in range(_D):
+            claimed = cf["nv"] * (a * cf["v"][i] / cf["nv"] + b * cf["u"][i] / cf["nu"])
+            residues.append(sp.simplify(_free_symbols_form(sp.diff(cf["k"], cf["u"][i]) - claimed, cf)))
+        ok = all(r == 0 for r in residues)
+        return ok, (f"dk/du_i - ||v||(A v_i/||v|| + B u_i/||u||) = {residues} for i = 1..3 "
+                    f"(A = {a.xreplace({cf['phi']: sp.Symbol('phi')})}, "
+                    f"B = {b.xreplace({cf['sin_phi']: sp.Symbol('sin_phi')})})")
+
+    return guarded(
+        f"gradient_{activation}_closed_form", FAMILY,
+        f"grad_u of ||u|| ||v|| kappa(acos t) in R^3 = ||v|| (A v_hat + B u_hat) with "
+        f"checker.kernel.grad_coefficients (A, B) for {activation}, 0 < phi < pi",
+        "symbolic", check)
+
+
+def euler_identity(activation: str = "relu", kappa_fn: KappaFn = ck.kappa,
+                   grad_fn: GradFn = ck.grad_coefficients) -> Result:
+    """<u, grad_u k> = k: on the differentiated closed form, and on the checker's (A, B).
+
+    For the checker's gradient, <u, ||v|| (A v_hat + B u_hat)> = ||u|| ||v|| (A cos phi + B),
+    so Euler holds for it iff kappa(phi) = A(phi) cos phi + B(phi).
+    """
+
+    def check() -> tuple[bool, str]:
+        cf = _closed_form(activation, kappa_fn)
+        euler = sp.simplify(sp.Add(*[x * sp.diff(cf["k"], x) for x in cf["u"]]) - cf["k"])
+        phi = sp.Symbol("phi", positive=True)
+        a, b = grad_fn(phi, sp.sin(phi), sp.pi, activation)
+        coeff = sp.simplify(a * sp.cos(phi) + b - kappa_fn(phi, sp.sin(phi), sp.cos(phi), sp.pi, activation))
+        return euler == 0 and coeff == 0, (
+            f"sum_i u_i dk/du_i - k = {euler} (R^3 coordinates); "
+            f"A cos phi + B - kappa = {coeff} (checker formulas)")
+
+    return guarded(
+        f"euler_identity_{activation}", FAMILY,
+        f"<u, grad_u k(u, v)> = k(u, v) (1-homogeneity) for {activation}: on the differentiated "
+        f"closed form and on checker (A, B): kappa = A cos phi + B",
+        "symbolic", check)
+
+
+DERIVATIONS = (
+    bound(gradient_closed_form, "gradient_relu_closed_form", activation="relu"),
+    bound(gradient_closed_form, "gradient_abs_closed_form", activation="abs"),
+    bound(euler_identity, "euler_identity_relu", activation="relu"),
+    bound(euler_identity, "euler_identity_abs", activation="abs"),
+)

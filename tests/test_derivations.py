@@ -1,0 +1,152 @@
+"""Tests of the SymPy derivations (derivations/) and of ``python -m derivations``.
+
+Every check here is exact (SymPy identities, exact integrals, sign arguments):
+there is no floating-point tolerance anywhere in this file.  The references are
+the derivations' own independent routes (Gaussian integrals, Hermite moments,
+differentiation of the closed form, dual certificates); the negative tests feed
+a deliberately wrong formula through the optional formula parameter and
+require verified=False, so a derivation that always says "verified" fails here.
+
+The whole registry is run once per session, through the real command line
+(a subprocess with --json), and the parametrized tests read that run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checker import kernel as ck
+from derivations import all_derivations
+from derivations.__main__ import main
+from derivations.gradients import euler_identity, gradient_closed_form
+from derivations.hermite import hermite_series
+from derivations.kernel import kappa_abs_from_relu, kappa_at_zero_angle, kappa_gaussian_integral
+from derivations.optimum import kappa_monotone, single_teacher_optimum
+from derivations.result import METHODS, Result
+
+REPO = Path(__file__).resolve().parent.parent
+REGISTERED = [fn.__name__ for fn in all_derivations()]
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One run of ``python -m derivations --json FILE``: exit status, stdout lines, results by name."""
+    out = tmp_path_factory.mktemp("derivations") / "results.json"
+    proc = subprocess.run([sys.executable, "-m", "derivations", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    results = [Result(**d) for d in json.loads(out.read_text())] if out.exists() else []
+    return {"returncode": proc.returncode, "stdout": proc.stdout.splitlines(), "stderr": proc.stderr,
+            "results": results, "by_name": {r.name: r for r in results}}
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_derivation_verified(cli_run: dict[str, Any], name: str) -> None:
+    result = cli_run["by_name"].get(name)
+    assert result is not None, f"{name} missing from the run (stderr: {cli_run['stderr'][-2000:]})"
+    assert result.method in METHODS
+    assert result.verified, f"{name} failed: {result.detail}"
+
+
+def test_registry_names_unique_and_match_results(cli_run: dict[str, Any]) -> None:
+    assert len(set(REGISTERED)) == len(REGISTERED), "two derivations share a name"
+    assert [r.name for r in cli_run["results"]] == REGISTERED
+
+
+def test_cli_exits_0_and_prints_one_line_per_result(cli_run: dict[str, Any]) -> None:
+    results, lines = cli_run["results"], cli_run["stdout"]
+    assert cli_run["returncode"] == 0, cli_run["stderr"][-2000:]
+    assert lines == [r.line() for r in results] + [f"{len(results)} verified, 0 failed"]
+
+
+def test_cli_reports_failure_with_exit_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    good = Result("good", "kernel", "holds", "symbolic", True, "")
+    bad = Result("bad", "kernel", "does not hold", "symbolic", False, "difference = x")
+    out = tmp_path / "r.json"
+    assert main(["--json", str(out)], runner=lambda: [good, bad]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [good.line(), bad.line(), "1 verified, 1 failed"]
+    assert "difference = x" in captured.err
+    assert json.loads(out.read_text()) == [good.to_dict(), bad.to_dict()]
+
+
+def test_cli_bad_json_destination_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    ok = Result("good", "kernel", "holds", "symbolic", True, "")
+    assert main(["--json", str(tmp_path / "missing" / "r.json")], runner=lambda: [ok]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+# ---- negative tests: a wrong formula must give verified=False ---------------------------------
+
+def _kappa_without_sin(phi: Any, sin_phi: Any, cos_phi: Any, pi: Any, activation: str) -> Any:
+    """A plausible slip: the sin(phi) term dropped (right at phi = pi, wrong elsewhere)."""
+    return ck.kappa(phi, 0 * sin_phi, cos_phi, pi, activation)
+
+
+def _kappa_perturbed(phi: Any, sin_phi: Any, cos_phi: Any, pi: Any, activation: str) -> Any:
+    """Right at phi = 0, pi/2 and pi; wrong in between by sin^3 cos / 10."""
+    return ck.kappa(phi, sin_phi, cos_phi, pi, activation) + sin_phi**3 * cos_phi / 10
+
+
+def _kappa_raises(*args: Any) -> Any:
+    raise ZeroDivisionError("formula under test cannot be evaluated")
+
+
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+@pytest.mark.parametrize("wrong", [_kappa_without_sin, _kappa_perturbed])
+def test_wrong_kappa_fails_gaussian_integral(activation: str, wrong: Any) -> None:
+    result = kappa_gaussian_integral(activation, kappa_fn=wrong)
+    assert not result.verified, result.detail
+
+
+def test_wrong_kappa_fails_hermite_series() -> None:
+    # sin^3 cos / 10 has a t^1 term in its expansion at t = 0, so the series differs at order 1.
+    assert not hermite_series("relu", kappa_fn=_kappa_perturbed).verified
+
+
+def test_wrong_kappa_at_zero_angle_and_abs_relation() -> None:
+    doubled = lambda phi, s, c, pi, act: 2 * ck.kappa(phi, s, c, pi, act)  # noqa: E731
+    assert not kappa_at_zero_angle("relu", kappa_fn=doubled).verified
+    assert not kappa_abs_from_relu(kappa_fn=_kappa_perturbed).verified
+
+
+def test_non_monotone_kappa_fails() -> None:
+    # kappa(t) = 2 t^2 - 1 (cos 2 phi) is monotone on each half but negative at t = 0.
+    assert not kappa_monotone("relu", kappa_fn=lambda phi, s, c, pi, act: 2 * c**2 - 1).verified
+
+
+def test_exception_in_formula_becomes_failed_result() -> None:
+    result = kappa_gaussian_integral("relu", kappa_fn=_kappa_raises)
+    assert not result.verified
+    assert "ZeroDivisionError" in result.detail
+
+
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+def test_wrong_gradient_coefficient_fails(activation: str) -> None:
+    def b_doubled(phi: Any, sin_phi: Any, pi: Any, act: str) -> tuple[Any, Any]:
+        a, b = ck.grad_coefficients(phi, sin_phi, pi, act)
+        return a, 2 * b
+
+    def a_off(phi: Any, sin_phi: Any, pi: Any, act: str) -> tuple[Any, Any]:
+        a, b = ck.grad_coefficients(phi, sin_phi, pi, act)
+        return a + phi / (4 * pi), b
+
+    assert not gradient_closed_form(activation, grad_fn=b_doubled).verified
+    assert not gradient_closed_form(activation, grad_fn=a_off).verified
+    assert not euler_identity(activation, grad_fn=b_doubled).verified
+
+
+def test_wrong_single_teacher_value_fails() -> None:
+    # The abs value lambda|a*| - lambda^2/4 is not the relu one, and vice versa.
+    relu_wrong = single_teacher_optimum("relu", claimed_value=lambda alpha, lam: lam * alpha - lam**2 / 4)
+    assert not relu_wrong.verified, relu_wrong.detail
+    abs_wrong = single_teacher_optimum("abs", claimed_value=lambda alpha, lam: lam * alpha - lam**2 / 2)
+    assert not abs_wrong.verified, abs_wrong.detail
+    mass_wrong = single_teacher_optimum("relu", claimed_mass=lambda a_star, s, lam: a_star - lam * s / 2)
+    assert not mass_wrong.verified, mass_wrong.detail
+
