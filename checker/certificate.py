@@ -1,0 +1,672 @@
+"""The dual certificate of the teacher: the vanishing-derivative pre-certificate.
+
+Grade LIKELY: the paper's Figure 2 ("Dual certificate eta") is known here only
+through machine-written descriptions (eta = +1 / -1 around teacher directions
+with positive / negative output weight, decaying quadratically away from them),
+not through the paper's own words.  The construction below is the standard
+vanishing-derivative pre-certificate that matches that description:
+
+    p*(x)  = sum_i alpha_i sigma(<w*_i, x>) + sum_i <beta_i, x> sigma'(<w*_i, x>),   beta_i _|_ w*_i,
+    eta(w) = E[p*(x) sigma(<w, x>)]
+           = sum_i alpha_i k(w, w*_i) + sum_i <beta_i, grad_v k(w, v)|_{v = w*_i}>,
+
+fixed by eta(w*_l) = sign(a*_l) and (I - w*_l w*_l^T) grad eta(w*_l) = 0.  The
+system matrix is the Gram matrix in L2(N(0, I_d)) of the m* + m*(d - 1)
+features, built from k, grad k and the mixed second derivative
+
+    H(u, v) = grad_u grad_v^T k(u, v) = E[sigma'(<u,x>) sigma'(<v,x>) x x^T]
+            = A(phi) I + A1 sin(phi) (s s^T - p p^T),
+
+with A from ``kernel.grad_coefficients``, A1 = -dA/dphi, s and p the unit
+bisector and unit difference of u^ and v^ (derived in
+``derivations/certificate.py``).  ||p*||^2 = c^T M c for the solution c.
+
+With |eta| <= 1 - rho angle(w, w*_i)^2 on the neighbourhood of teacher i and
+|eta| <= 1 - rho_far elsewhere, every student satisfies
+
+    lambda (rho sum_near mu_j angle_j^2 + rho_far sum_far mu_j) <= zeta + lambda^2 ||p*||^2 / 4,
+
+which gives the bounds of conclusions C3 and C4.
+
+Float64 is enough here: the certificate's constants enter those bounds at O(1)
+relative accuracy.  "Checked over the sphere" means a float estimate (dense
+sampling plus a local search) unless marked rigorous: rho_far is certified
+with Arb ball arithmetic (``checker.sphere.certified_max_many`` on eta and
+-eta, restricted to the far region) when d <= 4; rho is always an estimate
+(its minimum ratio is a 0/0 limit at the teacher direction, which a
+box-bisection enclosure cannot close).  The rigorous figures concern the
+function eta defined by the float64 coefficients and the float64-normalized
+teacher, taken as exact binary numbers.
+
+Not every teacher has a pre-certificate.  Degenerate cases are reported
+(``degenerate``, ``reason``), never raised: a system with no solution (for relu,
+sigma(z) - sigma(-z) = z makes the features of opposite rays dependent, and
+opposite rays with opposite output signs then admit no solution), rho <= 0 or
+rho_far <= 0, or |eta| > 1 somewhere (common for random teachers at moderate
+separation: the pre-certificate is a candidate, not a guarantee).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any, Callable
+
+import numpy as np
+
+from . import kernel, objective
+from .engines import Float64Engine
+
+#: A system whose 2-norm condition number exceeds this is reported singular.
+CONDITION_LIMIT = 1e12
+#: rho_far is certified with ball arithmetic only up to this dimension.
+RIGOROUS_MAX_DIM = 4
+#: Absolute tolerance asked of ``certified_max`` on max |eta| over the far region.
+RIGOROUS_TOL = 1e-3
+#: Relative cut-off of singular values in the minimum-norm (truncated SVD) solution.
+TRUNCATION = 1e-9
+#: Largest accepted residual of the linear system (eta(w*_l) = sign(a*_l) to this accuracy).
+RESIDUAL_LIMIT = 1e-8
+#: Time budget (seconds) of that certification; the bound stays rigorous if it runs out.
+RIGOROUS_SECONDS = 30.0
+#: |eta| above 1 + this anywhere on the sphere is reported.
+ETA_EXCESS_TOL = 1e-9
+
+_F64 = Float64Engine()
+
+
+# ----------------------------------------------------------------- closed forms
+def mixed_coefficients(phi: Any, sin_phi: Any, pi: Any, activation: str) -> tuple[Any, Any]:
+    """(A, A1) with H(u, v) = A I + A1 sin(phi) (s s^T - p p^T); A1 = -dA/dphi.
+
+    Generic over the number type like ``checker.kernel`` (SymPy symbols included).
+    """
+    A, _ = kernel.grad_coefficients(phi, sin_phi, pi, activation)
+    if activation == "relu":
+        return A, 1 / (2 * pi)
+    return A, 2 / pi  # abs (grad_coefficients has validated the name)
+
+
+class _ArbEngine:
+    """Duck-typed engine on numpy object arrays of python-flint ``arb`` balls.
+
+    Only what ``objective.pair_geometry`` needs: sqrt (of the non-negative part,
+    so a sum of squares whose ball dips below 0 stays an enclosure), atan2, pi.
+    """
+
+    name = "arb"
+
+    def __init__(self) -> None:
+        from flint import arb
+
+        self.arb = arb
+        self.sqrt = np.frompyfunc(lambda x: x.nonnegative_part().sqrt(), 1, 1)
+        self.atan2 = np.frompyfunc(arb.atan2, 2, 1)
+
+    @property
+    def pi(self) -> Any:
+        return self.arb.pi()  # at the caller's working precision
+
+    def context(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+
+def _ratio_term(engine: Any, x: np.ndarray, xb: np.ndarray, scale: np.ndarray,
+                norm: np.ndarray, beta_norm: Any) -> np.ndarray:
+    """x (x . beta) scale / ||x||, continuous extension 0 at x = 0.
+
+    |x_a (x . beta)| / ||x|| <= ||x|| ||beta||, so for a ball ``norm`` that may
+    contain 0 the entry is enclosed by [-b, b], b = ||x|| ||beta|| |scale|.
+    """
+    if getattr(engine, "name", "") != "arb":
+        safe = np.where(norm > 0, norm, 1.0)
+        return np.where((norm > 0)[..., None], x * (xb * scale / safe)[..., None], 0.0)
+    arb = engine.arb
+    out = np.empty(x.shape, dtype=object)
+    for idx in np.ndindex(norm.shape):
+        n = norm[idx]
+        if n > 0:
+            out[idx] = x[idx] * (xb[idx] * scale[idx] / n)
+        else:
+            b = (abs(n) * beta_norm[idx[1]] * abs(scale[idx])).upper()
+            out[idx] = np.array([arb(0, b)] * x.shape[-1], dtype=object)
+    return out
+
+
+def mixed_apply_from(engine: Any, g: objective.PairGeometry, Beta: np.ndarray, activation: str) -> np.ndarray:
+    """(m, n, d) array of H(u_j, v_l) beta_l from a pair geometry; zero where u_j = 0."""
+    A, A1 = mixed_coefficients(g.phi, g.sin_phi, engine.pi, activation)
+    s = g.uhat[:, None, :] + g.vhat[None, :, :]
+    p = g.vhat[None, :, :] - g.uhat[:, None, :]
+    ns = engine.sqrt((s * s).sum(axis=2))
+    npn = engine.sqrt((p * p).sum(axis=2))
+    sb = (s * Beta[None, :, :]).sum(axis=2)
+    pb = (p * Beta[None, :, :]).sum(axis=2)
+    beta_norm = engine.sqrt((Beta * Beta).sum(axis=1))
+    # sin(phi) s^ s^T = (||p|| / (2 ||s||)) s s^T and sin(phi) p^ p^T = (||s|| / (2 ||p||)) p p^T.
+    term_s = _ratio_term(engine, s, sb, npn / 2, ns, beta_norm)
+    term_p = _ratio_term(engine, p, pb, ns / 2, npn, beta_norm)
+    out = A[:, :, None] * Beta[None, :, :] + A1 * (term_s - term_p)
+    return out * g.u_nonzero[:, None, None]
+
+
+def mixed_apply(engine: Any, U: np.ndarray, V: np.ndarray, Beta: np.ndarray,
+                activation: str) -> np.ndarray:
+    """(m, n, d) array of H(u_j, v_l) beta_l; zero where u_j = 0 (sigma'(0) = 0)."""
+    return mixed_apply_from(engine, objective.pair_geometry(engine, U, V), Beta, activation)
+
+
+def mixed_hessian(U: np.ndarray, V: np.ndarray, activation: str) -> np.ndarray:
+    """(m, n, d, d) float64 array of H(u_j, v_l) = E[sigma'(<u_j,x>) sigma'(<v_l,x>) x x^T]."""
+    U, V = np.asarray(U, dtype=float), np.asarray(V, dtype=float)
+    d = U.shape[1]
+    cols = [mixed_apply(_F64, U, V, np.tile(np.eye(d)[k], (len(V), 1)), activation) for k in range(d)]
+    return np.stack(cols, axis=-1)
+
+
+def _eta_parts(engine: Any, activation: str, Q: np.ndarray, W_star: np.ndarray,
+               alpha: np.ndarray, beta: np.ndarray, with_grad: bool) -> tuple[np.ndarray, Any]:
+    """eta and (optionally) grad eta at the rows of Q, in the engine's numbers.
+
+    One pair geometry (q, w*_i) serves every term: k(q, w*_i) = ||q|| kappa (unit w*_i),
+    grad_v k(q, v)|_{v = w*_i} = ||q|| (A q^ + B w*_i) (k is symmetric, so the roles of
+    grad_coefficients swap), grad_u k(q, w*_i) = A w*_i + B q^, and H(q, w*_i) beta_i.
+    """
+    g = objective.pair_geometry(engine, Q, W_star)
+    K = objective.gram_from(engine, g, activation)  # (q, m*)
+    A, B = kernel.grad_coefficients(g.phi, g.sin_phi, engine.pi, activation)
+    Gt = g.nu[:, None, None] * (A[:, :, None] * g.uhat[:, None, :] + B[:, :, None] * g.vhat[None, :, :])
+    eta = K.dot(alpha) + (Gt * beta[None, :, :]).sum(axis=2).sum(axis=1)
+    if not with_grad:
+        return eta, None
+    Gq = objective.grad_gram_from(engine, g, activation)  # (q, m*, d)
+    grad = (Gq * alpha[None, :, None]).sum(axis=1) + mixed_apply_from(engine, g, beta, activation).sum(axis=1)
+    return eta, grad
+
+
+# ----------------------------------------------------------------- the record
+@dataclass(frozen=True)
+class Certificate:
+    """The pre-certificate of one teacher and its measured constants (float64)."""
+
+    activation: str
+    alpha: list[float]
+    beta: list[list[float]]
+    p_norm: float
+    radius: float
+    rho: float
+    rho_far: float
+    rho_rigorous: bool
+    rho_far_rigorous: bool
+    condition: float
+    degenerate: bool
+    reason: str
+    separation: float = math.pi
+    rho_far_estimate: float = math.nan
+    max_abs_eta: float = math.nan  # largest |eta| seen over the whole sphere (estimate)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict; non-finite numbers become None."""
+
+        def clean(x: Any) -> Any:
+            if isinstance(x, float) and not math.isfinite(x):
+                return None
+            if isinstance(x, list):
+                return [clean(y) for y in x]
+            return x
+
+        return {k: clean(v) for k, v in asdict(self).items()}
+
+
+# ----------------------------------------------------------------- validation
+def _teacher(activation: str, a_star: Any, W_star: Any) -> tuple[np.ndarray, np.ndarray]:
+    if activation not in kernel.ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; expected one of {kernel.ACTIVATIONS}")
+    try:
+        a = np.asarray(a_star, dtype=float)
+        W = np.asarray(W_star, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"teacher must be numbers: {exc}") from None
+    if a.ndim != 1 or W.ndim != 2 or len(a) != len(W) or len(a) == 0:
+        raise ValueError(f"need a_star of shape (m*,) and W_star of shape (m*, d); got {a.shape}, {W.shape}")
+    if W.shape[1] < 2:
+        raise ValueError("need input dimension d >= 2")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(W))):
+        raise ValueError("teacher has non-finite entries")
+    if np.any(a == 0):
+        raise ValueError("teacher output weights must be non-zero")
+    norms = np.linalg.norm(W, axis=1)
+    if np.any(norms == 0):
+        raise ValueError("teacher neurons must be non-zero")
+    return a, W / norms[:, None]
+
+
+def _matrix(W: Any, d: int, what: str) -> np.ndarray:
+    try:
+        Q = np.asarray(W, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} must be numbers: {exc}") from None
+    if Q.ndim != 2 or Q.shape[1] != d:
+        raise ValueError(f"{what} must have shape (n, {d}); got {Q.shape}")
+    if not np.all(np.isfinite(Q)):
+        raise ValueError(f"{what} has non-finite entries")
+    return Q
+
+
+def nearest_teacher(W_star: np.ndarray, Q: np.ndarray, activation: str) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the nearest teacher and the angle to it (line angle for abs) per row of Q."""
+    g = objective.pair_geometry(_F64, np.asarray(Q, dtype=float), np.asarray(W_star, dtype=float))
+    phi = g.phi if activation == "relu" else np.minimum(g.phi, math.pi - g.phi)
+    idx = np.argmin(phi, axis=1)
+    return idx, phi[np.arange(len(idx)), idx]
+
+
+def separation(W_star: np.ndarray, activation: str) -> float:
+    """Delta = min pairwise (ray or line) angle; pi for a single teacher, as in ``checker.model``."""
+    if len(W_star) == 1:
+        return math.pi
+    g = objective.pair_geometry(_F64, W_star, W_star)
+    phi = g.phi if activation == "relu" else np.minimum(g.phi, math.pi - g.phi)
+    return float(np.min(phi[~np.eye(len(W_star), dtype=bool)]))
+
+
+# ----------------------------------------------------------------- the system
+def tangent_bases(W_star: np.ndarray) -> list[np.ndarray]:
+    """Orthonormal basis (d, d-1) of the orthogonal complement of each (unit) teacher."""
+    return [np.linalg.svd(w[None, :])[2][1:].T for w in W_star]
+
+
+def system_matrix(activation: str, W_star: np.ndarray) -> np.ndarray:
+    """Gram matrix of the features sigma(<w*_i,x>), <P_i e_a, x> sigma'(<w*_i,x>) (float64)."""
+    ms, d = W_star.shape
+    P = tangent_bases(W_star)
+    K = objective.gram(_F64, W_star, W_star, activation)
+    G = objective.grad_gram(_F64, W_star, W_star, activation)  # G[l, i] = grad_u k(w*_l, w*_i)
+    H = mixed_hessian(W_star, W_star, activation)  # H[l, i] = H(w*_l, w*_i)
+    n = ms * d
+    M = np.zeros((n, n))
+    M[:ms, :ms] = K
+    for l in range(ms):
+        rl = slice(ms + l * (d - 1), ms + (l + 1) * (d - 1))
+        for i in range(ms):
+            ri = slice(ms + i * (d - 1), ms + (i + 1) * (d - 1))
+            M[i, rl] = P[l].T @ G[l, i]
+            M[rl, i] = P[l].T @ G[l, i]
+            M[rl, ri] = P[l].T @ H[l, i] @ P[i]
+    return M
+
+
+def _solve(activation: str, a: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float, float]:
+    """(alpha, beta, ||p*||, condition number, max residual of the system)."""
+    ms, d = W.shape
+    M = system_matrix(activation, W)
+    rhs = np.zeros(len(M))
+    rhs[:ms] = np.sign(a)
+    cond = float(np.linalg.cond(M))
+    # Exactly dependent features (relu: sigma(z) - sigma(-z) = z, so opposite teacher rays
+    # make the matrix singular) leave a consistent system whose float condition number
+    # may be anything from 1e9 up: when the plain solve misses the conditions, the
+    # truncated-SVD minimum-norm solution is tried (every solution gives the same p*).
+    candidates = []
+    if math.isfinite(cond) and cond <= CONDITION_LIMIT:
+        candidates.append(np.linalg.solve(M, rhs))
+    candidates.append(np.linalg.lstsq(M, rhs, rcond=TRUNCATION)[0])
+    residuals = [float(np.max(np.abs(M @ c - rhs))) for c in candidates]
+    k = next((i for i, r in enumerate(residuals) if r <= RESIDUAL_LIMIT), int(np.argmin(residuals)))
+    c, residual = candidates[k], residuals[k]
+    P = tangent_bases(W)
+    beta = np.array([P[i] @ c[ms + i * (d - 1): ms + (i + 1) * (d - 1)] for i in range(ms)])
+    p_sq = float(c @ M @ c)
+    return c[:ms], beta, math.sqrt(max(p_sq, 0.0)), cond, residual
+
+
+# ----------------------------------------------------------------- sphere search
+def _unit(X: np.ndarray) -> np.ndarray:
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def _hill_climb(value: Callable[[np.ndarray], np.ndarray], feasible: Callable[[np.ndarray], np.ndarray],
+                starts: np.ndarray, rng: np.random.Generator, step: float,
+                iters: int = 60, proposals: int = 16, min_step: float = 1e-7) -> float:
+    """Minimize ``value`` over feasible unit vectors by batched random local search."""
+    X = starts  # refined in place: the caller may reuse the improved points
+    best = value(X)
+    steps = np.full(len(X), step)
+    d = X.shape[1]
+    for _ in range(iters):
+        if np.all(steps < min_step):
+            break
+        Y = _unit(np.repeat(X, proposals, axis=0)
+                  + np.repeat(steps, proposals)[:, None] * rng.standard_normal((len(X) * proposals, d)))
+        vals = np.where(feasible(Y), value(Y), np.inf).reshape(len(X), proposals)
+        j = np.argmin(vals, axis=1)
+        cand = vals[np.arange(len(X)), j]
+        better = cand < best
+        X[better] = Y.reshape(len(X), proposals, d)[better, j[better]]
+        best = np.where(better, cand, best)
+        steps = np.where(better, steps * 1.5, steps * 0.5)
+    return float(np.min(best))
+
+
+@dataclass(frozen=True)
+class _Fn:
+    activation: str
+    W: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+
+    def eta(self, Q: np.ndarray) -> np.ndarray:
+        return _eta_parts(_F64, self.activation, Q, self.W, self.alpha, self.beta, False)[0]
+
+
+def _estimate_rho(fn: _Fn, r: float, rng: np.random.Generator, samples: int) -> float:
+    """min over the caps of (1 - |eta(w)|) / angle(w, nearest w*)^2 (float estimate)."""
+    ms, d = fn.W.shape
+    theta_min = r * 1e-3
+    n_theta = 24
+    thetas = np.concatenate([np.geomspace(theta_min, r, n_theta // 2), np.linspace(r / n_theta, r, n_theta // 2)])
+    n_e = max(8, samples // (ms * n_theta))
+
+    def ratio(Q: np.ndarray) -> np.ndarray:
+        _, ang = nearest_teacher(fn.W, Q, fn.activation)
+        return (1 - np.abs(fn.eta(Q))) / ang**2
+
+    def feasible(Q: np.ndarray) -> np.ndarray:
+        _, ang = nearest_teacher(fn.W, Q, fn.activation)
+        return (ang <= r) & (ang >= theta_min)
+
+    best = math.inf
+    for i in range(ms):
+        w = fn.W[i]
+        E = rng.standard_normal((n_e, d))
+        E = _unit(E - np.outer(E @ w, w))
+        Q = (np.cos(thetas)[None, :, None] * w + np.sin(thetas)[None, :, None] * E[:, None, :]).reshape(-1, d)
+        Q = Q[feasible(Q)]
+        if len(Q) == 0:
+            continue
+        vals = ratio(Q)
+        top = np.argsort(vals)[:8]
+        best = min(best, float(vals[top[0]]), _hill_climb(ratio, feasible, Q[top], rng, r / 8))
+    return best
+
+
+def _estimate_far(fn: _Fn, r: float, rng: np.random.Generator,
+                  samples: int) -> tuple[float | None, float, list[list[float]]]:
+    """(max |eta| over the far region or None if no far point was found, max |eta| over all
+    samples, the best far points found)."""
+    d = fn.W.shape[1]
+    Q = _unit(rng.standard_normal((samples, d)))
+    Q = np.concatenate([Q, fn.W])
+    vals = np.abs(fn.eta(Q))
+    overall = float(np.max(vals))
+    _, ang = nearest_teacher(fn.W, Q, fn.activation)
+    far = ang > r
+    if not np.any(far):
+        return None, overall, []
+
+    def neg(Qx: np.ndarray) -> np.ndarray:
+        return -np.abs(fn.eta(Qx))
+
+    def feasible(Qx: np.ndarray) -> np.ndarray:
+        return nearest_teacher(fn.W, Qx, fn.activation)[1] > r
+
+    Qf, vf = Q[far], vals[far]
+    top = np.argsort(-vf)[:8]
+    starts = Qf[top]
+    best = max(float(vf[top[0]]), -_hill_climb(neg, feasible, starts, rng, 0.1))
+    return best, overall, starts.tolist()  # _hill_climb moved the starts in place
+
+
+# ----------------------------------------------------------------- rigorous far max
+def _decimal_up(text: str) -> float:
+    """A float >= the decimal number ``text``."""
+    x = float(text)
+    return x if Decimal(x) >= Decimal(text) else math.nextafter(x, math.inf)
+
+
+class _ArbEta:
+    """sgn * eta and its gradient on Arb ball vectors (the F of ``certified_max_many``)."""
+
+    def __init__(self, fn: _Fn, sgn: int) -> None:
+        self.eng = _ArbEngine()
+        arb = self.eng.arb
+        self.activation, self.sgn = fn.activation, sgn
+        self.W = np.array([[arb(float(x)) for x in row] for row in fn.W], dtype=object)
+        self.alpha = np.array([arb(float(x)) for x in fn.alpha], dtype=object)
+        self.beta = np.array([[arb(float(x)) for x in row] for row in fn.beta], dtype=object)
+
+    def _parts(self, w: list, with_grad: bool) -> tuple[np.ndarray, Any]:
+        return _eta_parts(self.eng, self.activation, np.array([w], dtype=object), self.W,
+                          self.alpha, self.beta, with_grad)
+
+    def value(self, w: list) -> Any:
+        return self.sgn * self._parts(w, False)[0][0]
+
+    def __call__(self, w: list) -> tuple[Any, list]:
+        e, g = self._parts(w, True)
+        return self.sgn * e[0], [self.sgn * x for x in g[0]]
+
+
+def _rigorous_far(fn: _Fn, r: float, tol: float, seeds: list[list[float]],
+                  max_seconds: float) -> tuple[float | None, str]:
+    """Certified upper bound of max |eta| over the far region (Arb), or (None, why not)."""
+    try:
+        from .sphere import certified_max_many
+    except ImportError:
+        return None, "checker.sphere is not available"
+    from flint import arb
+
+    cos_r = arb(r).cos()  # a ball containing cos r: the test below stays rigorous at any precision
+    rows = [[arb(float(x)) for x in row] for row in fn.W]
+
+    def keep(w: list) -> bool:
+        nw = sum((x * x for x in w), arb(0)).nonnegative_part().sqrt()
+        for row in rows:
+            c = sum((x * y for x, y in zip(w, row)), arb(0))
+            if (c - cos_r * nw) > 0 or (fn.activation == "abs" and (-c - cos_r * nw) > 0):
+                return False  # certainly inside a neighbourhood
+        return True
+
+    res = certified_max_many([_ArbEta(fn, 1), _ArbEta(fn, -1)], fn.W.shape[1], tol=tol, keep=keep,
+                             seeds=seeds, max_seconds=max_seconds)
+    if not res.rigorous:
+        return None, f"certified_max_many gave no finite bound ({res.reason})"
+    stopped = res.extra.get("stopped", "")
+    return _decimal_up(str(res.upper)), (f"{res.boxes} boxes, {res.seconds:.1f} s"
+                                         + (f", {stopped}" if stopped else ""))
+
+
+# ----------------------------------------------------------------- public API
+def build_certificate(activation: str, a_star: Any, W_star: Any, *, radius: float | None = None,
+                      rigorous: bool = True, seed: int = 0, samples: int = 20000,
+                      rigorous_tol: float = RIGOROUS_TOL,
+                      rigorous_seconds: float = RIGOROUS_SECONDS) -> Certificate:
+    """Solve for the pre-certificate and measure rho, rho_far and ||p*|| (see module docstring).
+
+    ``samples`` sets the density of the float search; ``rigorous_tol`` and
+    ``rigorous_seconds`` the accuracy and time budget of the ball-arithmetic bound
+    on max |eta| over the far region (d <= 4).  The certified figure replaces the
+    estimate only when it proves rho_far > 0.  Never raises on a degenerate teacher
+    (it is reported); raises ValueError on invalid arguments.
+    """
+    a, W = _teacher(activation, a_star, W_star)
+    delta = separation(W, activation)
+    if radius is None:
+        radius = delta / 3
+    radius = float(radius)
+    if not (math.isfinite(radius) and radius > 0):
+        raise ValueError(f"radius must be a positive number, got {radius}")
+    if samples < 100:
+        raise ValueError("samples must be at least 100")
+    rng = np.random.default_rng(seed)
+    reasons: list[str] = []
+    notes: list[str] = ["rho: float estimate (dense sampling + local search)"]
+    alpha, beta, p_norm, cond, residual = _solve(activation, a, W)
+    singular = not (math.isfinite(cond) and cond <= CONDITION_LIMIT)
+    if not (math.isfinite(cond) and cond * TRUNCATION <= 1) and residual <= RESIDUAL_LIMIT:
+        # Linearly dependent features (e.g. relu, d = 2, opposite rays: sigma(z) - sigma(-z) = z)
+        # but a consistent system: every solution gives the same p* in L2, hence the same eta.
+        notes.append(f"features linearly dependent (condition number {cond:.3g}); the "
+                     "minimum-norm solution is used (p* and eta are unique)")
+    if not residual <= RESIDUAL_LIMIT:
+        if singular:
+            reasons.append(f"singular system (condition number {cond:.3g})")
+        # eta(w*_l) = sign(a*_l) fails: the constants below would describe another function
+        reasons.append(f"the system has no solution (residual {residual:.3g})")
+        return Certificate(
+            activation=activation, alpha=[float(x) for x in alpha], beta=beta.tolist(), p_norm=p_norm,
+            radius=radius, rho=math.nan, rho_far=math.nan, rho_rigorous=False, rho_far_rigorous=False,
+            condition=cond, degenerate=True, reason="; ".join(reasons), separation=delta,
+            notes=["rho and rho_far not computed: the interpolation conditions do not hold"])
+    fn = _Fn(activation, W, alpha, beta)
+    rho = _estimate_rho(fn, radius, rng, samples)
+    far_max, overall, far_points = _estimate_far(fn, radius, rng, samples)
+    if far_max is None:
+        rho_far_est = 1.0
+        notes.append("no far direction found by sampling: rho_far = 1 (far region empty or tiny)")
+    else:
+        rho_far_est = 1 - far_max
+    rho_far, far_rig = rho_far_est, False
+    d = W.shape[1]
+    if rigorous and d <= RIGOROUS_MAX_DIM and far_max is not None and rho_far_est > 0:
+        upper, info = _rigorous_far(fn, radius, rigorous_tol, far_points, rigorous_seconds)
+        lower = -math.inf if upper is None else math.nextafter(1 - upper, -math.inf)
+        if lower > 0:
+            rho_far, far_rig = lower, True
+            notes.append(f"rho_far: certified lower bound (Arb; {info})")
+        else:
+            notes.append(f"rho_far: certification inconclusive (certified max |eta| "
+                         f"{'none' if upper is None else f'{upper:.6g}'}; {info})")
+    if not far_rig:
+        why = f" (d = {d} > {RIGOROUS_MAX_DIM})" if rigorous and d > RIGOROUS_MAX_DIM else ""
+        notes.append(f"rho_far: float estimate{why}")
+    if overall > 1 + ETA_EXCESS_TOL:
+        reasons.append(f"|eta| reaches 1 + {overall - 1:.3g} > 1 on the sphere")
+    # eta is a sum of 2 m* terms of size up to |alpha_i|, ||beta_i||: a margin below a few
+    # dozen ulps of that sum (the decay 1 - |eta| across a cap, or off the caps) is noise.
+    noise = 64 * _F64.eps * (1 + float(np.abs(alpha).sum()) + float(np.linalg.norm(beta, axis=1).sum()))
+    if not rho > 0:
+        reasons.append(f"rho = {rho:.3g} <= 0")
+    elif rho * radius**2 <= noise:
+        reasons.append(f"rho r^2 = {rho * radius**2:.3g} is below the rounding level of eta ({noise:.2g})")
+    if not rho_far > 0:
+        reasons.append(f"rho_far = {rho_far:.3g} <= 0")
+    elif rho_far <= noise:
+        reasons.append(f"rho_far = {rho_far:.3g} is below the rounding level of eta ({noise:.2g})")
+    return Certificate(
+        activation=activation, alpha=[float(x) for x in alpha], beta=beta.tolist(),
+        p_norm=p_norm, radius=radius, rho=rho, rho_far=rho_far, rho_rigorous=False,
+        rho_far_rigorous=far_rig, condition=cond, degenerate=bool(reasons), reason="; ".join(reasons),
+        separation=delta, rho_far_estimate=rho_far_est, max_abs_eta=overall, notes=notes)
+
+
+def _fn_of(cert: Certificate, W_star: Any) -> _Fn:
+    W = np.asarray(W_star, dtype=float)
+    if W.ndim != 2 or len(W) != len(cert.alpha):
+        raise ValueError(f"W_star must have shape ({len(cert.alpha)}, d); got {W.shape}")
+    norms = np.linalg.norm(W, axis=1)
+    if np.any(norms == 0) or not np.all(np.isfinite(W)):
+        raise ValueError("W_star must have finite non-zero rows")
+    return _Fn(cert.activation, W / norms[:, None], np.asarray(cert.alpha, dtype=float),
+               np.asarray(cert.beta, dtype=float).reshape(W.shape))
+
+
+def eta_values(cert: Certificate, W_star: Any, Q: Any) -> np.ndarray:
+    """eta(q) = E[p*(x) sigma(<q, x>)] at the rows of Q (float64; 1-homogeneous in q)."""
+    fn = _fn_of(cert, W_star)
+    return fn.eta(_matrix(Q, fn.W.shape[1], "Q"))
+
+
+def eta_gradients(cert: Certificate, W_star: Any, Q: Any) -> np.ndarray:
+    """grad eta(q) = sum_i alpha_i grad_u k(q, w*_i) + sum_i H(q, w*_i) beta_i (float64)."""
+    fn = _fn_of(cert, W_star)
+    Q = _matrix(Q, fn.W.shape[1], "Q")
+    return _eta_parts(_F64, fn.activation, Q, fn.W, fn.alpha, fn.beta, True)[1]
+
+
+def c4_bound(cert: Certificate, lam: float, zeta: float) -> float:
+    """Upper bound of sum_near mu_j angle_j^2: (zeta + lam^2 ||p*||^2 / 4) / (lam rho); inf if rho <= 0."""
+    return _bound(cert.rho, cert.p_norm, lam, zeta)
+
+
+def c3_bound(cert: Certificate, lam: float, zeta: float) -> float:
+    """Upper bound of the far mass: (zeta + lam^2 ||p*||^2 / 4) / (lam rho_far); inf if rho_far <= 0."""
+    return _bound(cert.rho_far, cert.p_norm, lam, zeta)
+
+
+def _bound(rho: float, p_norm: float, lam: float, zeta: float) -> float:
+    if not lam > 0:
+        raise ValueError(f"lambda must be positive, got {lam}")
+    if not rho > 0:
+        return math.inf
+    return (zeta + lam**2 * p_norm**2 / 4) / (lam * rho)
+
+
+def certificate_terms(cert: Certificate, W_star: Any, a: Any, W: Any, *,
+                      lam: float | None = None, zeta: float | None = None) -> dict:
+    """Per-student terms of the certificate inequality and their totals (JSON-ready).
+
+    Per student j: mu_j = |a_j| ||w_j||, nearest teacher, angle to it, region
+    ("near" if angle <= radius, "far", or "zero" for w_j = 0) and 1 - |eta(u_j)|.
+    Totals: weighted_sq_angle = sum_near mu_j angle_j^2, far_mass = sum_far mu_j,
+    pairing = <p*, f_theta> = sum_j a_j ||w_j|| eta(u_j).  With lam and zeta
+    (an upper bound of the gap) also the C3/C4 bounds and whether they hold.
+    """
+    fn = _fn_of(cert, W_star)
+    d = fn.W.shape[1]
+    Wm = _matrix(W, d, "W")
+    av = np.asarray(a, dtype=float)
+    if av.shape != (len(Wm),) or not np.all(np.isfinite(av)):
+        raise ValueError(f"a must be a finite vector of length {len(Wm)}")
+    norms = np.linalg.norm(Wm, axis=1)
+    nz = norms > 0
+    U = np.where(nz[:, None], Wm / np.where(nz, norms, 1)[:, None], 0.0)
+    students = []
+    near_sq = far_mass = pairing = slack = 0.0
+    if np.any(nz):
+        idx, ang = nearest_teacher(fn.W, U[nz], fn.activation)
+        eta_u = fn.eta(U[nz])
+    pos = 0
+    for j in range(len(Wm)):
+        mu = float(abs(av[j]) * norms[j])
+        if not nz[j]:
+            students.append({"mu": mu, "nearest": None, "angle": None, "region": "zero",
+                             "one_minus_abs_eta": None})
+            continue
+        i, th, e = int(idx[pos]), float(ang[pos]), float(eta_u[pos])
+        pos += 1
+        region = "near" if th <= cert.radius else "far"
+        if region == "near":
+            near_sq += mu * th**2
+        else:
+            far_mass += mu
+        pairing += float(av[j] * norms[j]) * e
+        slack += mu * (1 - abs(e))
+        students.append({"mu": mu, "nearest": i, "angle": th, "region": region,
+                         "one_minus_abs_eta": 1 - abs(e)})
+    out: dict[str, Any] = {
+        "students": students,
+        "total_mass": float(np.sum(np.abs(av) * norms)),
+        "weighted_sq_angle": near_sq,
+        "far_mass": far_mass,
+        "pairing": pairing,
+        "certificate_slack": slack,  # sum_j mu_j (1 - |eta(u_j)|) >= rho S_near + rho_far S_far
+    }
+    if lam is not None and zeta is not None:
+        # A bound exists only with rho > 0 (resp. rho_far > 0); otherwise "holds" is None.
+        c4, c3 = c4_bound(cert, lam, zeta), c3_bound(cert, lam, zeta)
+        rhs = zeta + lam**2 * cert.p_norm**2 / 4
+        usable = cert.rho > 0 and cert.rho_far > 0
+        lhs = lam * (cert.rho * near_sq + cert.rho_far * far_mass) if usable else None
+        out.update({
+            "lam": lam, "zeta": zeta, "rhs": rhs, "combined_lhs": lhs,
+            "combined_holds": lhs <= rhs if usable else None,
+            "c4_bound": c4 if math.isfinite(c4) else None,
+            "c4_holds": near_sq <= c4 if math.isfinite(c4) else None,
+            "c3_bound": c3 if math.isfinite(c3) else None,
+            "c3_holds": far_mass <= c3 if math.isfinite(c3) else None,
+        })
+    return out
