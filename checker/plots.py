@@ -1,0 +1,135 @@
+"""Figures of a T1 run (matplotlib, Agg backend; ``--plots DIR``).
+
+* ``gap_loss.png``: L, L_lambda - min and the gap estimate against steps, log scale;
+* ``mass_angle.png``: neuron mass against angle to the nearest teacher, start and end;
+* ``certificate.png``: the dual certificate eta along great circles through teacher directions;
+* ``directions.png`` (d = 2 only): teacher and student directions on the circle.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import CheckerError
+
+
+def check_plotting(folder: str) -> None:
+    """Fail early (exit 2) when figures were asked for but cannot be made."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise CheckerError("--plots needs matplotlib: pip install -e \".[plots]\"") from None
+    p = Path(folder)
+    if p.exists() and not p.is_dir():
+        raise CheckerError(f"--plots {folder}: exists and is not a directory")
+
+
+def _great_circle(e1: np.ndarray, e2: np.ndarray, n: int = 721) -> tuple[np.ndarray, np.ndarray]:
+    e1 = e1 / np.linalg.norm(e1)
+    e2 = e2 - e1 * (e1 @ e2)
+    e2 = e2 / np.linalg.norm(e2)
+    t = np.linspace(-np.pi, np.pi, n)
+    return t, np.cos(t)[:, None] * e1 + np.sin(t)[:, None] * e2
+
+
+def make_plots(check: Any, report: Any, folder: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .certificate import eta_values
+    from .theorem1 import neuron_table
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    hist = report.run.get("history", [])
+
+    # gap and loss against steps
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    steps = [h["step"] for h in hist]
+    ax.semilogy(steps, [max(h["loss"], 1e-300) for h in hist], label="L (loss)")
+    gs = [(h["step"], h["gap"]) for h in hist if h.get("gap") not in (None, 0)]
+    if gs:
+        ax.semilogy([s for s, _ in gs], [max(g, 1e-300) for _, g in gs], "o-", ms=3,
+                    label="gap bound (estimate)")
+    for step, lam in report.run.get("lam_changes", []):
+        ax.axvline(step, color="grey", lw=0.6, ls=":")
+    ax.set_xlabel("GD step")
+    ax.set_ylabel("value")
+    ax.set_title("loss and gap bound (vertical lines: lambda decreased)")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(out / "gap_loss.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    # mass against angle, start and end
+    from .io import engine_from_json
+
+    inst = check.instance
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    start = neuron_table(inst.activation, check.a_star, check.W_star,
+                         np.array([float(x) for x in inst.student_a]),
+                         np.array([[float(x) for x in r] for r in inst.student_W]), check.radius)
+    a_end = np.array([float(x) for x in np.ravel(engine_from_json(check.engine, report.run["a"]))])
+    W_end = np.array([[float(x) for x in r] for r in engine_from_json(check.engine, report.run["W"])])
+    end = neuron_table(inst.activation, check.a_star, check.W_star, a_end, W_end, check.radius)
+    for rows, label, marker in ((start, "start", "o"), (end, "end", "x")):
+        pts = [(r["angle"], r["mu"]) for r in rows if r["angle"] is not None and r["mu"] > 0]
+        if pts:
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=label)
+    ax.axvline(check.radius, color="grey", ls="--", lw=0.8, label="radius r")
+    ax.set_yscale("log")
+    ax.set_xlabel("angle to nearest teacher (rad)")
+    ax.set_ylabel("mass |a_j| ||w_j||")
+    ax.legend()
+    ax.set_title("neuron mass against angle to the nearest teacher")
+    fig.tight_layout()
+    paths.append(out / "mass_angle.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    # certificate along great circles
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    Ws = check.W_star
+    pairs = [(i, i + 1) for i in range(len(Ws) - 1)] or [(0, None)]
+    for i, l in pairs:
+        e2 = Ws[l] if l is not None else np.roll(Ws[0], 1) + 0.3
+        t, Q = _great_circle(Ws[i], e2)
+        ax.plot(t, eta_values(check.cert, Ws, Q), label=f"through w*_{i}" + (f", w*_{l}" if l is not None else ""))
+    ax.axhline(1, color="grey", lw=0.6)
+    ax.axhline(-1, color="grey", lw=0.6)
+    ax.set_xlabel("angle along the great circle from w*_i (rad)")
+    ax.set_ylabel("eta(w)")
+    ax.set_title("dual certificate eta (|eta| <= 1 away from the teachers)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out / "certificate.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    if inst.d == 2:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        circ = np.linspace(0, 2 * np.pi, 361)
+        ax.plot(np.cos(circ), np.sin(circ), color="grey", lw=0.6)
+        for i, w in enumerate(Ws):
+            ax.plot([0, w[0]], [0, w[1]], "k-", lw=2, label="teacher" if i == 0 else None)
+        for j, (a, w) in enumerate(zip(a_end, W_end)):
+            n = np.linalg.norm(w)
+            if n > 0:
+                u = w / n
+                ax.plot([0, u[0]], [0, u[1]], "r--" if a < 0 else "b--",
+                        label="student (end)" if j == 0 else None)
+        ax.set_aspect("equal")
+        ax.legend()
+        ax.set_title("directions (d = 2): teacher solid, students dashed")
+        fig.tight_layout()
+        paths.append(out / "directions.png")
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
+    return paths
