@@ -22,7 +22,7 @@ from .model import Instance
 DEFAULT_PRESET = "default"
 
 RUN_KEYS = {"engine", "dps", "schedule", "steps", "eta", "gap_target", "time_budget", "radius",
-            "seed", "threshold"}
+            "seed", "threshold", "force"}
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,10 @@ def run_option(run: Mapping[str, Any], key: str, kind: type, default: Any, sourc
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
         if kind is str:
             if not isinstance(value, str):
                 raise ValueError

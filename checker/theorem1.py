@@ -489,13 +489,15 @@ def _advice(unmet: list[Check]) -> str:
 
 
 # --------------------------------------------------------------------------- printing
-def print_header(report_instance: Instance, check: TheoremCheck, source: str, out=sys.stdout) -> None:
+def print_header(report_instance: Instance, check: TheoremCheck, source: str, out: Any = None) -> None:
+    out = out or sys.stdout
     inst = report_instance
     print(f"T1 check — {source}: {inst.activation}, d={inst.d}, m*={inst.m_star}, m={inst.m}, "
           f"lambda={inst.lam}, eta={inst.eta}, engine={check.engine.describe()}", file=out)
 
 
-def print_checks(title: str, checks: list[Check], out=sys.stdout) -> None:
+def print_checks(title: str, checks: list[Check], out: Any = None) -> None:
+    out = out or sys.stdout
     print(f"\n{title}", file=out)
     for c in checks:
         mark = {True: "holds", False: "FAILS", None: "n/a"}[c.holds]
@@ -506,7 +508,8 @@ def print_checks(title: str, checks: list[Check], out=sys.stdout) -> None:
             print(f"  {'':<15}        {c.detail}", file=out)
 
 
-def print_report(report: Report, out=sys.stdout) -> None:
+def print_report(report: Report, out: Any = None) -> None:
+    out = out or sys.stdout
     if report.conclusions:
         print_checks("Conclusions", report.conclusions, out)
     if report.final:
@@ -571,7 +574,7 @@ def options_from(args: argparse.Namespace, rf: RunFile) -> Options:
         radius=pick(args.radius, "radius", float, None),
         threshold=pick(args.threshold, "threshold", float, None),
         seed=pick(args.seed, "seed", int, 0),
-        force=args.force, checkpoint=args.checkpoint, resume=args.resume,
+        force=args.force or run_option(run, "force", bool, False, src), checkpoint=args.checkpoint, resume=args.resume,
         progress=not args.no_progress,
     )
     if opts.engine == "float64" and args.engine is None and args.dps is not None:
@@ -597,7 +600,7 @@ def write_counterexample(rf: RunFile, opts: Options, report: Report, folder: str
 
     run = {k: v for k, v in asdict(opts).items()
            if k in ("engine", "dps", "schedule", "steps", "eta", "gap_target", "time_budget", "radius",
-                    "seed", "threshold") and v is not None}
+                    "seed", "threshold", "force") and v is not None}
     name = (rf.instance.name or "instance").replace("/", "_")
     path = Path(folder) / f"counterexample-{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     write_json_atomic(path, {"description": f"T1 counterexample: {report.message}",

@@ -1,0 +1,186 @@
+"""End-to-end tests of ``python -m checker.theorem1`` (the main job).
+
+References: the single-teacher optimum L*_lambda = lambda |a*| - lambda^2 / 2 is
+the closed form proved in ``derivations/optimum.py``; exit codes and the JSON
+schema are those documented in README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from checker import theorem1
+from checker.presets import load_preset, preset_names
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = theorem1.main(args + ["--no-progress"])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_presets_listed_and_loadable() -> None:
+    names = preset_names()
+    for required in ("default", "single-teacher", "three-teachers-d4", "abs", "above-threshold"):
+        assert required in names
+    for name in names:
+        assert load_preset(name).description
+
+
+def test_default_preset_holds_and_writes_the_documented_json(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "r.json"
+    code, stdout, err = run_main(["--json", str(out), "--plots", str(tmp_path / "fig")], capsys)
+    assert code == 0, stdout + err
+    assert "verdict: holds" in stdout
+    data = json.loads(out.read_text())
+    assert data["version"] == theorem1.SCHEMA_VERSION
+    assert data["verdict"] == "holds"
+    assert [h["id"] for h in data["hypotheses"]] == ["H1", "H1-certificate", "H2", "H3", "H4"]
+    assert [c["id"] for c in data["conclusions"]] == ["C1", "C2", "C3", "C4", "C5"]
+    for item in data["hypotheses"] + data["conclusions"]:
+        assert set(item) >= {"id", "holds", "value", "bound"}
+    assert all(c["holds"] is True for c in data["conclusions"])  # default runs a schedule: C5 applies
+    for key in ("loss", "reg_loss", "gap_upper"):
+        assert isinstance(data["final"][key], str)
+        Decimal(data["final"][key])  # a decimal string
+    assert data["final"]["gap_rigorous"] is True
+    assert data["engine"] == "float64" and data["dps"] == 15
+    for key in ("C3_worst_ratio", "C4_worst_ratio", "gap_rate_per_step", "rho", "rho_far", "p_norm"):
+        assert key in data["constants"]
+    for fig in ("gap_loss.png", "mass_angle.png", "certificate.png"):
+        assert (tmp_path / "fig" / fig).stat().st_size > 0
+
+
+def test_single_teacher_mp_reaches_the_closed_form_optimum(tmp_path: Path, capsys) -> None:
+    # Reference: L*_lambda = lambda|a*| - lambda^2/2 = 0.1 - 0.005 = 0.095 exactly for a* = 1,
+    # lambda = 0.1 (derivations/optimum.py).  The issue asks for 1e-25 at 50 digits.
+    out = tmp_path / "single.json"
+    code, stdout, err = run_main(["--preset", "single-teacher", "--engine", "mp", "--dps", "50",
+                                  "--json", str(out)], capsys)
+    assert code == 0, stdout + err
+    data = json.loads(out.read_text())
+    assert data["engine"] == "mp" and data["dps"] == 50
+    assert abs(Decimal(data["final"]["reg_loss"]) - Decimal("0.095")) <= Decimal("1e-25")
+    assert Decimal(data["final"]["gap_upper"]) <= Decimal("1e-25")
+    assert data["final"]["gap_rigorous"] is True
+    lo, hi = Decimal(data["L_star_interval"]["lower"]), Decimal(data["L_star_interval"]["upper"])
+    assert lo <= Decimal("0.095") <= hi  # the certified interval contains the exact optimum
+
+
+def test_above_threshold_is_reported_as_unmet_hypothesis(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "r.json"
+    code, stdout, err = run_main(["--preset", "above-threshold", "--json", str(out)], capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "H4 fails" in err and "Traceback" not in err
+    data = json.loads(out.read_text())
+    assert data["verdict"] == "hypotheses-unmet"
+    h4 = next(h for h in data["hypotheses"] if h["id"] == "H4")
+    assert h4["holds"] is False and float(h4["value"]) > float(h4["bound"])
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--preset", "no-such-preset"], "unknown preset"),
+    (["--engine", "mp", "--dps", "3"], "--dps"),
+    (["--gap-target", "1e-30"], "use --engine mp"),
+    (["--eta", "-1"], "--eta"),
+    (["--eta", "abc"], "--eta"),
+    (["--steps", "0"], "--steps"),
+    (["--resume"], "--resume needs --checkpoint"),
+    (["--schedule", "geometric:factor=2x"], "--schedule"),
+    (["--preset", "default", "--instance", "x.json"], "not allowed with"),
+    (["--instance", "/nonexistent/instance.json"], "no such file"),
+    (["--radius", "-1"], "--radius"),
+])
+def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str, capsys) -> None:
+    code, stdout, err = run_main(args, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{not json", "not valid JSON"),
+    ('{"instance": {"teacher": {"a": [1], "W": [[1, 0]]}, "student": {"a": [1], "W": [[1, 0]]}, '
+     '"lambda": -1}}', "lambda"),
+    ('{"instance": {"teacher": {"a": [1, 1], "W": [[1, 0], [1, 0]]}, "student": {"a": [1], '
+     '"W": [[1, 0]]}, "lambda": 0.1, "eta": 0.1}}', "Delta = 0"),
+    ('{"instance": {"teacher": {"a": [1], "W": [[0, 0]]}, "student": {"a": [1], "W": [[1, 0]]}, '
+     '"lambda": 0.1, "eta": 0.1}}', "zero vector"),
+    ('{"instance": {"teacher": {"a": [1], "W": [[1, 0]]}, "student": {"a": [1], "W": [[1, 0]]}, '
+     '"lambda": 0.1}}', "no step size"),
+    ('{"instance": {"teacher": {"a": [1], "W": [[1, 0]]}, "student": {"a": [1], "W": [[1, 0]]}, '
+     '"lambda": 0.1, "eta": 0.1}, "run": {"steps": "many"}}', "run.steps"),
+    ('{"instance": {"teacher": {"a": [1], "W": [[1, 0]]}, "student": {"a": [1], "W": [[1, 0]]}, '
+     '"lambda": 0.1, "eta": 0.1}, "run": {"force": "yes"}}', "run.force"),
+])
+def test_bad_instance_files_exit_2(tmp_path: Path, content: str, needle: str, capsys) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    code, stdout, err = run_main(["--instance", str(path)], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err
+
+
+def test_failing_conclusion_writes_a_counterexample_that_reproduces(tmp_path: Path, capsys) -> None:
+    # A step far above 2/beta_0 (H3 unmet, forced): L_lambda increases, so C1 must fail.
+    args = ["--preset", "default", "--eta", "4", "--force", "--steps", "200", "--schedule", "fixed",
+            "--counterexample-dir", str(tmp_path)]
+    code, stdout, err = run_main(args, capsys)
+    assert code == 1, stdout + err
+    files = list(tmp_path.glob("counterexample-*.json"))
+    assert len(files) == 1
+    code2, stdout2, _ = run_main(["--instance", str(files[0]), "--counterexample-dir", str(tmp_path / "again")],
+                                 capsys)
+    assert code2 == 1 and "C1" in stdout2 and "FAILS" in stdout2
+
+
+def _final_state(path: Path) -> tuple:
+    data = json.loads(path.read_text())
+    return data["run"]["a"], data["run"]["W"], data["run"]["steps"], data["final"]["gap_upper"]
+
+
+def test_interrupt_then_resume_reaches_the_uninterrupted_result(tmp_path: Path, capsys, monkeypatch) -> None:
+    # A plain step budget (1200 steps, 6 gap evaluations at every 200) so both runs stop at the same step.
+    base = ["--preset", "abs", "--steps", "1200", "--schedule", "fixed"]
+    straight = tmp_path / "straight.json"
+    code, stdout, err = run_main(base + ["--json", str(straight)], capsys)
+    assert code in (0, 3), stdout + err
+
+    calls = {"n": 0}
+    real_observe = theorem1.TheoremCheck.observe
+
+    def interrupting(self, *a, **k):  # Ctrl-C on the third gap evaluation
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_observe(self, *a, **k)
+
+    ckpt = tmp_path / "run.ckpt.json"
+    partial = tmp_path / "partial.json"
+    monkeypatch.setattr(theorem1.TheoremCheck, "observe", interrupting)
+    code, stdout, err = run_main(base + ["--checkpoint", str(ckpt), "--json", str(partial)], capsys)
+    assert code == 130
+    assert json.loads(partial.read_text())["verdict"] == "interrupted"
+    assert ckpt.exists()
+    monkeypatch.setattr(theorem1.TheoremCheck, "observe", real_observe)
+    resumed = tmp_path / "resumed.json"
+    code, stdout, err = run_main(base + ["--checkpoint", str(ckpt), "--resume", "--json", str(resumed)], capsys)
+    assert code in (0, 3), stdout + err
+    assert _final_state(resumed) == _final_state(straight)
+
+
+def test_command_line_runs_as_documented(tmp_path: Path) -> None:
+    # The README's main command, as a real process: exit 0 and a verdict line.
+    proc = subprocess.run([sys.executable, "-m", "checker.theorem1", "--preset", "abs", "--no-progress"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "verdict: holds" in proc.stdout
