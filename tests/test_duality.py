@@ -1,0 +1,278 @@
+"""Tests of checker/duality.py: the certified duality bound on the gap zeta(theta)."""
+
+from __future__ import annotations
+
+import json
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from checker import objective
+from checker.duality import (GapBound, certified_sup, dual_value, gap_bound, local_maxima, residual_terms,
+                             sup_estimate)
+from checker.engines import Float64Engine, MpEngine
+from checker.errors import CheckerError
+from checker.model import Instance
+from checker.problem import Problem
+
+
+def _mp(x) -> mpmath.mpf:
+    with mpmath.workdps(80):
+        return mpmath.mpf(x)
+
+
+def _mp_reg_loss(problem: Problem, dps: int = 40, loss_only: bool = False) -> mpmath.mpf:
+    """L_lambda (or L) of a float64 problem's exact binary inputs, by the mp engine."""
+    eng = MpEngine(dps)
+    with eng.context():
+        ev = objective.evaluate(eng, problem.activation, eng.array(problem.a), eng.array(problem.W),
+                                eng.array(problem.a_star), eng.array(problem.W_star), eng.scalar(problem.lam),
+                                with_gradient=False)
+        return +(ev.loss if loss_only else ev.reg_loss)
+
+
+def _single_teacher_optimum(activation: str, a_star: str, lam: str, w_star, digits: int = 55) -> Instance:
+    """One student neuron at the lambda-optimum of a single teacher, balanced, at ``digits`` digits.
+
+    The optimum puts signed mass a* - lambda sign(a*) / (2 kappa(0)) on w*
+    (paper.md for relu, kappa(0) = 1/2; for abs, kappa(0) = 1, the same
+    first-order condition (s - a*) 2 kappa(0) + lambda sign(s) = 0 of
+    P(s delta_w*) = (s - a*)^2 kappa(0) + lambda |s|), split as a = sign sqrt(|s|),
+    w = sqrt(|s|) w*.
+    """
+    kappa0 = {"relu": "0.5", "abs": "1"}[activation]
+    with mpmath.workdps(digits + 10):
+        a_s, lam_m = mpmath.mpf(a_star), mpmath.mpf(lam)
+        mass = a_s - mpmath.sign(a_s) * lam_m / (2 * mpmath.mpf(kappa0))
+        root = mpmath.sqrt(abs(mass))
+        a = [mpmath.nstr(mpmath.sign(mass) * root, digits)]
+        W = [[mpmath.nstr(root * mpmath.mpf(x), digits) for x in w_star]]
+    return Instance.create(activation=activation, teacher_a=[a_star], teacher_W=[w_star], student_a=a,
+                           student_W=W, lam=lam)
+
+
+def _l_star(activation: str, a_star: str, lam: str) -> mpmath.mpf:
+    """L*_lambda of a single unit teacher: lambda |a*| - lambda^2 / (4 kappa(0)).
+
+    relu: lambda |a*| - lambda^2/2 (paper.md); abs: lambda |a*| - lambda^2/4 (value
+    of P at the optimum above: (lambda/(2 kappa0))^2 kappa0 + lambda (|a*| - lambda/(2 kappa0))).
+    """
+    with mpmath.workdps(80):
+        k0 = mpmath.mpf({"relu": "0.5", "abs": "1"}[activation])
+        lam_m = mpmath.mpf(lam)
+        return lam_m * abs(mpmath.mpf(a_star)) - lam_m ** 2 / (4 * k0)
+
+
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+def test_single_teacher_optimum_certified_to_1e25(activation):
+    # Target (1): d = 3, student at the lambda-optimum computed at 55 digits, mp engine
+    # at 50 digits.  Reference: the closed form L*_lambda (see _l_star).  The true gap
+    # is ~1e-50 (the student's decimal rounding); the certificate must bring
+    # gap_upper below 1e-25 and, being rigorous, keep dual <= L* <= reg_loss up to
+    # the teacher's own rounding: 0.6, 0.8 are not binary numbers, so ||w*|| = 1 +- 1e-59
+    # in the engine and L* moves by |a*| lambda 1e-59 < 1e-55.
+    inst = _single_teacher_optimum(activation, "1.3", "0.05", ["0.6", "0", "0.8"])
+    problem = Problem.from_instance(inst, MpEngine(50))
+    bound = gap_bound(problem)
+    assert bound.rigorous and bound.method == "arb-branch-and-bound"
+    l_star = _l_star(activation, "1.3", "0.05")
+    with mpmath.workdps(80):  # all comparisons at 80 digits (outside, mpmath rounds to 15)
+        assert 0 <= _mp(bound.gap_upper) <= _mp("1e-25")
+        slack = _mp("1e-55")
+        assert _mp(bound.dual) <= l_star + slack
+        assert _mp(bound.reg_loss) >= l_star - slack
+        # sup |g| = lambda/2 exactly at the optimum (KKT): U must enclose it.
+        assert _mp(bound.extra["sup_lower"]) - slack <= _mp("0.025") <= _mp(bound.sup_upper) + slack
+
+
+students = st.tuples(st.floats(0.2, 1.6), st.floats(-0.6, 0.6), st.floats(-0.6, 0.6), st.floats(0.0, 0.1))
+
+
+@settings(max_examples=6)
+@given(students)
+def test_rigorous_bound_dominates_true_gap_off_optimum(student):
+    # Single relu teacher a* = 1, w* = e3 (exactly unit in binary); a non-converged
+    # student (random mass, direction and imbalance).  Reference: the true gap
+    # L_lambda(theta) - L* with L_lambda from the mp engine at 40 digits on the same
+    # binary inputs and L* = lambda - lambda^2/2 (closed form).  The rigorous bound
+    # must dominate it (no tolerance: both sides are exact to ~1e-38, far below the
+    # 1e-30 slack for the decimal rounding of the strings).
+    scale, x, y, tilt = student
+    w = np.array([x, y, 1.0])
+    w = w / np.linalg.norm(w) * np.sqrt(scale) * (1 + tilt)
+    a = np.sqrt(scale) / (1 + tilt)
+    inst = Instance.create(teacher_a=[1.0], teacher_W=[[0.0, 0.0, 1.0]], student_a=[float(a)],
+                           student_W=[w.tolist()], lam=0.1)
+    problem = Problem.from_instance(inst, Float64Engine())
+    bound = gap_bound(problem)
+    assert bound.rigorous
+    l_star = _l_star("relu", "1", "0.1")
+    with mpmath.workdps(80):
+        true_gap = _mp_reg_loss(problem) - l_star
+        assert _mp(bound.gap_upper) >= true_gap - _mp("1e-30")
+        assert _mp(bound.dual) <= l_star + _mp("1e-30")
+
+
+def test_sampled_sup_can_break_the_lower_bound():
+    # A student far from the teacher: g peaks near w* = e1.  The largest |g| over 20
+    # random directions misses the peak; D computed with that U exceeds L*_lambda
+    # (closed form lambda |a*| - lambda^2/2 = 0.095): not a lower bound.  With the
+    # certified U, D <= L*.
+    inst = Instance.create(teacher_a=["1"], teacher_W=[["1", "0", "0", "0"]], student_a=["0.3"],
+                           student_W=[["0", "0.3", "0", "0"]], lam="0.1")
+    problem = Problem.from_instance(inst, Float64Engine())
+    V, c = residual_terms(problem, problem.a, problem.W)
+    Q = np.random.default_rng(0).standard_normal((20, 4))
+    Q /= np.linalg.norm(Q, axis=1)[:, None]
+    sampled = float(np.abs(objective.correlation(problem.engine, "relu", Q, V, c)).max())
+    certified = certified_sup(problem, tol=1e-6)
+    assert certified.rigorous and sampled < float(certified.lower)
+    l_star = 0.1 - 0.1 ** 2 / 2
+    _, d_sampled = dual_value(problem, sampled)
+    assert d_sampled > l_star  # the "lower bound" from a sampled U is above L*
+    bound = gap_bound(problem)
+    assert _mp(bound.dual) <= _mp(l_star)
+
+
+def test_span_reduction_for_d_above_4():
+    # d = 6 with teacher and student in a random 2-dimensional subspace: the certified
+    # sup must agree with the same problem written in d = 3 coordinates (reference:
+    # the direct search on S^2, no reduction).  The intervals must overlap and the
+    # basis perturbation stays at rounding level (< 1e-14).
+    rng = np.random.default_rng(3)
+    basis = np.linalg.qr(rng.standard_normal((6, 6)))[0][:, :2].T
+    teacher2 = np.array([[1.0, 0.0], [0.6, 0.8]])
+    student2 = np.array([[0.9, 0.1], [0.5, 0.7]])
+    T6, S6 = teacher2 @ basis, student2 @ basis
+    T3 = np.column_stack([T6 @ basis.T, np.zeros(2)])
+    S3 = np.column_stack([S6 @ basis.T, np.zeros(2)])
+    common = dict(teacher_a=[1.0, -0.7], student_a=[0.8, -0.5], lam=0.05, normalize_teacher=True)
+    p6 = Problem.from_instance(Instance.create(teacher_W=T6.tolist(), student_W=S6.tolist(), **common),
+                               Float64Engine())
+    p3 = Problem.from_instance(Instance.create(teacher_W=T3.tolist(), student_W=S3.tolist(), **common),
+                               Float64Engine())
+    c6 = certified_sup(p6, tol=1e-12)
+    c3 = certified_sup(p3, tol=1e-12)
+    assert c6.rigorous and c6.search_dim == 3 and c6.span_dim == 2
+    assert float(c6.perturbation) < 1e-14
+    # Same function up to the rounding of the coordinates (~1e-16): the enclosures overlap.
+    assert _mp(c6.lower) <= _mp(c3.upper) + _mp("1e-14") and _mp(c3.lower) <= _mp(c6.upper) + _mp("1e-14")
+    # A student spanning 5 dimensions: not certified, and the bound says so.
+    wide = Instance.create(teacher_W=T6.tolist(), student_W=rng.standard_normal((3, 6)).tolist(),
+                           teacher_a=[1.0, -0.7], student_a=[0.3, 0.2, 0.1], lam=0.05, normalize_teacher=True)
+    bound = gap_bound(Problem.from_instance(wide, Float64Engine()))
+    assert not bound.rigorous and bound.method == "estimate"
+    assert "span dimension" in bound.detail and "estimate" in bound.detail
+
+
+def test_lambda_zero_gives_the_loss():
+    # lambda = 0: s = 0, D = 0 and the bound is L(theta) itself (L*_0 = 0: the student
+    # can copy the teacher).  Reference: L from the mp engine at 40 digits.
+    inst = Instance.create(teacher_a=["1", "-0.5"], teacher_W=[["1", "0", "0"], ["0", "1", "0"]],
+                           student_a=["0.7"], student_W=[["0.8", "0.3", "0.1"]], lam="0")
+    problem = Problem.from_instance(inst, Float64Engine())
+    bound = gap_bound(problem)
+    assert bound.rigorous and _mp(bound.scale) == 0 and _mp(bound.dual) == 0
+    with mpmath.workdps(80):
+        # 1e-35: the 40-digit strings and the mp engine's 40 digits
+        assert abs(_mp(bound.gap_upper) - _mp_reg_loss(problem, loss_only=True)) < _mp("1e-35")
+
+
+def test_student_equal_to_teacher_gives_zero_correlation():
+    # r = 0, so g = 0 and s = 1 (U is certified to the default tolerance, 1% of the
+    # expected gap over its sensitivity: 0.01 * 0.1 / 2 = 5e-4), D = 0, and the bound
+    # is the regularizer lambda (|a|^2 + |W|^2)/2 = lambda exactly (L = 0), with lambda
+    # the binary float 0.1.  With a tolerance below the rounding level the search
+    # must still stop (the floor scales with the cancelling terms, not with U = 0).
+    inst = Instance.create(teacher_a=["1"], teacher_W=[["0", "0", "1"]], student_a=["1"],
+                           student_W=[["0", "0", "1"]], lam="0.1")
+    problem = Problem.from_instance(inst, Float64Engine())
+    bound = gap_bound(problem)
+    assert bound.rigorous and _mp(bound.scale) == 1
+    with mpmath.workdps(80):
+        assert _mp(bound.sup_upper) <= _mp("5e-4")
+        assert abs(_mp(bound.gap_upper) - _mp(0.1)) < _mp("1e-35")
+    tight = certified_sup(problem, tol=0.0, max_boxes=20_000)
+    assert tight.rigorous and tight.sphere.boxes < 20_000 and _mp(tight.upper) < _mp("1e-30")
+
+
+def test_estimate_mode_is_labelled_and_json():
+    inst = _single_teacher_optimum("relu", "1", "0.1", ["0", "0", "1"], digits=17)
+    problem = Problem.from_instance(inst, Float64Engine())
+    est = gap_bound(problem, rigorous=False)
+    assert not est.rigorous and est.method == "estimate" and "estimate, not a bound" in est.detail
+    data = json.loads(json.dumps(est.to_dict()))
+    assert GapBound(**data) == est
+    with pytest.raises(CheckerError):
+        gap_bound(problem, lam=-1.0)
+
+
+def test_sup_estimate_agrees_with_certified_sup():
+    # Reference: the certified interval (tol 1e-30, prec default for mp 30 digits).
+    # The estimate is refined by Newton steps in the mp engine, so it must fall in the
+    # interval up to its own 30-digit rounding (1e-28).
+    rng = np.random.default_rng(4)
+    inst = Instance.create(teacher_a=[1.0, -0.6], teacher_W=[[1.0, 0.0, 0.0], [0.0, 0.6, 0.8]],
+                           student_a=[0.5, 0.4], student_W=rng.standard_normal((2, 3)).tolist(), lam=0.05)
+    problem = Problem.from_instance(inst, MpEngine(30))
+    value, argmax = sup_estimate(problem)
+    cert = certified_sup(problem, tol=1e-30)
+    assert cert.rigorous
+    with mpmath.workdps(80):
+        assert _mp(cert.lower) - _mp("1e-28") <= value <= _mp(cert.upper) + _mp("1e-28")
+        assert abs(mpmath.fsum(x * x for x in argmax) - 1) < _mp("1e-28")
+    assert len(local_maxima(problem)) >= 1
+
+
+def _gd(problem: Problem, a, W, steps: int, eta: float):
+    """Plain gradient descent on L_lambda in the problem's engine."""
+    with problem.engine.context():
+        step = problem.engine.scalar(eta)
+        for _ in range(steps):
+            ev = problem.evaluate(a, W)
+            a, W = a - step * ev.grad_a, W - step * ev.grad_W
+    return a, W
+
+
+def _three_teachers(d: int) -> tuple[Instance, np.ndarray, np.ndarray]:
+    teachers = {3: [[1.0, 0, 0], [0, 0.6, 0.8], [-0.6, 0, 0.8]],
+                4: [[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 0.6, 0.8]]}[d]
+    Ws, As = np.array(teachers), np.array([1.0, -0.8, 1.2])
+    rng = np.random.default_rng(1)
+    W0 = 0.9 * Ws + 0.03 * rng.standard_normal(Ws.shape)
+    inst = Instance.create(teacher_a=As.tolist(), teacher_W=Ws.tolist(), student_a=(0.9 * As).tolist(),
+                           student_W=W0.tolist(), lam=0.05, normalize_teacher=True)
+    return inst, 0.9 * As, W0
+
+
+def test_three_teachers_converged_float64_d3():
+    # Three separated teachers in d = 3, one student neuron each, float64 GD to a
+    # stationary point (gradient ~1e-16).  The rigorous bound must be below 1e-14: the
+    # float student is within rounding of the lambda-optimum, so its true gap is
+    # O(eps |grad|) ~ 1e-16 and the certificate adds ~1% of that.
+    inst, a0, W0 = _three_teachers(3)
+    problem = Problem.from_instance(inst, Float64Engine())
+    a, W = _gd(problem, a0, W0, 3000, 0.5)
+    bound = gap_bound(problem, a, W)
+    assert bound.rigorous and bound.extra["converged"]
+    with mpmath.workdps(80):
+        assert 0 <= _mp(bound.gap_upper) <= _mp("1e-14")
+
+
+@pytest.mark.slow
+def test_three_teachers_converged_mp_d4():
+    # Target (2): three separated teachers in d = 4, GD in float64 then in the mp
+    # engine (50 digits) to a gradient below 1e-45; rigorous gap_upper <= 1e-15.
+    inst, a0, W0 = _three_teachers(4)
+    a, W = _gd(Problem.from_instance(inst, Float64Engine()), a0, W0, 20000, 0.5)
+    problem = Problem.from_instance(inst, MpEngine(50))
+    with problem.engine.context():
+        a, W = problem.engine.array(list(a)), problem.engine.array(W.tolist())
+    a, W = _gd(problem, a, W, 1600, 0.5)
+    bound = gap_bound(problem, a, W)
+    assert bound.rigorous and bound.extra["converged"]
+    with mpmath.workdps(80):
+        assert 0 <= _mp(bound.gap_upper) <= _mp("1e-15")
