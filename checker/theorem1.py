@@ -236,12 +236,17 @@ class TheoremCheck:
             "H3", "step eta < 2/beta_0, beta_0 = Hessian norm of L_lambda at the start (estimate)",
             eta * beta0 < 2, f"eta*beta_0={eta * beta0:.4g}", "< 2",
             f"eta={eta:.6g}, beta_0={beta0:.6g}; C1 checks the decrease at every step"))
-        gap0 = duality.gap_bound(self.problem, rigorous=True, seed=self.options.seed)
+        eps0 = (self.options.threshold if self.options.threshold is not None
+                else lam * cert.rho_far * a_min / 2 - lam ** 2 * p2 / 4)
+        # H4 needs the gap only to ~1e-3 of eps_0; U enters the dual value with weight
+        # about ||nu|| ~ sum |a*_i|, hence the tolerance on U for the branch and bound.
+        tol = 1e-3 * eps0 / float(absw.sum()) if eps0 > 0 else None
+        gap0 = duality.gap_bound(self.problem, rigorous=True, seed=self.options.seed, tol=tol)
         self.gap0 = gap0
         # The duality bound at theta_0 itself is loose away from the optimum; a
         # preliminary float64 descent gives a point whose dual value is a much better
         # (and still rigorous) lower bound on L*_lambda for the same lambda.
-        self.pre_dual = self._preliminary_dual()
+        self.pre_dual = self._preliminary_dual(tol=tol)
         duals = [(gap0.dual, gap0.rigorous)] + ([self.pre_dual] if self.pre_dual else [])
         best_dual, dual_rig = max(duals, key=lambda d: Decimal(d[0]))
         with localcontext() as dctx:  # exact difference of two decimal strings, rounded up
@@ -250,8 +255,6 @@ class TheoremCheck:
         self.zeta0 = float(z0_dec)
         self.zeta0_rigorous = gap0.rigorous and dual_rig
         self.L_star_lower = (best_dual, dual_rig)
-        eps0 = (self.options.threshold if self.options.threshold is not None
-                else lam * cert.rho_far * a_min / 2 - lam ** 2 * p2 / 4)
         z0 = self.zeta0
         checks.append(Check(
             "H4", "initial gap zeta_0 <= eps_0 (eps_0 = lambda rho' a_min/2 - lambda^2 ||p*||^2/4, checker's choice)",
@@ -266,7 +269,7 @@ class TheoremCheck:
                      "lambda_max": lam_max, "eps_0": eps0, "beta_0": beta0}
         return checks, constants
 
-    def _preliminary_dual(self, max_steps: int = 5000) -> tuple[str, bool] | None:
+    def _preliminary_dual(self, max_steps: int = 5000, tol: float | None = None) -> tuple[str, bool] | None:
         """Rigorous lower bound on L*_lambda from a short float64 descent (None if it fails).
 
         The descent runs in float64 for speed; its end point is then read exactly into
@@ -286,7 +289,7 @@ class TheoremCheck:
         with self.engine.context():
             ae = self.engine.array([float(x) for x in a])
             We = self.engine.array([[float(x) for x in r] for r in W])
-        gb = duality.gap_bound(self.problem, ae, We, rigorous=True, seed=self.options.seed)
+        gb = duality.gap_bound(self.problem, ae, We, rigorous=True, seed=self.options.seed, tol=tol)
         return gb.dual, gb.rigorous
 
     # ------------------------------------------------------------ monitoring along the run

@@ -184,3 +184,20 @@ def test_command_line_runs_as_documented(tmp_path: Path) -> None:
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "verdict: holds" in proc.stdout
+
+
+@pytest.mark.slow
+def test_three_teachers_mp_certifies_a_gap_beyond_float64(tmp_path: Path, capsys) -> None:
+    # Issue target: the mp run on the three-teacher preset in d = 4 ends with a rigorous gap
+    # bound <= 1e-15 (float64 cannot resolve a gap below ~1e-14 of L_lambda) and every
+    # conclusion holding, with its measured constants in the JSON.  About 2.5 minutes.
+    out = tmp_path / "three.json"
+    code, stdout, err = run_main(["--preset", "three-teachers-d4", "--json", str(out)], capsys)
+    assert code == 0, stdout + err
+    data = json.loads(out.read_text())
+    assert data["engine"] == "mp" and data["instance"]["name"] == "three-teachers-d4"
+    assert data["final"]["gap_rigorous"] is True
+    assert Decimal(data["final"]["gap_upper"]) <= Decimal("1e-15")
+    assert all(c["holds"] in (True, None) for c in data["conclusions"])
+    for key in ("C3_worst_ratio", "C4_worst_ratio", "gap_rate_per_step", "final_max_angle"):
+        assert data["constants"][key] is not None
