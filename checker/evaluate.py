@@ -7,7 +7,6 @@ carrying the engine's full precision.  Bad input: exit status 2, one line on std
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Sequence

@@ -122,6 +122,34 @@ def line_or_ray_angle(u: Sequence[Any], v: Sequence[Any], activation: str) -> fl
         return float(phi)
 
 
+def read_text_file(path: str | Path) -> str:
+    """The text of an input file; every failure is an InstanceError naming the path."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InstanceError(str(p), "no such file", "check the path") from None
+    except IsADirectoryError:
+        raise InstanceError(str(p), "is a directory", "give a JSON file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InstanceError(str(p), f"cannot be read ({exc.__class__.__name__}: {exc})") from None
+
+
+def parse_json_text(text: str, source: str) -> Any:
+    """JSON with every number kept as its decimal text (read exactly by the mp engine).
+
+    NaN / Infinity become float nan / inf, so that the validator of the field they
+    sit in rejects them and the message names that field.
+    """
+    try:
+        return json.loads(text, parse_float=str, parse_int=str, parse_constant=float)
+    except json.JSONDecodeError as exc:
+        raise InstanceError(source, f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                            "fix the JSON syntax") from None
+    except RecursionError:
+        raise InstanceError(source, "is nested too deeply", "give an instance file") from None
+
+
 @dataclass(frozen=True)
 class Instance:
     """A validated problem instance (numbers as decimal strings)."""
@@ -242,27 +270,11 @@ class Instance:
 
     @classmethod
     def from_json(cls, text: str, source: str = "instance") -> "Instance":
-        # NaN / Infinity become float nan / inf, so that the validator of the field
-        # they sit in rejects them and the message names that field.
-        try:
-            data = json.loads(text, parse_float=str, parse_int=str, parse_constant=float)
-        except json.JSONDecodeError as exc:
-            raise InstanceError(source, f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                                "fix the JSON syntax") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json_text(text, source))
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Instance":
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InstanceError(str(p), "no such file", "check the path") from None
-        except IsADirectoryError:
-            raise InstanceError(str(p), "is a directory", "give a JSON file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InstanceError(str(p), f"cannot be read ({exc.__class__.__name__}: {exc})") from None
-        return cls.from_json(text, source=str(p))
+        return cls.from_json(read_text_file(path), source=str(path))
 
     # ----------------------------------------------------------------- views
     @property

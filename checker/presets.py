@@ -10,14 +10,13 @@ form; so do the counterexample files the checker writes, which is why
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import CheckerError, InstanceError
-from .model import Instance
+from .model import Instance, parse_json_text, read_text_file
 
 DEFAULT_PRESET = "default"
 
@@ -58,36 +57,16 @@ def _parse(data: Any, source: str) -> RunFile:
     return RunFile(Instance.from_dict(data), {}, "", source)
 
 
-def _loads(text: str, source: str) -> Any:
-    def reject(name: str) -> Any:
-        raise InstanceError(source, f"contains {name}", "numbers must be finite")
-
-    try:
-        return json.loads(text, parse_float=str, parse_int=str, parse_constant=reject)
-    except json.JSONDecodeError as exc:
-        raise InstanceError(source, f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                            "fix the JSON syntax") from None
-
-
 def load_preset(name: str) -> RunFile:
     names = preset_names()
     if name not in names:
         raise CheckerError(f"unknown preset {name!r}; available presets: {', '.join(names)}")
     text = (resources.files("checker") / "presets" / f"{name}.json").read_text(encoding="utf-8")
-    return _parse(_loads(text, f"preset {name}"), f"preset {name}")
+    return _parse(parse_json_text(text, f"preset {name}"), f"preset {name}")
 
 
 def load_run_file(path: str | Path) -> RunFile:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InstanceError(str(p), "no such file", "check the path") from None
-    except IsADirectoryError:
-        raise InstanceError(str(p), "is a directory", "give a JSON file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InstanceError(str(p), f"cannot be read ({exc.__class__.__name__})") from None
-    return _parse(_loads(text, str(p)), str(p))
+    return _parse(parse_json_text(read_text_file(path), str(path)), str(path))
 
 
 def run_option(run: Mapping[str, Any], key: str, kind: type, default: Any, source: str) -> Any:

@@ -295,7 +295,6 @@ class TheoremCheck:
     # ------------------------------------------------------------ monitoring along the run
     def observe(self, problem: Problem, a: np.ndarray, W: np.ndarray, lam: Any) -> float:
         """Gap estimate at a point, with the certificate quantities of C3/C4/C5 recorded."""
-        from . import certificate as cert_mod
         from . import duality
 
         gb = duality.gap_bound(problem, a, W, lam=lam, rigorous=False, seed=self.options.seed)
