@@ -14,6 +14,18 @@ sqrt(1 - t^2) by a positive symbol S, and ||u||^2, ||v||^2 by the squares of
 positive symbols.  If the difference vanishes identically in these free symbols
 it vanishes at their true values, so this is a proof (valid where u, v are
 non-zero and not parallel, i.e. 0 < phi < pi, where k is differentiable in t).
+
+Hessian in the first argument: checker.arb_objective.KernelSum.hessian sums,
+per teacher row, Hess_w k(w, v) = (||v|| B(phi)/||w||)(I - w^ w^T + e e^T)
+with e = (v^ - cos phi w^)/sin phi.  ``hessian_closed_form`` compares it with
+the second derivatives of the same closed form, in the same free symbols; the
+difference is then a rational function of them and ``sympy.cancel`` (its
+canonical form p/q) is 0 exactly when it vanishes identically.  d = 3 again
+suffices: k depends on u only through ||u||^2 and <u, v>, so both sides are
+combinations of I, u u^T, u v^T, v u^T, v v^T with scalar coefficients in
+(||u||, ||v||, <u, v>), and for non-parallel u, v in R^3 these five matrices
+are linearly independent (I is not in span(u, v) (x) span(u, v)), so equality
+in R^3 is equality of the coefficients, hence in every dimension.
 """
 
 from __future__ import annotations
@@ -102,9 +114,60 @@ def euler_identity(activation: str = "relu", kappa_fn: KappaFn = ck.kappa,
         "symbolic", check)
 
 
+HessFn = Callable[[Any, Any, Any, Any, Any, Any, Any, str], Any]
+
+
+def arb_objective_hessian(w_hat: Any, v_hat: Any, norm_w: Any, norm_v: Any, phi: Any, sin_phi: Any,
+                          cos_phi: Any, activation: str) -> sp.Matrix:
+    """Hess_w k(w, v) = (||v|| B/||w||)(I - w^ w^T + e e^T), e = (v^ - cos phi w^)/sin phi.
+
+    The per-row term of checker.arb_objective.KernelSum.hessian (e e^T is its
+    ``_tangent_dyad``), transcribed because that routine runs on Arb balls only;
+    B is the checker's own ``checker.kernel.grad_coefficients``.
+    """
+    _, b = ck.grad_coefficients(phi, sin_phi, sp.pi, activation)
+    e = (v_hat - cos_phi * w_hat) / sin_phi
+    return norm_v * b / norm_w * (sp.eye(len(w_hat)) - w_hat * w_hat.T + e * e.T)
+
+
+def hessian_closed_form(activation: str = "relu", kappa_fn: KappaFn = ck.kappa,
+                        hessian_fn: HessFn = arb_objective_hessian) -> Result:
+    """d^2 k / du_i du_j equals the claimed Hessian entry (i, j), i, j = 1..3."""
+
+    def check() -> tuple[bool, str]:
+        cf = _closed_form(activation, kappa_fn)
+        u = cf["u"]
+        w_hat, v_hat = sp.Matrix(u) / cf["nu"], sp.Matrix(cf["v"]) / cf["nv"]
+        claimed = sp.Matrix(hessian_fn(w_hat, v_hat, cf["nu"], cf["nv"], cf["phi"], cf["sin_phi"],
+                                       cf["t"], activation))
+        if claimed.shape != (_D, _D):
+            return False, f"claimed Hessian has shape {claimed.shape}, expected {(_D, _D)}"
+        grad = [sp.diff(cf["k"], x) for x in u]
+        exact = [[sp.diff(grad[i], u[j]) if j >= i else None for j in range(_D)] for i in range(_D)]
+        residues = sp.zeros(_D, _D)
+        for i in range(_D):
+            for j in range(_D):
+                # k is smooth for 0 < phi < pi, so d^2k/du_i du_j = d^2k/du_j du_i (Schwarz).
+                second = exact[min(i, j)][max(i, j)]
+                residues[i, j] = sp.cancel(_free_symbols_form(second - claimed[i, j], cf))
+        ok = residues.is_zero_matrix is True
+        return ok, (f"d^2k/du_i du_j - H_ij = {residues.tolist()} for i, j = 1..3; H is "
+                    f"checker.arb_objective.KernelSum.hessian's per-row term (transcribed: it runs "
+                    f"on Arb balls only) with B from checker.kernel.grad_coefficients")
+
+    return guarded(
+        f"hessian_{activation}_closed_form", FAMILY,
+        f"Hess_u of ||u|| ||v|| kappa(acos t) in R^3 = (||v|| B/||u||)(I - u^ u^T + e e^T), "
+        f"e = (v^ - cos phi u^)/sin phi, B from checker.kernel.grad_coefficients for {activation} "
+        f"(checker.arb_objective.KernelSum.hessian), 0 < phi < pi",
+        "symbolic", check)
+
+
 DERIVATIONS = (
     bound(gradient_closed_form, "gradient_relu_closed_form", activation="relu"),
     bound(gradient_closed_form, "gradient_abs_closed_form", activation="abs"),
     bound(euler_identity, "euler_identity_relu", activation="relu"),
     bound(euler_identity, "euler_identity_abs", activation="abs"),
+    bound(hessian_closed_form, "hessian_relu_closed_form", activation="relu"),
+    bound(hessian_closed_form, "hessian_abs_closed_form", activation="abs"),
 )

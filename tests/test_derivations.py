@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sympy as sp
 
 from checker import kernel as ck
 from derivations import all_derivations
 from derivations.__main__ import main
-from derivations.gradients import euler_identity, gradient_closed_form
+from derivations.gradients import arb_objective_hessian, euler_identity, gradient_closed_form, hessian_closed_form
 from derivations.hermite import hermite_series
 from derivations.kernel import kappa_abs_from_relu, kappa_at_zero_angle, kappa_gaussian_integral
 from derivations.optimum import kappa_monotone, single_teacher_optimum
@@ -139,6 +140,31 @@ def test_wrong_gradient_coefficient_fails(activation: str) -> None:
     assert not gradient_closed_form(activation, grad_fn=b_doubled).verified
     assert not gradient_closed_form(activation, grad_fn=a_off).verified
     assert not euler_identity(activation, grad_fn=b_doubled).verified
+
+
+def _hessian_without_dyad(w_hat: Any, v_hat: Any, nw: Any, nv: Any, phi: Any, s: Any, c: Any, act: str) -> Any:
+    """A plausible slip: the e e^T term dropped, leaving (||v|| B/||w||) P (right only along w^)."""
+    _, b = ck.grad_coefficients(phi, s, sp.pi, act)
+    return nv * b / nw * (sp.eye(len(w_hat)) - w_hat * w_hat.T)
+
+
+def _hessian_unnormalized_tangent(w_hat: Any, v_hat: Any, nw: Any, nv: Any, phi: Any, s: Any, c: Any,
+                                  act: str) -> Any:
+    """Another slip: P v^ (P v^)^T without the 1/sin^2 phi that makes e a unit vector."""
+    _, b = ck.grad_coefficients(phi, s, sp.pi, act)
+    p = v_hat - c * w_hat
+    return nv * b / nw * (sp.eye(len(w_hat)) - w_hat * w_hat.T + p * p.T)
+
+
+def _hessian_b_doubled(w_hat: Any, v_hat: Any, nw: Any, nv: Any, phi: Any, s: Any, c: Any, act: str) -> Any:
+    return 2 * arb_objective_hessian(w_hat, v_hat, nw, nv, phi, s, c, act)
+
+
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+@pytest.mark.parametrize("wrong", [_hessian_without_dyad, _hessian_unnormalized_tangent, _hessian_b_doubled])
+def test_wrong_hessian_fails(activation: str, wrong: Any) -> None:
+    result = hessian_closed_form(activation, hessian_fn=wrong)
+    assert not result.verified, result.detail
 
 
 def test_wrong_single_teacher_value_fails() -> None:
