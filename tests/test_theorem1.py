@@ -201,3 +201,11 @@ def test_three_teachers_mp_certifies_a_gap_beyond_float64(tmp_path: Path, capsys
     assert all(c["holds"] in (True, None) for c in data["conclusions"])
     for key in ("C3_worst_ratio", "C4_worst_ratio", "gap_rate_per_step", "final_max_angle"):
         assert data["constants"][key] is not None
+
+
+def test_budget_stop_above_the_target_is_inconclusive_not_convergence(capsys) -> None:
+    # 100 steps cannot bring the default instance from gap ~1e-5 to 1e-12 (the measured rate is
+    # ~0.998 per step), so C2 is undetermined and the verdict says so with exit status 3.
+    code, stdout, err = run_main(["--steps", "100", "--gap-target", "1e-12", "--schedule", "fixed"], capsys)
+    assert code == theorem1.EXIT_INCONCLUSIVE
+    assert "verdict: inconclusive" in stdout and "raise --steps" in stdout
