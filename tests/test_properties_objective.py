@@ -32,7 +32,7 @@ from checker.kernel import kappa_at_one
 from checker.model import Instance
 from checker.problem import Problem
 from tests import strategies as S
-from tests.tolerance import assert_close, max_abs_diff
+from tests.tolerance import assert_close, mass_scale, max_abs_diff
 
 # ----------------------------------------------------------------------------- draws
 #: Anywhere in parameter space: random students (norms in [0.2, 2]) and students near
@@ -65,15 +65,6 @@ PIN_SPLIT = Instance.create(teacher_a=["0.5"], teacher_W=[W0], student_a=["0.670
 
 def mp_problem(inst: Instance, dps: int) -> Problem:
     return Problem.from_instance(inst, MpEngine(dps))
-
-
-def mass_scale(p: Problem) -> Any:
-    """S = sum |a_j| ||w_j|| + sum |a*_i| ||w*_i|| in the problem's numbers (see module docstring)."""
-    e = p.engine
-    with e.context():
-        nw = e.sqrt((p.W * p.W).sum(axis=1))
-        ns = e.sqrt((p.W_star * p.W_star).sum(axis=1))
-        return sum(abs(x) * y for x, y in zip(p.a, nw)) + sum(abs(x) * y for x, y in zip(p.a_star, ns))
 
 
 def grad_scale(p: Problem) -> Any:

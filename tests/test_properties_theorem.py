@@ -29,6 +29,7 @@ from checker.model import Instance
 from checker.problem import Problem
 from reports.worst_ratios import DEFAULT_PATH, WorstRatios
 from tests import strategies as S
+from tests.tolerance import mass_scale
 
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")
 WORST = WorstRatios()
@@ -67,15 +68,6 @@ def record(kind: str, ratio: float, bound: str, inst: Instance, **detail: Any) -
     target(float(ratio), label=kind)
     WORST.update(kind, float(ratio), bound=bound, instance=inst.to_dict(),
                  detail={k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in detail.items()})
-
-
-def mass_scale(p: Problem) -> Any:
-    """S = sum |a_j| ||w_j|| + sum |a*_i| ||w*_i||: |L| <= kappa(0) S^2 and every kernel term too."""
-    e = p.engine
-    with e.context():
-        nw = e.sqrt((p.W * p.W).sum(axis=1))
-        ns = e.sqrt((p.W_star * p.W_star).sum(axis=1))
-        return sum(abs(x) * y for x, y in zip(p.a, nw)) + sum(abs(x) * y for x, y in zip(p.a_star, ns))
 
 
 # ----------------------------------------------------------------------------- descent (C1)

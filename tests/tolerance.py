@@ -49,3 +49,16 @@ def assert_close_scaled(actual: Any, expected: Any, *, digits: float, what: str 
         scale = max((abs(mpmath.mpf(y)) for y in e), default=mpmath.mpf(0))
         scale = scale if scale > 0 else mpmath.mpf(1)
         assert_close(actual, expected, abs_=scale * mpmath.mpf(10) ** (-digits), what=what, dps=dps)
+
+
+def mass_scale(p: Any) -> Any:
+    """S = sum |a_j| ||w_j|| + sum |a*_i| ||w*_i|| of a ``checker.problem.Problem``, in its numbers.
+
+    |L| <= kappa(0) S^2 and so is every kernel term of L: rounding errors of the
+    objective scale with S^2, which is why tolerances are stated relative to it.
+    """
+    e = p.engine
+    with e.context():
+        nw = e.sqrt((p.W * p.W).sum(axis=1))
+        ns = e.sqrt((p.W_star * p.W_star).sum(axis=1))
+        return sum(abs(x) * y for x, y in zip(p.a, nw)) + sum(abs(x) * y for x, y in zip(p.a_star, ns))
