@@ -403,6 +403,10 @@ class TheoremCheck:
         elif any(c.holds is None and c.id == "C2" for c in report.conclusions):
             report.verdict = "inconclusive"
             report.message = next(c.detail for c in report.conclusions if c.id == "C2")
+        if unmet:
+            forced = ", ".join(h.id for h in unmet)
+            report.message = (report.message + "; " if report.message else "") + \
+                f"run with --force although {forced} failed: T1 does not cover this run"
         return report
 
     def _gap_every(self) -> int:

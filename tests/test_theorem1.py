@@ -209,3 +209,17 @@ def test_budget_stop_above_the_target_is_inconclusive_not_convergence(capsys) ->
     code, stdout, err = run_main(["--steps", "100", "--gap-target", "1e-12", "--schedule", "fixed"], capsys)
     assert code == theorem1.EXIT_INCONCLUSIVE
     assert "verdict: inconclusive" in stdout and "raise --steps" in stdout
+
+
+def test_d2_instance_gets_the_directions_figure_and_forced_runs_say_so(tmp_path: Path, capsys) -> None:
+    inst = tmp_path / "d2.json"
+    inst.write_text(json.dumps({
+        "activation": "relu",
+        "teacher": {"a": ["1", "1"], "W": [["1", "0"], ["-0.5", "0.8660254037844386"]]},
+        "student": {"a": ["0.7", "0.7", "0.95"], "W": [["0.69", "0.05"], ["0.7", "-0.04"], ["-0.45", "0.85"]]},
+        "lambda": "0.01", "eta": "0.3"}))
+    code, stdout, err = run_main(["--instance", str(inst), "--force", "--steps", "600",
+                                  "--plots", str(tmp_path / "fig")], capsys)
+    assert code in (0, 3), stdout + err
+    assert "H4" in stdout and "T1 does not cover this run" in stdout  # H4 fails here: the start is far
+    assert (tmp_path / "fig" / "directions.png").stat().st_size > 0
