@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -616,6 +617,19 @@ def options_from(args: argparse.Namespace, rf: RunFile) -> Options:
     return opts
 
 
+def _check_writable(flag: str, path: str) -> None:
+    """Fail before the run (exit 2), not after it, when a result file cannot be written."""
+    parent = Path(path).resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckerError(f"{flag} {path}: cannot create its folder ({exc.strerror or exc})") from None
+    if Path(path).is_dir():
+        raise CheckerError(f"{flag} {path}: is a directory; give a file name")
+    if not os.access(parent, os.W_OK):
+        raise CheckerError(f"{flag} {path}: folder {parent} is not writable")
+
+
 def write_counterexample(rf: RunFile, opts: Options, report: Report, folder: str) -> Path:
     from .io import write_json_atomic
 
@@ -645,6 +659,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             rf = load_preset(args.preset or DEFAULT_PRESET)
             source = f"preset {args.preset or DEFAULT_PRESET}"
         opts = options_from(args, rf)
+        for flag, target in (("--json", args.json), ("--checkpoint", None if args.resume else args.checkpoint)):
+            if target:
+                _check_writable(flag, target)
         if args.plots:
             from .plots import check_plotting
             check_plotting(args.plots)

@@ -98,6 +98,7 @@ def test_above_threshold_is_reported_as_unmet_hypothesis(tmp_path: Path, capsys)
     (["--preset", "default", "--instance", "x.json"], "not allowed with"),
     (["--instance", "/nonexistent/instance.json"], "no such file"),
     (["--radius", "-1"], "--radius"),
+    (["--json", "/proc/no/such/folder/r.json"], "--json"),
 ])
 def test_bad_arguments_exit_2_with_one_line(args: list[str], needle: str, capsys) -> None:
     code, stdout, err = run_main(args, capsys)
