@@ -41,12 +41,17 @@ def make_plots(check: Any, report: Any, folder: str) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .certificate import eta_values
-    from .theorem1 import neuron_table
+    from .certificate import certificate_terms, eta_values
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
+
+    def save(fig: Any, name: str) -> Path:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=120)
+        plt.close(fig)
+        return out / name
     hist = report.run.get("history", [])
 
     # gap and loss against steps
@@ -63,22 +68,19 @@ def make_plots(check: Any, report: Any, folder: str) -> list[Path]:
     ax.set_ylabel("value")
     ax.set_title("loss and gap bound (vertical lines: lambda decreased)")
     ax.legend()
-    fig.tight_layout()
-    paths.append(out / "gap_loss.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(save(fig, "gap_loss.png"))
 
     # mass against angle, start and end
     from .io import engine_from_json
 
     inst = check.instance
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    start = neuron_table(inst.activation, check.a_star, check.W_star,
-                         np.array([float(x) for x in inst.student_a]),
-                         np.array([[float(x) for x in r] for r in inst.student_W]), check.radius)
+    a_start = np.array([float(x) for x in inst.student_a])
+    W_start = np.array([[float(x) for x in r] for r in inst.student_W])
+    start = certificate_terms(check.cert, check.W_star, a_start, W_start)["students"]
     a_end = np.array([float(x) for x in np.ravel(engine_from_json(check.engine, report.run["a"]))])
     W_end = np.array([[float(x) for x in r] for r in engine_from_json(check.engine, report.run["W"])])
-    end = neuron_table(inst.activation, check.a_star, check.W_star, a_end, W_end, check.radius)
+    end = certificate_terms(check.cert, check.W_star, a_end, W_end)["students"]
     for rows, label, marker in ((start, "start", "o"), (end, "end", "x")):
         pts = [(r["angle"], r["mu"]) for r in rows if r["angle"] is not None and r["mu"] > 0]
         if pts:
@@ -89,10 +91,7 @@ def make_plots(check: Any, report: Any, folder: str) -> list[Path]:
     ax.set_ylabel("mass |a_j| ||w_j||")
     ax.legend()
     ax.set_title("neuron mass against angle to the nearest teacher")
-    fig.tight_layout()
-    paths.append(out / "mass_angle.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(save(fig, "mass_angle.png"))
 
     # certificate along great circles
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -108,10 +107,7 @@ def make_plots(check: Any, report: Any, folder: str) -> list[Path]:
     ax.set_ylabel("eta(w)")
     ax.set_title("dual certificate eta (|eta| <= 1 away from the teachers)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out / "certificate.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(save(fig, "certificate.png"))
 
     if inst.d == 2:
         fig, ax = plt.subplots(figsize=(5, 5))
@@ -128,8 +124,5 @@ def make_plots(check: Any, report: Any, folder: str) -> list[Path]:
         ax.set_aspect("equal")
         ax.legend()
         ax.set_title("directions (d = 2): teacher solid, students dashed")
-        fig.tight_layout()
-        paths.append(out / "directions.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(save(fig, "directions.png"))
     return paths

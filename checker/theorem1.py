@@ -45,7 +45,7 @@ from . import __version__
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
 from .engines import Engine, make_engine
 from .errors import CheckerError
-from .model import Instance, line_or_ray_angle
+from .model import Instance
 from .presets import DEFAULT_PRESET, RunFile, load_preset, load_run_file, preset_names, run_option
 from .problem import Problem
 
@@ -118,22 +118,6 @@ class Report:
 
 
 # --------------------------------------------------------------------------- geometry
-def neuron_table(instance_act: str, a_star: np.ndarray, W_star: np.ndarray, a: np.ndarray,
-                 W: np.ndarray, radius: float) -> list[dict[str, Any]]:
-    """Per student neuron: mass mu_j, nearest teacher, angle to it, near (angle <= r) or far."""
-    rows = []
-    for j in range(len(a)):
-        norm = float(np.linalg.norm(np.asarray(W[j], dtype=float)))
-        mu = abs(float(a[j])) * norm
-        if norm == 0.0:
-            rows.append({"j": j, "mu": mu, "nearest": None, "angle": None, "near": False})
-            continue
-        angles = [line_or_ray_angle(W[j], W_star[i], instance_act) for i in range(len(a_star))]
-        i = int(np.argmin(angles))
-        rows.append({"j": j, "mu": mu, "nearest": i, "angle": angles[i], "near": angles[i] <= radius})
-    return rows
-
-
 def _fit_slope(x: Sequence[float], y: Sequence[float]) -> float | None:
     if len(x) < 2:
         return None
@@ -283,6 +267,8 @@ class TheoremCheck:
         from . import duality
         from .engines import Float64Engine
 
+        # A plain fixed-length loop: nothing of run_gd (monitoring, checkpoints, stop
+        # rules) is needed for a point whose only use is its dual value.
         fp = Problem.from_instance(self.instance, Float64Engine())
         a, W, eta = fp.a.copy(), fp.W.copy(), float(self.instance.eta)
         with np.errstate(all="ignore"):
@@ -313,18 +299,17 @@ class TheoremCheck:
 
         cert = self.cert
         terms = cert_mod.certificate_terms(cert, self.W_star, a, W)
-        B = zeta + lam ** 2 * cert.p_norm ** 2 / 4
-        rows = neuron_table(self.instance.activation, self.a_star, self.W_star, a, W, self.radius)
         a_min = float(np.abs(self.a_star).min())
-        heavy = [r["angle"] for r in rows if r["mu"] >= NEGLIGIBLE_MASS * a_min and r["angle"] is not None]
+        heavy = [r["angle"] for r in terms["students"]
+                 if r["mu"] >= NEGLIGIBLE_MASS * a_min and r["angle"] is not None]
         if loss is None:
             ev = self.problem.evaluate(a, W, lam=lam, with_gradient=False)
             loss = float(ev.loss)
         return {
             "lam": lam, "zeta": zeta, "reg_loss": reg_loss, "loss": loss,
             "far_mass": float(terms["far_mass"]), "weighted_sq_angle": float(terms["weighted_sq_angle"]),
-            "C3_bound": B / (lam * cert.rho_far) if lam > 0 and cert.rho_far > 0 else math.inf,
-            "C4_bound": B / (lam * cert.rho) if lam > 0 and cert.rho > 0 else math.inf,
+            "C3_bound": cert_mod.c3_bound(cert, lam, zeta) if lam > 0 else math.inf,
+            "C4_bound": cert_mod.c4_bound(cert, lam, zeta) if lam > 0 else math.inf,
             "max_heavy_angle": max(heavy) if heavy else 0.0,
         }
 
