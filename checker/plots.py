@@ -41,7 +41,7 @@ def make_plots(check: Any, report: Any, folder: str) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .certificate import certificate_terms, eta_values
+    from .geometry.certificate import certificate_terms, eta_values
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)

@@ -185,9 +185,9 @@ class TheoremCheck:
 
     # ------------------------------------------------------------ hypotheses
     def hypotheses(self) -> tuple[list[Check], dict[str, Any]]:
-        from . import certificate as cert_mod
-        from . import duality
-        from .smoothness import hessian_norm_estimate
+        from .geometry import certificate as cert_mod
+        from .rigorous import duality
+        from .geometry.smoothness import hessian_norm_estimate
 
         inst = self.instance
         absw = np.abs(self.a_star)
@@ -264,7 +264,7 @@ class TheoremCheck:
         The descent runs in float64 for speed; its end point is then read exactly into
         the run's engine, so the dual value is for the instance's own lambda.
         """
-        from . import duality
+        from .rigorous import duality
         from .engines import Float64Engine
 
         # A plain fixed-length loop: nothing of run_gd (monitoring, checkpoints, stop
@@ -286,7 +286,7 @@ class TheoremCheck:
     # ------------------------------------------------------------ monitoring along the run
     def observe(self, problem: Problem, a: np.ndarray, W: np.ndarray, lam: Any) -> float:
         """Gap estimate at a point, with the certificate quantities of C3/C4/C5 recorded."""
-        from . import duality
+        from .rigorous import duality
 
         gb = duality.gap_bound(problem, a, W, lam=lam, rigorous=False, seed=self.options.seed)
         zeta = max(float(gb.gap_upper), 0.0)
@@ -295,7 +295,7 @@ class TheoremCheck:
 
     def _terms(self, a: np.ndarray, W: np.ndarray, lam: float, zeta: float, reg_loss: float,
                loss: float | None = None) -> dict[str, Any]:
-        from . import certificate as cert_mod
+        from .geometry import certificate as cert_mod
 
         cert = self.cert
         terms = cert_mod.certificate_terms(cert, self.W_star, a, W)
@@ -319,7 +319,8 @@ class TheoremCheck:
 
         ``on_hypotheses(checks)`` is called before the descent starts (the CLI prints them).
         """
-        from . import duality, gd
+        from . import gd
+        from .rigorous import duality
 
         opts = self.options
         report = Report(SCHEMA_VERSION, __version__, "holds", self.instance.to_dict(), self.engine.name,

@@ -6,7 +6,7 @@ through machine-written descriptions); the identities below are our own
 derivations, proved by SymPy.
 
 * H(u, v) = grad_u grad_v^T k(u, v) = A(phi) I + A1 sin(phi) (s^ s^T - p^ p^T),
-  s = u^ + v^, p = v^ - u^, (A, A1) = checker.certificate.mixed_coefficients:
+  s = u^ + v^, p = v^ - u^, (A, A1) = checker.geometry.certificate.mixed_coefficients:
   (a) equal to the second derivative of ||u|| ||v|| kappa(acos t) (checker.kernel's
   kappa) in R^3; (b) equal to E[sigma'(<u,x>) sigma'(<v,x>) x x^T] by exact
   Gaussian integration; (c) its limits at u = v and u = -v.
@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import sympy as sp
 
-from checker import certificate as cc
+from checker.geometry import certificate as cc
 from checker import kernel as ck
 
 from .result import Result, bound, guarded
@@ -70,7 +70,7 @@ def mixed_hessian_closed_form(activation: str = "relu", mixed_fn: MixedFn = cc.m
     return guarded(
         f"mixed_hessian_{activation}_closed_form", FAMILY,
         f"grad_u grad_v^T of ||u|| ||v|| kappa(acos t) = A I + A1 sin(phi)(s^ s^T - p^ p^T) for {activation} "
-        f"(checker.certificate.mixed_coefficients), 0 < phi < pi",
+        f"(checker.geometry.certificate.mixed_coefficients), 0 < phi < pi",
         "symbolic", check)
 
 

@@ -15,7 +15,7 @@ positive symbols.  If the difference vanishes identically in these free symbols
 it vanishes at their true values, so this is a proof (valid where u, v are
 non-zero and not parallel, i.e. 0 < phi < pi, where k is differentiable in t).
 
-Hessian in the first argument: checker.arb_objective.KernelSum.hessian sums,
+Hessian in the first argument: checker.rigorous.arb_objective.KernelSum.hessian sums,
 per teacher row, Hess_w k(w, v) = (||v|| B(phi)/||w||)(I - w^ w^T + e e^T)
 with e = (v^ - cos phi w^)/sin phi.  ``hessian_closed_form`` compares it with
 the second derivatives of the same closed form, in the same free symbols; the
@@ -121,7 +121,7 @@ def arb_objective_hessian(w_hat: Any, v_hat: Any, norm_w: Any, norm_v: Any, phi:
                           cos_phi: Any, activation: str) -> sp.Matrix:
     """Hess_w k(w, v) = (||v|| B/||w||)(I - w^ w^T + e e^T), e = (v^ - cos phi w^)/sin phi.
 
-    The per-row term of checker.arb_objective.KernelSum.hessian (e e^T is its
+    The per-row term of checker.rigorous.arb_objective.KernelSum.hessian (e e^T is its
     ``_tangent_dyad``), transcribed because that routine runs on Arb balls only;
     B is the checker's own ``checker.kernel.grad_coefficients``.
     """
@@ -152,14 +152,14 @@ def hessian_closed_form(activation: str = "relu", kappa_fn: KappaFn = ck.kappa,
                 residues[i, j] = sp.cancel(_free_symbols_form(second - claimed[i, j], cf))
         ok = residues.is_zero_matrix is True
         return ok, (f"d^2k/du_i du_j - H_ij = {residues.tolist()} for i, j = 1..3; H is "
-                    f"checker.arb_objective.KernelSum.hessian's per-row term (transcribed: it runs "
+                    f"checker.rigorous.arb_objective.KernelSum.hessian's per-row term (transcribed: it runs "
                     f"on Arb balls only) with B from checker.kernel.grad_coefficients")
 
     return guarded(
         f"hessian_{activation}_closed_form", FAMILY,
         f"Hess_u of ||u|| ||v|| kappa(acos t) in R^3 = (||v|| B/||u||)(I - u^ u^T + e e^T), "
         f"e = (v^ - cos phi u^)/sin phi, B from checker.kernel.grad_coefficients for {activation} "
-        f"(checker.arb_objective.KernelSum.hessian), 0 < phi < pi",
+        f"(checker.rigorous.arb_objective.KernelSum.hessian), 0 < phi < pi",
         "symbolic", check)
 
 

@@ -1,4 +1,4 @@
-"""Tests of checker/certificate.py and derivations/certificate.py: the dual certificate.
+"""Tests of checker/geometry/certificate.py and derivations/certificate.py: the dual certificate.
 
 Layered references: the SymPy derivations (exact identities); finite differences
 of the proven gradient grad_u k (for H); exact 2-D polar quadrature and seeded
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import example, given, note, target
 from hypothesis import strategies as st
 
-from checker import certificate as cc
+from checker.geometry import certificate as cc
 from checker import objective
 from checker.engines import Float64Engine
 from derivations import certificate as dc
@@ -433,7 +433,7 @@ def test_invalid_arguments_raise(kwargs, match) -> None:
 
 # --------------------------------------------------------------- rigorous far region
 def test_rigorous_rho_far() -> None:
-    pytest.importorskip("checker.sphere")
+    pytest.importorskip("checker.rigorous.sphere")
     cert = cc.build_certificate("relu", [1.0], [[1.0, 0.0, 0.0]], rigorous=True, samples=2000)
     _, rho_far = _single_reference("relu", cert.radius)
     assert cert.rho_far_rigorous, cert.notes

@@ -1,4 +1,4 @@
-"""Tests of checker/duality.py: the certified duality bound on the gap zeta(theta)."""
+"""Tests of checker/rigorous/duality.py: the certified duality bound on the gap zeta(theta)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from checker import objective
-from checker.duality import (GapBound, certified_sup, dual_value, gap_bound, local_maxima, residual_terms,
+from checker.rigorous.duality import (GapBound, certified_sup, dual_value, gap_bound, local_maxima, residual_terms,
                              sup_estimate)
 from checker.engines import Float64Engine, MpEngine
 from checker.errors import CheckerError

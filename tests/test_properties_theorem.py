@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 from hypothesis import assume, example, given, note, settings, strategies as st, target
 
-from checker import certificate as cert_mod
-from checker import duality, gd
+from checker.geometry import certificate as cert_mod
+from checker import gd
+from checker.rigorous import duality
 from checker.engines import Float64Engine, MpEngine
 from checker.kernel import kappa_at_one
 from checker.model import Instance
@@ -303,7 +304,7 @@ def test_certificate_inequality_sharp_form(inst):
     the right side is at most zeta + lambda^2 ||p*||^2 / 4).  It needs no bound on |eta|, so it holds for
     degenerate certificates too, as long as the interpolation system was solved (not singular).
 
-    Reference: that derivation; p* and eta from checker.certificate (float64), L_lambda from the mp
+    Reference: that derivation; p* and eta from checker.geometry.certificate (float64), L_lambda from the mp
     engine.  Tolerance 1e-9 (S^2 + lambda S + lambda^2 ||p*||^2): float64 error of eta (~1e-13
     relative, condition number <= 1e12 excluded beyond) times the masses.
     """
@@ -340,7 +341,7 @@ def test_c3_c4_along_short_runs(inst, eta, steps):
     C3: far mass <= (zeta + lambda^2 ||p*||^2 / 4) / (lambda rho_far), with zeta <= gap_upper from the
     certified duality bound, after a float64 GD run of ``steps`` steps (0: the drawn student itself).
 
-    Reference: the certificate lemma (paper.md); rho, rho_far from checker.certificate (rho a sampled
+    Reference: the certificate lemma (paper.md); rho, rho_far from checker.geometry.certificate (rho a sampled
     estimate: a ratio above 1 would expose an overestimated rho).  No tolerance beyond the 1e-9
     relative float64 slack of the certificate's own arithmetic.  Degenerate certificates (rho or
     rho_far <= 0) give infinite bounds and are skipped.  Targets both ratios.

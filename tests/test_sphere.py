@@ -1,4 +1,4 @@
-"""Tests of checker/sphere.py (certified maximum on the sphere) and the Arb kernel sums it uses."""
+"""Tests of checker/rigorous/sphere.py (certified maximum on the sphere) and the Arb kernel sums it uses."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from checker import objective
-from checker.arb_objective import KernelSum, kappa_taylor, quadratic_max, to_arb, to_arb_vector, upper_fraction
+from checker.rigorous.arb_objective import KernelSum, kappa_taylor, quadratic_max, to_arb, to_arb_vector, upper_fraction
 from checker.engines import Float64Engine, MpEngine
-from checker.sphere import SphereMax, certified_max, certified_max_abs, certified_max_many
+from checker.rigorous.sphere import SphereMax, certified_max, certified_max_abs, certified_max_many
 from tests.tolerance import assert_close
 
 

@@ -34,12 +34,12 @@ from typing import Any, Sequence
 import numpy as np
 from flint import arb, ctx
 
-from . import kernel, objective
+from .. import kernel, objective
 from .arb_objective import (KernelSum, decimal_string, digits_for, dot, loss_enclosure, lower_fraction, norm,
                             to_arb, to_arb_matrix, upper_fraction)
-from .engines import Engine, Float64Engine, MpEngine, as_floats
-from .errors import CheckerError
-from .problem import Problem
+from ..engines import Engine, Float64Engine, MpEngine, as_floats
+from ..errors import CheckerError
+from ..problem import Problem
 from .sphere import SphereMax, certified_max_abs
 
 #: Largest sphere dimension (ambient R^n, n <= 4) the branch and bound is asked to cover.

@@ -32,7 +32,7 @@ import mpmath
 import numpy as np
 from flint import arb, arb_series, ctx, fmpz
 
-from . import kernel
+from .. import kernel
 
 ArbVector = list[arb]
 

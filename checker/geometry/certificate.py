@@ -31,7 +31,7 @@ which gives the bounds of conclusions C3 and C4.
 Float64 is enough here: the certificate's constants enter those bounds at O(1)
 relative accuracy.  "Checked over the sphere" means a float estimate (dense
 sampling plus a local search) unless marked rigorous: rho_far is certified
-with Arb ball arithmetic (``checker.sphere.certified_max_many`` on eta and
+with Arb ball arithmetic (``checker.rigorous.sphere.certified_max_many`` on eta and
 -eta, restricted to the far region) when d <= 4; rho is always an estimate
 (its minimum ratio is a 0/0 limit at the teacher direction, which a
 box-bisection enclosure cannot close).  The rigorous figures concern the
@@ -56,8 +56,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import kernel, objective
-from .engines import Float64Engine
+from .. import kernel, objective
+from ..engines import Float64Engine
 
 #: A system whose 2-norm condition number exceeds this is reported singular.
 CONDITION_LIMIT = 1e12
@@ -454,9 +454,9 @@ def _rigorous_far(fn: _Fn, r: float, tol: float, seeds: list[list[float]],
                   max_seconds: float) -> tuple[float | None, str]:
     """Certified upper bound of max |eta| over the far region (Arb), or (None, why not)."""
     try:
-        from .sphere import certified_max_many
+        from ..rigorous.sphere import certified_max_many
     except ImportError:
-        return None, "checker.sphere is not available"
+        return None, "checker.rigorous.sphere is not available"
     from flint import arb
 
     cos_r = arb(r).cos()  # a ball containing cos r: the test below stays rigorous at any precision
