@@ -12,6 +12,8 @@ from .errors import CheckerError
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+#: Environment variable that makes an internal error show its traceback.
+DEBUG_ENV = "CHECKER_DEBUG"
 
 
 class UsageError(CheckerError):
@@ -26,7 +28,12 @@ class UsageParser(argparse.ArgumentParser):
 
 
 def run_guarded(body: Callable[[], int], prog: str) -> int:
-    """Run a command body; user errors become one line on stderr and exit status 2."""
+    """Run a command body; every error ends as one line on stderr, never a bare traceback.
+
+    User errors (``CheckerError``) and memory exhaustion: exit 2.  Ctrl-C: 130.
+    A closed output pipe: 0.  Any other exception is an internal error of the
+    checker: exit 1 with its type and message; ``CHECKER_DEBUG=1`` re-raises it.
+    """
     try:
         return body()
     except CheckerError as exc:
@@ -35,6 +42,10 @@ def run_guarded(body: Callable[[], int], prog: str) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"{prog}: error: out of memory: the instance is too large for this machine "
+              "(fewer neurons, or the float64 engine)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except BrokenPipeError:
         # the reader of our output went away (e.g. `| head`): not an error of ours
         try:
@@ -42,3 +53,12 @@ def run_guarded(body: Callable[[], int], prog: str) -> int:
         except OSError:
             pass
         return 0
+    except Exception as exc:  # an internal error: one line, the traceback on request
+        if os.environ.get(DEBUG_ENV):
+            raise
+        text = " ".join(str(exc).split())
+        if len(text) > 200:
+            text = text[:200] + " ..."
+        print(f"{prog}: internal error: {type(exc).__name__}: {text} (set {DEBUG_ENV}=1 for the traceback; "
+              "please report it with the command that produced it)", file=sys.stderr)
+        return EXIT_FAILED

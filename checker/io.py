@@ -19,7 +19,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import mpmath
 import numpy as np
@@ -42,15 +42,79 @@ def _umask() -> int:
     return mask
 
 
+def _resolved(path: str | Path) -> Path:
+    """The file a write to ``path`` lands in: symbolic links are followed to their target."""
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
+def _refuse_non_regular(flag: str, shown: str | Path, target: Path) -> None:
+    if target.exists() and not target.is_file():
+        kind = "a directory" if target.is_dir() else "not a regular file"
+        raise CheckerError(f"{flag} {shown}: exists and is {kind}; give the name of a regular file "
+                           "(it is never replaced)")
+
+
+def check_output_file(flag: str, path: str | Path, *,
+                      distinct_from: Mapping[str, str | Path | None] | None = None) -> Path:
+    """Probe an output file before any long work; return the path a write will land in.
+
+    Refused with a one-line ``CheckerError`` naming ``flag``: an empty name; a
+    path that exists and is not a regular file (a directory, a device such as
+    /dev/null, a socket: never replaced); the same file as another input or
+    output (``distinct_from`` maps a flag to its path, e.g. ``{"--instance":
+    path}``); a folder that cannot be created or written (probed by creating
+    and removing a temporary file in it).  A symbolic link is written through
+    to its target, as ``write_json_atomic`` does.
+    """
+    if not str(path).strip():
+        raise CheckerError(f"{flag}: empty file name")
+    target = _resolved(path)
+    _refuse_non_regular(flag, path, target)
+    for other_flag, other in (distinct_from or {}).items():
+        if other is not None and str(other).strip() and _resolved(other) == target:
+            raise CheckerError(f"{flag} {path}: is the same file as {other_flag} {other}; "
+                               "give another name (it would be overwritten)")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise CheckerError(f"{flag} {path}: the file is not writable")
+    _probe_folder(flag, path, target.parent)
+    return target
+
+
+def check_output_dir(flag: str, path: str | Path) -> Path:
+    """Probe an output folder (created if missing) before any long work."""
+    if not str(path).strip():
+        raise CheckerError(f"{flag}: empty folder name")
+    target = _resolved(path)
+    if target.exists() and not target.is_dir():
+        raise CheckerError(f"{flag} {path}: exists and is not a folder; give a folder name")
+    _probe_folder(flag, path, target)
+    return target
+
+
+def _probe_folder(flag: str, shown: str | Path, folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CheckerError(f"{flag} {shown}: cannot write in folder {folder} "
+                           f"({exc.strerror or exc}); check the path and permissions") from None
+
+
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as JSON to ``path`` atomically; parent directories are created.
 
     Serialization happens before any file is touched, so an object that cannot
     be serialized (``TypeError``/``ValueError``, NaN included) leaves the old
-    file as it was.  Operating-system failures become a one-line ``CheckerError``.
+    file as it was.  A symbolic link is written through to its target (the link
+    stays); a target that exists and is not a regular file (a directory, a
+    device such as /dev/null) is refused, never replaced.  Operating-system
+    failures become a one-line ``CheckerError``.
     """
     text = json.dumps(obj, indent=1, allow_nan=False) + "\n"
-    target = Path(path)
+    target = _resolved(path)
+    _refuse_non_regular("cannot write", path, target)
     tmp_name: str | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import struct
+from pathlib import Path
 
 import mpmath
 import numpy as np
@@ -164,3 +166,83 @@ def test_engine_from_json_rejects_malformed_data(data, expect):
     with pytest.raises(CheckerError) as info:
         cio.engine_from_json(Float64Engine(), data, "state.a")
     assert expect in str(info.value) and "\n" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------- output-path guards
+def test_write_json_atomic_writes_through_a_symlink(tmp_path):
+    from checker.io import write_json_atomic
+
+    target = tmp_path / "real.json"
+    target.write_text("{}\n")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    write_json_atomic(link, {"x": 1})
+    assert link.is_symlink(), "the link itself must stay a link"
+    assert json.loads(target.read_text()) == {"x": 1}
+
+
+def test_write_json_atomic_refuses_a_non_regular_target(tmp_path):
+    from checker.io import write_json_atomic
+
+    folder = tmp_path / "d"
+    folder.mkdir()
+    with pytest.raises(CheckerError, match="not a regular file|a directory"):
+        write_json_atomic(folder, {"x": 1})
+    assert folder.is_dir() and not any(folder.iterdir())
+    with pytest.raises(CheckerError, match="not a regular file"):
+        write_json_atomic("/dev/null", {"x": 1})
+    assert not Path("/dev/null").is_file(), "/dev/null must stay a device"
+
+
+def test_check_output_file_refuses_before_any_work(tmp_path):
+    from checker.io import check_output_file
+
+    inp = tmp_path / "in.json"
+    inp.write_text("{}")
+    with pytest.raises(CheckerError, match="--json .*same file as --instance"):
+        check_output_file("--json", inp, distinct_from={"--instance": inp})
+    link = tmp_path / "alias.json"
+    link.symlink_to(inp)
+    with pytest.raises(CheckerError, match="same file as --instance"):
+        check_output_file("--json", link, distinct_from={"--instance": inp})
+    with pytest.raises(CheckerError, match="--json /dev/null: exists and is not a regular file"):
+        check_output_file("--json", "/dev/null")
+    with pytest.raises(CheckerError, match="--json .*cannot write in folder"):
+        check_output_file("--json", "/proc/x.json")
+    ok = check_output_file("--json", tmp_path / "new" / "out.json")
+    assert ok == (tmp_path / "new" / "out.json").resolve()
+    assert not ok.exists() and list(ok.parent.iterdir()) == [], "the probe leaves nothing behind"
+
+
+def test_check_output_dir(tmp_path):
+    from checker.io import check_output_dir
+
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(CheckerError, match="--plots .*not a folder"):
+        check_output_dir("--plots", f)
+    with pytest.raises(CheckerError, match="--plots .*cannot write in folder"):
+        check_output_dir("--plots", "/proc/xdir")
+    assert check_output_dir("--plots", tmp_path / "figs").is_dir()
+
+
+def test_run_guarded_turns_internal_errors_into_one_line(capsys, monkeypatch):
+    from checker.cli import DEBUG_ENV, run_guarded
+
+    def boom() -> int:
+        raise ZeroDivisionError("x" * 500)
+
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    assert run_guarded(boom, "prog") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error: ZeroDivisionError" in err and DEBUG_ENV in err
+    assert len(err) < 450, "a long message is cut"
+
+    def oom() -> int:
+        raise MemoryError
+
+    assert run_guarded(oom, "prog") == 2
+    assert "out of memory" in capsys.readouterr().err
+    monkeypatch.setenv(DEBUG_ENV, "1")
+    with pytest.raises(ZeroDivisionError):
+        run_guarded(boom, "prog")
