@@ -584,6 +584,9 @@ class TheoremCheck:
             validate_monitor(data["gd"].get("monitor", []), src)
             self.monitor = list(data["gd"].get("monitor", []))
         self._restored = restored
+        # carried by every checkpoint written from now on, so an interrupt before the
+        # restored phases are reached again does not drop them
+        self.phases = dict(phases)
         self._gd_resume = self._gd_checkpoint = data["gd"]
 
     # ------------------------------------------------------------ monitoring along the run
@@ -680,19 +683,19 @@ class TheoremCheck:
             self.say("certifying the final gap (Arb branch and bound over the sphere) ...")
             final = duality.gap_bound(self.problem, result.a, result.W, lam=result.lam, rigorous=True,
                                       seed=opts.seed)
+            with self.engine.context():
+                ev = self.problem.evaluate(result.a, result.W, lam=result.lam, with_gradient=False)
+            final_terms = self._terms(result.a, result.W, float(result.lam), max(float(final.gap_upper), 0.0),
+                                      float(final.reg_loss), loss=float(ev.loss))
         except KeyboardInterrupt:
             return self._interrupted(report)
         report.phase = self.phase
-        with self.engine.context():
-            ev = self.problem.evaluate(result.a, result.W, lam=result.lam, with_gradient=False)
         report.final = {"loss": self.engine.to_str(ev.loss), "reg_loss": self.engine.to_str(ev.reg_loss),
                         "gap_upper": final.gap_upper, "gap_rigorous": final.rigorous,
                         "lambda": self.engine.to_str(result.lam), "gap": final.to_dict()}
         report.L_star_interval = {"lower": final.dual, "upper": final.reg_loss, "rigorous": final.rigorous,
                                   "lambda": self.engine.to_str(result.lam)}
-        self.monitor.append(self._terms(result.a, result.W, float(result.lam),
-                                        max(float(final.gap_upper), 0.0), float(final.reg_loss),
-                                        loss=float(ev.loss)))
+        self.monitor.append(final_terms)
         report.conclusions, measured = self.conclusions(result, final, schedule)
         report.constants.update(measured)
         report.notes.append("all constants are measured on this instance by this checker; "

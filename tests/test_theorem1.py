@@ -290,6 +290,24 @@ def test_ctrl_c_in_a_phase_writes_the_partial_result_and_the_finished_phases(
     assert all(calls[p] == 1 for p in finished)
 
 
+def test_ctrl_c_right_after_resuming_keeps_the_restored_phases(abs_phases, tmp_path: Path, capsys,
+                                                               monkeypatch) -> None:
+    # The checkpoint written on a Ctrl-C before the restored phases are reached again must still
+    # carry them (it replaces the file being resumed).
+    use_phases(monkeypatch, abs_phases, interrupt="preliminary-dual")
+    ckpt = tmp_path / "c.json"
+    args = ["--preset", "abs", "--steps", "40", "--schedule", "fixed", "--checkpoint", str(ckpt)]
+    assert run_main(args, capsys)[0] == 130
+    before = json.loads(ckpt.read_text())["phases"]
+
+    def interrupting(self):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(theorem1.TheoremCheck, "_refuse_outside_t1", interrupting)
+    assert run_main(args + ["--resume"], capsys)[0] == 130
+    saved = json.loads(ckpt.read_text())
+    assert saved["phase"] == "cheap-checks" and saved["phases"] == before and len(before) == 3
+
+
 def _descent_checkpoint(tmp_path: Path, capsys, monkeypatch, abs_phases) -> Path:
     """A T1 checkpoint with every phase and a descent state (Ctrl-C at the first gap evaluation)."""
     use_phases(monkeypatch, abs_phases)
