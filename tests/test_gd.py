@@ -447,3 +447,19 @@ def test_resume_refuses_other_eta_or_schedule(float64_checkpoint):
         gd.run_gd(p, "0.2", resume=saved, progress=False)
     with pytest.raises(CheckerError, match="same value"):
         gd.run_gd(p, p.eta, stop=gd.StopRules(gap_every=7), resume=saved, progress=False)
+
+
+def test_on_checkpoint_hands_sealed_checkpoints_to_the_caller_and_writes_no_file(tmp_path, monkeypatch):
+    # theorem1 embeds the descent checkpoint in its own: run_gd must pass every checkpoint (the
+    # periodic ones and the final one) to on_checkpoint instead of writing a file, each sealed
+    # and valid for resuming this problem.
+    monkeypatch.chdir(tmp_path)
+    p = problem(TWO_TEACHERS, "float64")
+    got: list[dict] = []
+    result = gd.run_gd(p, p.eta, stop=gd.StopRules(max_steps=5), checkpoint_every=0, progress=False,
+                       on_checkpoint=got.append)
+    assert len(got) == 6 and not list(tmp_path.iterdir())  # after each of the 5 steps, and at the end
+    last = json.loads(json.dumps(got[-1]))
+    check_seal(last, "x")
+    gd.validate_checkpoint(last, p, "x")
+    assert last["status"] == "max-steps" and last["state"]["step"] == result.steps == 5
