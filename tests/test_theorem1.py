@@ -290,6 +290,34 @@ def test_ctrl_c_in_a_phase_writes_the_partial_result_and_the_finished_phases(
     assert all(calls[p] == 1 for p in finished)
 
 
+def test_ctrl_c_in_the_final_gap_then_resume_gives_the_uninterrupted_result(abs_phases, tmp_path: Path, capsys,
+                                                                             monkeypatch) -> None:
+    # After the descent ended, a resume re-enters run_gd at its end state (which stops at once)
+    # and certifies the final gap: same numbers and the same monitor record (C3/C4 ratios) as an
+    # uninterrupted run (reference; a deterministic computation, compared exactly).
+    from checker.rigorous import duality
+    calls = use_phases(monkeypatch, abs_phases)
+    base = ["--preset", "abs", "--steps", "40", "--schedule", "fixed"]
+    straight = tmp_path / "straight.json"
+    code0 = run_main(base + ["--json", str(straight)], capsys)[0]
+    assert code0 == theorem1.EXIT_INCONCLUSIVE  # 40 steps stop above the preset's gap target 1e-10
+    real_gap = duality.gap_bound
+
+    def gap(*a, rigorous=True, **k):
+        if rigorous:
+            raise KeyboardInterrupt
+        return real_gap(*a, rigorous=rigorous, **k)
+    monkeypatch.setattr(duality, "gap_bound", gap)
+    ckpt, out = tmp_path / "c.json", tmp_path / "r.json"
+    assert run_main(base + ["--checkpoint", str(ckpt)], capsys)[0] == 130
+    monkeypatch.setattr(duality, "gap_bound", real_gap)
+    before = dict(calls)
+    code, stdout, err = run_main(base + ["--checkpoint", str(ckpt), "--resume", "--json", str(out)], capsys)
+    assert code == code0, stdout + err
+    assert calls == before  # no phase recomputed
+    assert _final_numbers(out) == _final_numbers(straight)
+
+
 def test_ctrl_c_right_after_resuming_keeps_the_restored_phases(abs_phases, tmp_path: Path, capsys,
                                                                monkeypatch) -> None:
     # The checkpoint written on a Ctrl-C before the restored phases are reached again must still
