@@ -840,7 +840,8 @@ def _advice(unmet: list[Check]) -> str:
         "H3": "lower the step eta (--eta) below 2/beta_0",
         "H4": "start the student closer to the teacher's optimum, or pass --threshold if you know the theorem's",
     }
-    return "To fix: " + "; ".join(tips.get(h.id, h.id) for h in unmet) + " (or --force to run anyway)."
+    return ("To fix: " + "; ".join(tips.get(h.id, h.id) for h in unmet)
+            + " (or --force to run anyway: T1 then does not cover the run, verdict outside-T1).")
 
 
 # --------------------------------------------------------------------------- printing
