@@ -557,9 +557,13 @@ class TheoremCheck:
         if not isinstance(theirs, dict):
             raise CheckerError(f"{src}: its options are malformed; start again without --resume")
         for key, value in opts.items():
-            if theirs.get(key) != value:
-                raise CheckerError(f"{src}: was made with {key} = {theirs.get(key)!r}, this run has {value!r}; "
-                                   "resume with the same options")
+            if theirs.get(key) == value:
+                continue
+            if key == "gap_every":  # derived from --steps, not an option of its own
+                raise CheckerError(f"{src}: was made with a --steps giving a gap evaluation every {theirs.get(key)!r} "
+                                   f"steps, this run every {value!r}; resume with the same --steps")
+            raise CheckerError(f"{src}: was made with --{key} {theirs.get(key)!r}, this run has {value!r}; "
+                               "resume with the same options")
         phases = data["phases"]
         if not isinstance(phases, dict):
             raise CheckerError(f"{src}: its phases are malformed; start again without --resume")

@@ -389,9 +389,10 @@ def test_resume_refuses_a_damaged_checkpoint_before_any_work(change, reseal, nee
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--seed", "1"], "seed"),
+    (["--seed", "1"], "--seed"),
+    (["--steps", "2000"], "the same --steps"),  # gap_every 40 instead of 20 (derived from --steps)
     (["--eta", "0.2"], "another instance"),  # the effective eta is part of the instance
-    (["--schedule", "geometric"], "schedule"),
+    (["--schedule", "geometric"], "--schedule"),
 ])
 def test_resume_refuses_another_instance_or_options(args, needle, abs_phases, tmp_path: Path, capsys,
                                                     monkeypatch) -> None:
