@@ -436,6 +436,7 @@ def test_checkpoint_digest_covers_every_key_and_survives_the_file_round_trip(flo
     # a key added by a later format version is covered by the same rule
     extended = seal({**data, "train": {"a": True}})
     check_seal(json.loads(json.dumps(extended)), "x")
+    gd.validate_checkpoint(extended, problem(TWO_TEACHERS, "float64"), "x")  # unknown keys: covered, not refused
     with pytest.raises(CheckerError, match="digest"):
         check_seal({**extended, "train": {"a": False}}, "x")
 
