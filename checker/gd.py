@@ -43,11 +43,12 @@ import numpy as np
 from . import objective
 from .engines import Engine
 from .errors import CheckerError
-from .io import engine_from_json, engine_to_json, read_json, write_json_atomic
+from .io import check_seal, engine_from_json, engine_to_json, read_json, seal, write_json_atomic
 from .problem import Problem
 
 CHECKPOINT_FORMAT = "zhou-ge-checker/gd-checkpoint"
-CHECKPOINT_VERSION = 1
+#: 2: every checkpoint carries a SHA-256 digest of its other top-level keys (``checker.io.seal``).
+CHECKPOINT_VERSION = 2
 
 STOP_REASONS = ("gap-target", "max-steps", "time-budget", "interrupted", "precision-floor", "diverged")
 
@@ -398,16 +399,34 @@ def _checkpoint_dict(problem: Problem, eta: Any, schedule: Schedule, stop: StopR
         out["monitor"] = list(monitor[:s.n_monitor])
     if instance_dict is not None:
         out["instance"] = instance_dict
-    return out
+    return seal(out)
 
 
-def _validate_checkpoint(data: Any, problem: Problem, source: str) -> None:
-    """One-line CheckerError unless ``data`` is a checkpoint of this problem in this engine."""
+def validate_checkpoint(data: Any, problem: Problem, source: str) -> None:
+    """One-line CheckerError naming ``source`` unless ``data`` is a checkpoint of this problem and engine.
+
+    Checked in this order, all before any long work: format and version; the
+    digest (``checker.io.check_seal``: a hand-edited or corrupted file is
+    refused); the engine and the instance fingerprint; the shape and
+    finiteness of the state (an objective that overflows the engine at the
+    stored point is refused); the history rows.  Top-level keys this reader
+    does not know are covered by the digest and otherwise ignored.
+    """
     if not isinstance(data, Mapping) or data.get("format") != CHECKPOINT_FORMAT:
         raise CheckerError(f"{source}: not a GD checkpoint of this program")
     if data.get("version") != CHECKPOINT_VERSION:
         raise CheckerError(f"{source}: checkpoint version {data.get('version')!r} is not supported "
                            f"(this program reads version {CHECKPOINT_VERSION}); start a new run")
+    check_seal(data, source)
+    try:
+        _validate_checkpoint(data, problem, source)
+    except CheckerError as exc:
+        text = str(exc)
+        raise CheckerError(text if text.startswith(source) else f"{source}: {text}") from None
+
+
+def _validate_checkpoint(data: Any, problem: Problem, source: str) -> None:
+    """The content checks of ``validate_checkpoint`` (format, version and digest already checked)."""
     for key in ("engine", "problem", "eta", "schedule", "stop", "state", "history", "elapsed"):
         if key not in data:
             raise CheckerError(f"{source}: checkpoint is missing {key!r}; start a new run")
@@ -447,8 +466,16 @@ def _validate_checkpoint(data: Any, problem: Problem, source: str) -> None:
     if a.shape != problem.a.shape or W.shape != problem.W.shape:
         raise CheckerError(f"{source}: checkpoint student has shape {a.shape}/{W.shape}, "
                            f"this instance {problem.a.shape}/{problem.W.shape}")
-    engine_from_json(e, state["lambda"], f"{source}: state.lambda")
-    engine_from_json(e, state["window_reg_loss"], f"{source}: state.window_reg_loss")
+    lam = engine_from_json(e, state["lambda"], f"{source}: state.lambda")
+    wrl = engine_from_json(e, state["window_reg_loss"], f"{source}: state.window_reg_loss")
+    if lam.shape != () or wrl.shape != ():
+        raise CheckerError(f"{source}: checkpoint state lambda and window_reg_loss must be numbers")
+    with e.context(), np.errstate(all="ignore"):
+        ev = problem.evaluate(a, W, lam=lam[()], with_gradient=False)
+        finite = _all_finite(a, W, lam, wrl, ev.loss, ev.reg_loss)
+    if not finite:
+        raise CheckerError(f"{source}: the checkpoint state is not finite in {e.describe()} "
+                           "(an entry or the objective at it overflows); start again without --resume")
     engine_from_json(e, data["eta"], f"{source}: eta")
     Schedule.from_dict(data["schedule"])
     StopRules.from_dict(data["stop"])
@@ -475,7 +502,7 @@ def load_checkpoint(path: str | Path, problem: Problem) -> dict:
     the caller's monitor list, if one was checkpointed, is under ``"monitor"``.
     """
     data = read_json(path, "checkpoint")
-    _validate_checkpoint(data, problem, f"checkpoint {path}")
+    validate_checkpoint(data, problem, f"checkpoint {path}")
     return data
 
 
@@ -516,7 +543,8 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
            gap_fn: Callable[[Problem, np.ndarray, np.ndarray, Any], float] | None = None,
            checkpoint: str | Path | None = None, checkpoint_every: float = 30.0,
            resume: dict | None = None, progress: bool = True,
-           monitor: list[Any] | None = None, instance_dict: dict | None = None) -> GDResult:
+           monitor: list[Any] | None = None, instance_dict: dict | None = None,
+           on_checkpoint: Callable[[dict], None] | None = None) -> GDResult:
     """Gradient descent on L_lambda from the problem's student (or from ``resume``).
 
     Each iteration at step k: stop on the step budget or the time budget; every
@@ -539,7 +567,9 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
     gap_fn); the checkpoint stores the items present at the last completed step
     and ``load_checkpoint`` returns them under ``"monitor"``, for the caller to
     pass back (restored) when resuming.  ``instance_dict`` is stored in the
-    checkpoint for reference.
+    checkpoint for reference.  ``on_checkpoint``: instead of writing the
+    checkpoint file, hand each (sealed) checkpoint dict to this function, for
+    a caller that embeds it in its own checkpoint (``checker.theorem1``).
 
     Resuming needs the same eta, schedule and ``gap_every`` as the run that
     wrote the checkpoint (anything else would be a different run); the other
@@ -568,7 +598,7 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
 
     rows: list[Record] = []
     if resume is not None:
-        _validate_checkpoint(resume, problem, "resume")
+        validate_checkpoint(resume, problem, "resume")
         with e.context():
             if resume["eta"] != engine_to_json(e, eta_e):
                 raise CheckerError(f"resume: the checkpoint was made with eta = {resume['eta']}, this run uses "
@@ -596,10 +626,17 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
     def elapsed() -> float:
         return elapsed_before + (time.perf_counter() - t0)
 
+    saving = checkpoint is not None or on_checkpoint is not None
+
     def save(state: _State, status: str) -> None:
-        if checkpoint is not None:
-            write_json_atomic(checkpoint, _checkpoint_dict(problem, eta_e, schedule, stop, state, rows, monitor,
-                                                           instance_dict, elapsed(), status))
+        if not saving:
+            return
+        data = _checkpoint_dict(problem, eta_e, schedule, stop, state, rows, monitor, instance_dict,
+                                elapsed(), status)
+        if on_checkpoint is not None:
+            on_checkpoint(data)
+        else:
+            write_json_atomic(checkpoint, data)
 
     reason: str | None = None
     final_gap: float | None = None
@@ -680,7 +717,7 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
                 if row is not None and not bar.disable:
                     bar.set_postfix_str(f"L_lambda={row.reg_loss:.4g} lambda={row.lam:.3g}"
                                         + (f" gap={row.gap:.3g}" if row.gap is not None else ""), refresh=False)
-                if checkpoint is not None and time.perf_counter() - last_ckpt >= checkpoint_every:
+                if saving and time.perf_counter() - last_ckpt >= checkpoint_every:
                     save(s, "running")
                     last_ckpt = time.perf_counter()
             if reason in ("max-steps", "time-budget") and gap_fn is not None and not gap_done:

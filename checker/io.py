@@ -13,6 +13,7 @@ string), mp with enough digits for the binary working precision.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import os
@@ -179,6 +180,45 @@ def read_json(path: str | Path, what: str) -> Any:
                            f"column {exc.colno})") from None
     except RecursionError:
         raise CheckerError(f"{what} {p}: is nested too deeply to be a result file") from None
+
+
+#: Key of the digest that ``seal`` adds to a checkpoint.
+DIGEST_KEY = "digest"
+
+
+def json_digest(obj: Any) -> str:
+    """SHA-256 of the canonical JSON of ``obj`` (sorted keys, no spaces, ASCII): ``"sha256:<hex>"``.
+
+    A JSON file read back gives the same digest (floats round-trip exactly through
+    their shortest repr), so the digest identifies the content, not its layout.
+    """
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def seal(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with ``DIGEST_KEY`` set to the digest of every other top-level key.
+
+    Every key takes part, so a key added to a format later is covered without
+    changing the digest rule.
+    """
+    body = {k: v for k, v in data.items() if k != DIGEST_KEY}
+    return {**body, DIGEST_KEY: json_digest(body)}
+
+
+def check_seal(data: Any, source: str) -> None:
+    """One-line ``CheckerError`` naming ``source`` unless ``data`` matches the digest it carries."""
+    if not isinstance(data, Mapping) or not isinstance(data.get(DIGEST_KEY), str):
+        raise CheckerError(f"{source}: has no digest (not a checkpoint of this version); "
+                           "start again without --resume")
+    body = {k: v for k, v in data.items() if k != DIGEST_KEY}
+    try:
+        ok = json_digest(body) == data[DIGEST_KEY]
+    except (TypeError, ValueError):  # e.g. 1e999 read as inf: never written by seal
+        ok = False
+    if not ok:
+        raise CheckerError(f"{source}: its content does not match its digest (edited or corrupted); "
+                           "start again without --resume")
 
 
 def mp_round_trip_digits(engine: Engine) -> int:

@@ -23,8 +23,24 @@ Operational definitions (ours, not the paper's):
 
 Exit status: 0 every conclusion held; 1 a conclusion failed (a counterexample
 file is written); 2 bad input or unmet hypotheses; 3 inconclusive (a float64
-precision floor or a budget stopped the run before the gap target);
-130 interrupted (the partial result is written).
+precision floor or a budget stopped the run before the gap target); 4 outside T1
+(hypotheses unmet, run anyway with --force: T1 says nothing about the outcome,
+so it is neither "holds" nor a counterexample; the conclusions are reported as
+measured); 130 interrupted (the partial result is written).
+
+Phases of a run (``PHASES``), cheapest first: the cheap checks (lambda > 0,
+the float64 objective finite, H1, lambda <= a_min/2), the certificate, the
+smoothness estimate, the initial gap, the preliminary dual, the descent, the
+final gap.  Ctrl-C in any phase ends with verdict "interrupted" naming the
+phase; with --checkpoint the results of the finished phases (exact JSON,
+decimal strings) and the descent state are written to a sealed checkpoint
+(SHA-256 digest of its content, ``checker.io.seal``) from which --resume
+continues without redoing them.
+
+Rigour: a check labelled rigorous compares a decimal upper bound (rounded up)
+with its bound exactly (``decimal_at_most``).  The enclosures are about the
+instance as read by the engine (each decimal input rounded to float64 or to the
+mp working precision): the report says so in ``rigorous_for``.
 """
 
 from __future__ import annotations
@@ -36,7 +52,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from decimal import ROUND_CEILING, Decimal, localcontext
+from decimal import ROUND_CEILING, Decimal, InvalidOperation, localcontext
 from typing import Any, Sequence
 
 import numpy as np
@@ -51,7 +67,28 @@ from .problem import Problem
 
 SCHEMA_VERSION = "1.0"
 EXIT_INCONCLUSIVE = 3
+#: Hypotheses unmet, run anyway with --force: the verdict "outside-T1".
+EXIT_OUTSIDE_T1 = 4
 EXIT_INTERRUPTED = 130
+
+#: The phases of a run, in order; an interrupted report names the one it reached.
+PHASES = ("cheap-checks", "certificate", "smoothness", "initial-gap", "preliminary-dual", "descent", "final-gap")
+CHECKPOINT_FORMAT = "zhou-ge-checker/t1-checkpoint"
+CHECKPOINT_VERSION = 1
+
+#: The hypotheses of T1 in report order, with their statements.
+HYPOTHESES = {
+    "H1": "teacher normalized, separation Delta > 0, a_min <= |a*_i| <= a_max",
+    "H1-certificate": "the teacher has a non-degenerate dual certificate (rho > 0, rho' > 0)",
+    "H2": "0 < lambda <= lambda_max = min(a_min/2, rho' a_min/||p*||^2) (checker's choice)",
+    "H3": "step eta < 2/beta_0, beta_0 = Hessian norm of L_lambda at the start (estimate)",
+    "H4": "initial gap zeta_0 <= eps_0 (eps_0 = lambda rho' a_min/2 - lambda^2 ||p*||^2/4, checker's choice)",
+}
+
+#: Keys every monitor row (``TheoremCheck._terms``) carries, each a finite number;
+#: rows may carry more keys (any JSON with finite numbers).
+MONITOR_KEYS = ("lam", "zeta", "reg_loss", "loss", "far_mass", "weighted_sq_angle", "C3_bound", "C4_bound",
+                "max_heavy_angle")
 
 #: Relative size of a neuron mass that counts as non-negligible in C5 (times a_min).
 NEGLIGIBLE_MASS = 1e-2
@@ -109,6 +146,10 @@ class Report:
     run: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     message: str = ""
+    #: the phase reached (``PHASES``): where an interrupted or stopped run ended
+    phase: str = ""
+    #: which instance the rigorous enclosures describe (the engine's reading of the decimals)
+    rigorous_for: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -125,6 +166,71 @@ def _fit_slope(x: Sequence[float], y: Sequence[float]) -> float | None:
     if np.ptp(xs) == 0:
         return None
     return float(np.polyfit(xs, ys, 1)[0])
+
+
+def decimal_at_most(upper: str | Decimal, bound: float | str | Decimal) -> bool:
+    """upper <= bound, exactly: ``upper`` a decimal upper bound (already rounded up), ``bound``
+    a float taken at its exact binary value or a decimal string.
+
+    Never ``float(upper)``: rounding a decimal upper bound to the nearest float can move
+    it below the bound it exceeds.  A non-finite or unreadable value compares False.
+    """
+    try:
+        u = upper if isinstance(upper, Decimal) else Decimal(upper)
+        b = bound if isinstance(bound, Decimal) else Decimal(bound)
+    except (InvalidOperation, TypeError, ValueError):
+        return False
+    if u.is_nan() or b.is_nan():
+        return False
+    return u <= b
+
+
+def _finite_json(x: Any) -> bool:
+    if isinstance(x, float):
+        return math.isfinite(x)
+    if isinstance(x, list):
+        return all(_finite_json(y) for y in x)
+    if isinstance(x, dict):
+        return all(_finite_json(y) for y in x.values())
+    return True
+
+
+def validate_monitor(rows: Any, source: str) -> None:
+    """One-line CheckerError naming ``source`` unless ``rows`` are monitor rows of ``_terms``."""
+    if not isinstance(rows, list):
+        raise CheckerError(f"{source}: its monitor must be a list; start again without --resume")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise CheckerError(f"{source}: monitor row {i} is not an object; start again without --resume")
+        missing = [k for k in MONITOR_KEYS if k not in row]
+        if missing:
+            raise CheckerError(f"{source}: monitor row {i} lacks {missing[0]!r}; start again without --resume")
+        for k in MONITOR_KEYS:
+            v = row[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise CheckerError(f"{source}: monitor row {i}: {k} = {str(v)[:40]!r} is not a finite number; "
+                                   "start again without --resume")
+        if not _finite_json(row):
+            raise CheckerError(f"{source}: monitor row {i} holds a non-finite number; start again without --resume")
+
+
+def _finite_number_text(x: Any, where: str) -> float:
+    """A float written by ``repr`` (checkpoint phase results)."""
+    v = _finite_decimal(x, where)
+    f = float(v)
+    if not math.isfinite(f):
+        raise CheckerError(f"{where}: {x[:40]!r} overflows float64")
+    return f
+
+
+def _finite_decimal(x: Any, where: str) -> str:
+    try:
+        ok = isinstance(x, str) and Decimal(x).is_finite()
+    except InvalidOperation:
+        ok = False
+    if not ok:
+        raise CheckerError(f"{where}: expected a finite decimal number as text, got {str(x)[:40]!r}")
+    return x
 
 
 def _fmt(x: Any) -> str:
@@ -164,6 +270,16 @@ class TheoremCheck:
             raise CheckerError(f"--radius must be positive, got {self.radius}")
         self._check_precision()
         self.monitor: list[dict[str, Any]] = []
+        #: phase reached, results of the finished phases (exact JSON), checks and constants so far
+        self.phase = PHASES[0]
+        self.phases: dict[str, Any] = {}
+        self.checks: dict[str, Check] = {}
+        self.constants: dict[str, Any] = {}
+        self.cert: Any = None
+        #: what --resume restored: phase results (objects) and the descent checkpoint
+        self._restored: dict[str, Any] = {}
+        self._gd_resume: dict | None = None
+        self._gd_checkpoint: dict | None = None
         #: Progress notes for the long phases (the CLI prints them on stderr).
         self.say: Any = lambda text: None
 
@@ -185,57 +301,74 @@ class TheoremCheck:
 
     # ------------------------------------------------------------ hypotheses
     def hypotheses(self) -> tuple[list[Check], dict[str, Any]]:
-        from .geometry import certificate as cert_mod
-        from .rigorous import duality
-        from .geometry.smoothness import hessian_norm_estimate
+        """H1-H4, everything cheap before anything expensive; a failure stops early unless --force.
 
+        Order: the refusals of ``_refuse_outside_t1`` (lambda = 0, float64 overflow:
+        exit 2 at once), H1 and the part lambda <= a_min/2 of H2 (no certificate
+        needed: lambda_max <= a_min/2 always); then the phases certificate (H1-certificate,
+        H2), smoothness (H3), initial gap and preliminary dual (H4).  When a hypothesis
+        fails and --force is not given, the later phases are skipped and their checks
+        say "not evaluated".  A phase restored from a checkpoint is not recomputed.
+        """
         inst = self.instance
+        self.checks, self.constants = {}, {}
+        checks, constants = self.checks, self.constants
         absw = np.abs(self.a_star)
         a_min, a_max = float(absw.min()), float(absw.max())
-        checks: list[Check] = []
-        checks.append(Check(
-            "H1", "teacher normalized, separation Delta > 0, a_min <= |a*_i| <= a_max",
-            True, f"Delta={inst.separation:.6g}", "Delta > 0",
+        self.phase = "cheap-checks"
+        self._refuse_outside_t1()
+        checks["H1"] = Check(
+            "H1", HYPOTHESES["H1"], True, f"Delta={inst.separation:.6g}", "Delta > 0",
             f"m*={inst.m_star}, d={inst.d}, a_min={a_min:.6g}, a_max={a_max:.6g}, radius r={self.radius:.6g}",
-            rigorous=True))
-        self.say("building the dual certificate of the teacher ...")
-        cert = cert_mod.build_certificate(inst.activation, self.a_star, self.W_star, radius=self.radius,
-                                          rigorous=inst.d <= 4, seed=self.options.seed)
+            rigorous=True)
+        lam = self.lam0
+        constants.update({"a_min": a_min, "a_max": a_max, "Delta": inst.separation, "radius": self.radius})
+        if not lam <= a_min / 2:
+            checks["H2"] = Check("H2", HYPOTHESES["H2"], False, f"{lam:.6g}", f"{a_min / 2:.6g}",
+                                 "lambda_max <= a_min/2 whatever the certificate (checked before it)")
+        if self._stop_early():
+            return self.hypothesis_list(), constants
+
+        cert = self._phase("certificate", self._certificate_phase, lambda c: c.to_json())
         self.cert = cert
         ok_cert = not cert.degenerate
-        checks.append(Check(
-            "H1-certificate", "the teacher has a non-degenerate dual certificate (rho > 0, rho' > 0)",
+        checks["H1-certificate"] = Check(
+            "H1-certificate", HYPOTHESES["H1-certificate"],
             ok_cert, f"rho={cert.rho:.6g}, rho'={cert.rho_far:.6g}", "> 0",
             cert.reason or f"||p*||={cert.p_norm:.6g}, condition={cert.condition:.3g}",
-            rigorous=bool(cert.rho_rigorous and cert.rho_far_rigorous)))
+            rigorous=bool(cert.rho_rigorous and cert.rho_far_rigorous))
         p2 = cert.p_norm ** 2
         if ok_cert and p2 > 0:
             lam_max = min(a_min / 2, cert.rho_far * a_min / p2)
         else:
             lam_max = a_min / 2
-        lam = self.lam0
-        checks.append(Check(
-            "H2", "0 < lambda <= lambda_max = min(a_min/2, rho' a_min/||p*||^2) (checker's choice)",
-            0 < lam <= lam_max, f"{lam:.6g}", f"{lam_max:.6g}",
-            "lambda = 0 has no weight decay: use T1 with lambda > 0" if lam == 0 else ""))
+        checks["H2"] = Check("H2", HYPOTHESES["H2"], 0 < lam <= lam_max, f"{lam:.6g}", f"{lam_max:.6g}")
+        constants.update({"rho": cert.rho, "rho_far": cert.rho_far, "p_norm": cert.p_norm, "lambda_max": lam_max})
+        if self._stop_early():
+            return self.hypothesis_list(), constants
+
         eta = float(inst.eta)
-        beta0 = hessian_norm_estimate(inst, seed=self.options.seed)
-        checks.append(Check(
-            "H3", "step eta < 2/beta_0, beta_0 = Hessian norm of L_lambda at the start (estimate)",
-            eta * beta0 < 2, f"eta*beta_0={eta * beta0:.4g}", "< 2",
-            f"eta={eta:.6g}, beta_0={beta0:.6g}; C1 checks the decrease at every step"))
+        beta0 = self._phase("smoothness", self._smoothness_phase, repr)
+        checks["H3"] = Check(
+            "H3", HYPOTHESES["H3"], eta * beta0 < 2, f"eta*beta_0={eta * beta0:.4g}", "< 2",
+            f"eta={eta:.6g}, beta_0={beta0:.6g}; C1 checks the decrease at every step")
+        constants["beta_0"] = beta0
+        if self._stop_early():
+            return self.hypothesis_list(), constants
+
         eps0 = (self.options.threshold if self.options.threshold is not None
                 else lam * cert.rho_far * a_min / 2 - lam ** 2 * p2 / 4)
+        constants["eps_0"] = eps0
         # H4 needs the gap only to ~1e-3 of eps_0; U enters the dual value with weight
         # about ||nu|| ~ sum |a*_i|, hence the tolerance on U for the branch and bound.
         tol = 1e-3 * eps0 / float(absw.sum()) if eps0 > 0 else None
-        self.say("certifying the initial gap (Arb branch and bound over the sphere) ...")
-        gap0 = duality.gap_bound(self.problem, rigorous=True, seed=self.options.seed, tol=tol)
+        gap0 = self._phase("initial-gap", lambda: self._initial_gap_phase(tol), lambda g: g.to_dict())
         self.gap0 = gap0
         # The duality bound at theta_0 itself is loose away from the optimum; a
         # preliminary float64 descent gives a point whose dual value is a much better
         # (and still rigorous) lower bound on L*_lambda for the same lambda.
-        self.pre_dual = self._preliminary_dual(tol=tol)
+        self.pre_dual = self._phase("preliminary-dual", lambda: self._preliminary_dual(tol=tol),
+                                    lambda d: None if d is None else [d[0], d[1]])
         duals = [(gap0.dual, gap0.rigorous)] + ([self.pre_dual] if self.pre_dual else [])
         best_dual, dual_rig = max(duals, key=lambda d: Decimal(d[0]))
         with localcontext() as dctx:  # exact difference of two decimal strings, rounded up
@@ -244,19 +377,95 @@ class TheoremCheck:
         self.zeta0 = float(z0_dec)
         self.zeta0_rigorous = gap0.rigorous and dual_rig
         self.L_star_lower = (best_dual, dual_rig)
-        z0 = self.zeta0
-        checks.append(Check(
-            "H4", "initial gap zeta_0 <= eps_0 (eps_0 = lambda rho' a_min/2 - lambda^2 ||p*||^2/4, checker's choice)",
-            z0 <= eps0, f"{z0:.6g}", f"{eps0:.6g}",
+        checks["H4"] = Check(
+            "H4", HYPOTHESES["H4"], decimal_at_most(z0_dec, eps0), f"{self.zeta0:.6g}", f"{eps0:.6g}",
             ("threshold given by --threshold; " if self.options.threshold is not None else "")
             + "zeta_0 <= L_lambda(theta_0) - D, D the best dual lower bound on L*_lambda "
             + f"(at theta_0: {float(gap0.dual):.6g}"
-            + (f"; after a preliminary float64 descent: {float(self.pre_dual[0]):.6g})" if self.pre_dual else ")"),
-            rigorous=self.zeta0_rigorous))
-        constants = {"a_min": a_min, "a_max": a_max, "Delta": inst.separation, "radius": self.radius,
-                     "rho": cert.rho, "rho_far": cert.rho_far, "p_norm": cert.p_norm,
-                     "lambda_max": lam_max, "eps_0": eps0, "beta_0": beta0}
-        return checks, constants
+            + (f"; after a preliminary float64 descent: {float(self.pre_dual[0]):.6g})" if self.pre_dual else ")")
+            + "; compared exactly (the decimal upper bound, rounded up, against eps_0)",
+            rigorous=self.zeta0_rigorous)
+        return self.hypothesis_list(), constants
+
+    def hypothesis_list(self) -> list[Check]:
+        """The checks in their fixed order; one not reached is "not evaluated" (holds None)."""
+        return [self.checks.get(h) or Check(h, HYPOTHESES[h], None, "-", "-",
+                                             "not evaluated: an earlier hypothesis failed (cheap checks "
+                                             "come first; --force evaluates all)"
+                                             if any(c.holds is False for c in self.checks.values())
+                                             else f"not evaluated: the run stopped in phase {self.phase}")
+                for h in HYPOTHESES]
+
+    def _stop_early(self) -> bool:
+        return not self.options.force and any(c.holds is False for c in self.checks.values())
+
+    def _refuse_outside_t1(self) -> None:
+        """Instances T1 says nothing about, refused in seconds (exit 2) before any long work."""
+        from .engines import Float64Engine
+
+        if Decimal(self.instance.lam) == 0:
+            raise CheckerError("T1 needs lambda > 0 (weight decay); for lambda = 0 use python -m checker.gd")
+        # The smoothness estimate and the preliminary descent run in float64 whatever the
+        # engine, so an instance whose float64 objective or gradient overflows is out of reach.
+        fp = Problem.from_instance(self.instance, Float64Engine())
+        with np.errstate(all="ignore"):
+            ev = fp.evaluate(fp.a, fp.W)
+            values = np.concatenate([[ev.loss, ev.reg_loss], np.ravel(ev.grad_a), np.ravel(ev.grad_W)])
+            f64_ok = bool(np.all(np.isfinite(values.astype(float))))
+        if not f64_ok:
+            raise CheckerError(
+                f"the float64 evaluation of this instance overflows (L_lambda at the start = {float(ev.reg_loss):g}"
+                "): the student or teacher entries are too large for float64 arithmetic, which the "
+                "smoothness estimate and the preliminary descent use; rescale the instance")
+        with self.engine.context():
+            ev = self.problem.evaluate(with_gradient=False)
+            value = self.engine.to_str(ev.reg_loss)
+        try:
+            finite = Decimal(value).is_finite()
+        except InvalidOperation:
+            finite = False
+        if not finite:
+            raise CheckerError(f"the initial objective L_lambda = {value[:40]} is not finite in "
+                               f"{self.engine.describe()}; rescale the instance")
+
+    def _certificate_phase(self) -> Any:
+        """The dual certificate of the teacher (branch and bound for rho' when d <= 4)."""
+        from .geometry import certificate as cert_mod
+
+        self.say("building the dual certificate of the teacher ...")
+        return cert_mod.build_certificate(self.instance.activation, self.a_star, self.W_star, radius=self.radius,
+                                          rigorous=self.instance.d <= 4, seed=self.options.seed)
+
+    def _smoothness_phase(self) -> float:
+        """beta_0, the Hessian norm of L_lambda at the start (estimate, float64)."""
+        from .geometry.smoothness import hessian_norm_estimate
+
+        self.say("estimating the smoothness beta_0 at the start ...")
+        return float(hessian_norm_estimate(self.instance, seed=self.options.seed))
+
+    def _initial_gap_phase(self, tol: float | None) -> Any:
+        """The certified gap bound at theta_0 (Arb branch and bound over the sphere)."""
+        from .rigorous import duality
+
+        self.say("certifying the initial gap (Arb branch and bound over the sphere) ...")
+        return duality.gap_bound(self.problem, rigorous=True, seed=self.options.seed, tol=tol)
+
+    def _phase(self, name: str, compute: Any, dump: Any) -> Any:
+        """Run one phase, or take its result from the checkpoint being resumed.
+
+        ``dump`` gives the exact JSON form stored in the checkpoint, which is
+        written after every phase that was computed (when --checkpoint is given).
+        """
+        self.phase = name
+        if name in self._restored:
+            value = self._restored[name]
+            self.say(f"{name}: restored from the checkpoint")
+            self.phases[name] = dump(value)
+            return value
+        value = compute()
+        self.phases[name] = dump(value)
+        self._save_checkpoint("running")
+        return value
 
     def _preliminary_dual(self, max_steps: int = 5000, tol: float | None = None) -> tuple[str, bool] | None:
         """Rigorous lower bound on L*_lambda from a short float64 descent (None if it fails).
@@ -267,6 +476,7 @@ class TheoremCheck:
         from .rigorous import duality
         from .engines import Float64Engine
 
+        self.say("preliminary float64 descent for a better dual bound ...")
         # A plain fixed-length loop: nothing of run_gd (monitoring, checkpoints, stop
         # rules) is needed for a point whose only use is its dual value.
         fp = Problem.from_instance(self.instance, Float64Engine())
@@ -282,6 +492,106 @@ class TheoremCheck:
             We = self.engine.array([[float(x) for x in r] for r in W])
         gb = duality.gap_bound(self.problem, ae, We, rigorous=True, seed=self.options.seed, tol=tol)
         return gb.dual, gb.rigorous
+
+    # ------------------------------------------------------------ checkpoints of the phases
+    def defining_options(self) -> dict[str, Any]:
+        """The options that define a run (with their effective values): a resume must match them."""
+        from . import gd
+
+        return {"engine": self.engine.name, "dps": self.engine.dps if self.engine.name == "mp" else None,
+                "schedule": gd.Schedule.parse(self.options.schedule).to_dict(), "eta": self.instance.eta,
+                "radius": repr(float(self.radius)), "threshold": self.options.threshold,
+                "seed": self.options.seed, "gap_every": self._gap_every()}
+
+    def _checkpoint_data(self, status: str) -> dict[str, Any]:
+        from .io import seal
+
+        return seal({
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "status": status, "phase": self.phase,
+            "instance": self.instance.to_dict(), "options": self.defining_options(),
+            "phases": dict(self.phases), "hypotheses": [c.to_dict() for c in self.checks.values()],
+            "gd": self._gd_checkpoint})
+
+    def _save_checkpoint(self, status: str) -> None:
+        if self.options.checkpoint:
+            from .io import write_json_atomic
+            write_json_atomic(self.options.checkpoint, self._checkpoint_data(status))
+
+    def _on_gd_checkpoint(self, data: dict[str, Any]) -> None:
+        self._gd_checkpoint = data
+        self._save_checkpoint(data.get("status", "running"))
+
+    def load_resume(self) -> None:
+        """Read and validate the --checkpoint to resume, before any long work.
+
+        Refused with a one-line message naming the file: another format or version;
+        content that does not match its digest; another instance or other defining
+        options; phase results, descent state or monitor rows that do not parse.
+        """
+        from . import gd
+        from .geometry.certificate import Certificate
+        from .io import check_seal, read_json
+        from .rigorous.duality import GapBound
+
+        path = self.options.checkpoint
+        if not path:
+            raise CheckerError("--resume needs --checkpoint FILE")
+        src = f"checkpoint {path}"
+        data = read_json(path, "checkpoint")
+        if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+            raise CheckerError(f"{src}: not a T1 checkpoint of this program; start again without --resume")
+        if data.get("version") != CHECKPOINT_VERSION:
+            raise CheckerError(f"{src}: checkpoint version {data.get('version')!r} is not supported (this program "
+                               f"reads version {CHECKPOINT_VERSION}); start again without --resume")
+        check_seal(data, src)
+        for key in ("instance", "options", "phases", "gd"):
+            if key not in data:
+                raise CheckerError(f"{src}: is missing {key!r}; start again without --resume")
+        mine = self.instance.to_dict()
+        if data["instance"] != mine:
+            theirs = data["instance"] if isinstance(data["instance"], dict) else {}
+            key = next((k for k in mine if theirs.get(k) != mine[k]), "instance")
+            raise CheckerError(f"{src}: belongs to another instance (its {key!r} differs from this run's); "
+                               "resume with the instance and options it was made with")
+        opts, theirs = self.defining_options(), data["options"]
+        if not isinstance(theirs, dict):
+            raise CheckerError(f"{src}: its options are malformed; start again without --resume")
+        for key, value in opts.items():
+            if theirs.get(key) == value:
+                continue
+            if key == "gap_every":  # derived from --steps, not an option of its own
+                raise CheckerError(f"{src}: was made with a --steps giving a gap evaluation every {theirs.get(key)!r} "
+                                   f"steps, this run every {value!r}; resume with the same --steps")
+            raise CheckerError(f"{src}: was made with --{key} {theirs.get(key)!r}, this run has {value!r}; "
+                               "resume with the same options")
+        phases = data["phases"]
+        if not isinstance(phases, dict):
+            raise CheckerError(f"{src}: its phases are malformed; start again without --resume")
+        restored: dict[str, Any] = {}
+        for name, value in phases.items():
+            where = f"{src}: phase {name}"
+            if name == "certificate":
+                restored[name] = Certificate.from_json(value, where)
+            elif name == "smoothness":
+                restored[name] = _finite_number_text(value, where)
+            elif name == "initial-gap":
+                restored[name] = GapBound.from_dict(value, where)
+            elif name == "preliminary-dual":
+                if value is not None and not (isinstance(value, list) and len(value) == 2
+                                              and isinstance(value[1], bool)):
+                    raise CheckerError(f"{where}: expected null or [dual, rigorous]")
+                restored[name] = None if value is None else (_finite_decimal(value[0], where), value[1])
+            else:
+                raise CheckerError(f"{src}: unknown phase {name!r}; start again without --resume")
+        if data["gd"] is not None:
+            gd.validate_checkpoint(data["gd"], self.problem, src)
+            validate_monitor(data["gd"].get("monitor", []), src)
+            self.monitor = list(data["gd"].get("monitor", []))
+        self._restored = restored
+        # carried by every checkpoint written from now on, so an interrupt before the
+        # restored phases are reached again does not drop them
+        self.phases = dict(phases)
+        self._gd_resume = self._gd_checkpoint = data["gd"]
 
     # ------------------------------------------------------------ monitoring along the run
     def observe(self, problem: Problem, a: np.ndarray, W: np.ndarray, lam: Any) -> float:
@@ -315,9 +625,13 @@ class TheoremCheck:
 
     # ------------------------------------------------------------ the run
     def run(self, on_hypotheses: Any = None) -> Report:
-        """Hypotheses, then (when they hold or --force) the descent and the conclusions.
+        """The phases of PHASES in order: hypotheses, then (when they hold or --force) the
+        descent, the final gap and the conclusions.
 
         ``on_hypotheses(checks)`` is called before the descent starts (the CLI prints them).
+        With --resume the checkpoint is validated first and its finished phases are not
+        redone.  Ctrl-C in any phase returns the partial report (verdict "interrupted",
+        ``phase`` the phase reached) and writes the checkpoint when --checkpoint is given.
         """
         from . import gd
         from .rigorous import duality
@@ -325,11 +639,22 @@ class TheoremCheck:
         opts = self.options
         report = Report(SCHEMA_VERSION, __version__, "holds", self.instance.to_dict(), self.engine.name,
                         self.engine.dps, {k: v for k, v in asdict(opts).items() if k != "progress"},
-                        [])
-        hyps, constants = self.hypotheses()
+                        [], rigorous_for=self.rigorous_for())
+        # cheap validation first: the options of the descent, then the checkpoint to resume
+        schedule = gd.Schedule.parse(opts.schedule)
+        stop = gd.StopRules(max_steps=opts.steps, time_budget=opts.time_budget, gap_target=opts.gap_target,
+                            gap_every=self._gap_every())
+        if opts.resume:
+            self.load_resume()
+        try:
+            hyps, constants = self.hypotheses()
+        except KeyboardInterrupt:
+            return self._interrupted(report)
         report.hypotheses = hyps
         report.constants.update(constants)
-        report.certificate = self.cert.to_dict()
+        report.phase = self.phase
+        if self.cert is not None:
+            report.certificate = self.cert.to_dict()
         if on_hypotheses is not None:
             on_hypotheses(hyps)
         unmet = [h for h in hyps if h.holds is False]
@@ -341,44 +666,40 @@ class TheoremCheck:
         if unmet:
             report.notes.append("hypotheses unmet but --force given: the conclusions are not covered by T1")
 
-        schedule = gd.Schedule.parse(opts.schedule)
-        gap_target = opts.gap_target
-        stop = gd.StopRules(max_steps=opts.steps, time_budget=opts.time_budget, gap_target=gap_target,
-                            gap_every=self._gap_every())
-        resume_state = None
-        if opts.resume:
-            if not opts.checkpoint:
-                raise CheckerError("--resume needs --checkpoint FILE")
-            resume_state = gd.load_checkpoint(opts.checkpoint, self.problem)
-            self.monitor = list(resume_state.get("monitor", []))
-        # the initial point enters the C3/C4 record
-        if not self.monitor:
-            self.monitor.append(self._terms(self.problem.a, self.problem.W, self.lam0,
-                                            max(float(self.gap0.gap_upper), 0.0), float(self.gap0.reg_loss)))
-        result = gd.run_gd(self.problem, self.problem.eta, schedule=schedule, stop=stop,
-                           gap_fn=self.observe, checkpoint=opts.checkpoint, resume=resume_state,
-                           progress=opts.progress, monitor=self.monitor,
-                           instance_dict=self.instance.to_dict())
+        self.phase = "descent"
+        try:
+            # the initial point enters the C3/C4 record
+            if not self.monitor:
+                self.monitor.append(self._terms(self.problem.a, self.problem.W, self.lam0,
+                                                max(float(self.gap0.gap_upper), 0.0), float(self.gap0.reg_loss)))
+            result = gd.run_gd(self.problem, self.problem.eta, schedule=schedule, stop=stop,
+                               gap_fn=self.observe, resume=self._gd_resume, progress=opts.progress,
+                               monitor=self.monitor, instance_dict=self.instance.to_dict(),
+                               on_checkpoint=self._on_gd_checkpoint if opts.checkpoint else None)
+        except KeyboardInterrupt:
+            return self._interrupted(report)
         report.run = result.to_dict(self.engine)
         if result.stop_reason == "interrupted":
-            report.verdict = "interrupted"
-            report.message = (f"interrupted at step {result.steps}; partial result written"
-                              + (f", resume with --resume --checkpoint {opts.checkpoint}" if opts.checkpoint else ""))
-            return report
+            return self._interrupted(report, f" at step {result.steps}")
 
-        self.say("certifying the final gap (Arb branch and bound over the sphere) ...")
-        final = duality.gap_bound(self.problem, result.a, result.W, lam=result.lam, rigorous=True,
-                                  seed=opts.seed)
-        with self.engine.context():
-            ev = self.problem.evaluate(result.a, result.W, lam=result.lam, with_gradient=False)
+        self.phase = "final-gap"
+        try:
+            self.say("certifying the final gap (Arb branch and bound over the sphere) ...")
+            final = duality.gap_bound(self.problem, result.a, result.W, lam=result.lam, rigorous=True,
+                                      seed=opts.seed)
+            with self.engine.context():
+                ev = self.problem.evaluate(result.a, result.W, lam=result.lam, with_gradient=False)
+            final_terms = self._terms(result.a, result.W, float(result.lam), max(float(final.gap_upper), 0.0),
+                                      float(final.reg_loss), loss=float(ev.loss))
+        except KeyboardInterrupt:
+            return self._interrupted(report)
+        report.phase = self.phase
         report.final = {"loss": self.engine.to_str(ev.loss), "reg_loss": self.engine.to_str(ev.reg_loss),
                         "gap_upper": final.gap_upper, "gap_rigorous": final.rigorous,
                         "lambda": self.engine.to_str(result.lam), "gap": final.to_dict()}
         report.L_star_interval = {"lower": final.dual, "upper": final.reg_loss, "rigorous": final.rigorous,
                                   "lambda": self.engine.to_str(result.lam)}
-        self.monitor.append(self._terms(result.a, result.W, float(result.lam),
-                                        max(float(final.gap_upper), 0.0), float(final.reg_loss),
-                                        loss=float(ev.loss)))
+        self.monitor.append(final_terms)
         report.conclusions, measured = self.conclusions(result, final, schedule)
         report.constants.update(measured)
         report.notes.append("all constants are measured on this instance by this checker; "
@@ -391,10 +712,38 @@ class TheoremCheck:
             report.verdict = "inconclusive"
             report.message = next(c.detail for c in report.conclusions if c.id == "C2")
         if unmet:
+            # T1 says nothing about this run: neither "holds" nor a counterexample to it.
             forced = ", ".join(h.id for h in unmet)
-            report.message = (report.message + "; " if report.message else "") + \
-                f"run with --force although {forced} failed: T1 does not cover this run"
+            report.message = (f"run with --force although {forced} failed: T1 does not cover this run"
+                              + (f" (as a plain run: {report.verdict}"
+                                 + (f"; {report.message}" if report.message else "") + ")"))
+            report.verdict = "outside-T1"
         return report
+
+    def _interrupted(self, report: Report, where: str = "") -> Report:
+        """The partial report of a Ctrl-C in the current phase; the checkpoint is written first."""
+        report.verdict = "interrupted"
+        report.phase = self.phase
+        report.hypotheses = self.hypothesis_list()
+        report.constants.update(self.constants)
+        if self.cert is not None:
+            report.certificate = self.cert.to_dict()
+        ckpt = self.options.checkpoint
+        try:
+            self._save_checkpoint("interrupted")
+        except KeyboardInterrupt:  # a second Ctrl-C during the atomic write: the previous file is intact
+            pass
+        report.message = (f"interrupted in phase {self.phase}{where}; partial result written"
+                          + (f", resume with --resume --checkpoint {ckpt}" if ckpt else ""))
+        return report
+
+    def rigorous_for(self) -> str:
+        """Which instance the rigorous enclosures are about (the engine's reading of the decimals)."""
+        how = ("rounded to the nearest float64" if self.engine.name == "float64" else
+               f"rounded to the mp working precision ({self.engine.describe()})")
+        return (f"the instance as read by the engine: each decimal input {how}"
+                + (", teacher rows then normalized in that arithmetic" if self.instance.normalize_teacher else "")
+                + "; the Arb enclosures are exact for those numbers, not for the decimal strings themselves")
 
     def _gap_every(self) -> int:
         return max(20, min(200, self.options.steps // 50 or 20))
@@ -422,11 +771,13 @@ class TheoremCheck:
         measured["gap_rate_per_step"] = rate
         g_final = float(final.gap_upper)
         target = self.options.gap_target
+        # exact comparison of the decimal upper bound (rounded up) with the float bound
         if target is not None:
-            holds: bool | None = g_final <= target
+            holds: bool | None = decimal_at_most(final.gap_upper, target)
             bound = f"{target:.3g}"
         else:
-            holds = g_final <= max(1e-3 * float(self.gap0.gap_upper), 1e3 * eng.eps * max(scale, 1.0))
+            holds = decimal_at_most(final.gap_upper,
+                                    max(1e-3 * float(self.gap0.gap_upper), 1e3 * eng.eps * max(scale, 1.0)))
             bound = "1e-3 x initial gap"
         detail = (f"final gap bound {'rigorous' if final.rigorous else 'estimate'}; "
                   f"fitted rate {rate:.6g} per step" if rate is not None else "no rate fitted")
@@ -493,7 +844,8 @@ def _advice(unmet: list[Check]) -> str:
         "H3": "lower the step eta (--eta) below 2/beta_0",
         "H4": "start the student closer to the teacher's optimum, or pass --threshold if you know the theorem's",
     }
-    return "To fix: " + "; ".join(tips.get(h.id, h.id) for h in unmet) + " (or --force to run anyway)."
+    return ("To fix: " + "; ".join(tips.get(h.id, h.id) for h in unmet)
+            + " (or --force to run anyway: T1 then does not cover the run, verdict outside-T1).")
 
 
 # --------------------------------------------------------------------------- printing
@@ -675,6 +1027,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_BAD_INPUT
         if report.verdict == "inconclusive":
             return EXIT_INCONCLUSIVE
+        if report.verdict == "outside-T1":
+            return EXIT_OUTSIDE_T1
         if report.verdict == "interrupted":
             return EXIT_INTERRUPTED
         return EXIT_OK

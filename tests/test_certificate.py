@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from checker.geometry import certificate as cc
 from checker import objective
 from checker.engines import Float64Engine
+from checker.errors import CheckerError
 from derivations import certificate as dc
 from tests import reference
 from tests.strategies import Teacher, near_students, random_students, teachers
@@ -447,3 +448,31 @@ def test_rigorous_rho_far() -> None:
     # certified bound must lie below it, and above it by at most tol plus the estimate's
     # own shortfall (bounded by the same tol: the search is converged, see notes).
     assert cert.rho_far_estimate - 2 * cc.RIGOROUS_TOL <= cert.rho_far <= cert.rho_far_estimate
+
+
+@pytest.mark.parametrize("activation, a, W", [
+    ("relu", [1.0, -0.8], [[1, 0, 0], [0, 1, 0]]),
+    ("relu", [1.0, 1.0], [[1, 0, 0], [-1, 0, 0]]),  # opposite rays: dependent features
+    ("abs", [1.0, 0.5], [[1, 0, 0], [1, 1e-9, 0]]),  # near-duplicate lines: degenerate
+])
+@pytest.mark.parametrize("non_finite", [{}, {"rho": math.nan, "rho_far": -math.inf, "max_abs_eta": math.inf}])
+def test_certificate_restores_exactly_from_its_json(activation, a, W, non_finite) -> None:
+    # Checkpoints store the certificate (to_json); from_json must rebuild it bit for bit, the
+    # non-finite constants of a degenerate teacher (nan when the system has no solution) included
+    # (to_dict turns those into null).
+    import dataclasses
+    cert = build(activation, np.array(a), np.array(W, float) / np.linalg.norm(W, axis=1)[:, None])
+    cert = dataclasses.replace(cert, **non_finite)
+    text = json.loads(json.dumps(cert.to_json()))
+    back = cc.Certificate.from_json(text)
+    assert back.to_json() == cert.to_json()
+    assert all(type(getattr(back, f)) is type(getattr(cert, f)) for f in ("rho", "alpha", "degenerate", "notes"))
+
+
+@pytest.mark.parametrize("damage", [{"rho": 1.5}, {"rho": "1e"}, {"degenerate": "no"}, {"alpha": "1"},
+                                    {"extra": 1}])
+def test_certificate_from_json_refuses_damage_in_one_line(damage) -> None:
+    cert = build("relu", np.array([1.0, -0.8]), np.eye(3)[:2])
+    with pytest.raises(CheckerError, match="ckpt") as info:
+        cc.Certificate.from_json({**cert.to_json(), **damage}, "ckpt")
+    assert "\n" not in str(info.value)

@@ -276,3 +276,19 @@ def test_three_teachers_converged_mp_d4():
     assert bound.rigorous and bound.extra["converged"]
     with mpmath.workdps(80):
         assert 0 <= _mp(bound.gap_upper) <= _mp("1e-15")
+
+
+def test_gap_bound_restores_exactly_from_its_json_and_refuses_damage():
+    # Checkpoints store a GapBound as JSON (decimal strings); reading it back must give the very
+    # same record, and a damaged record a one-line CheckerError naming where it was read.
+    inst = _single_teacher_optimum("relu", "1", "0.1", ["0", "0", "1"], digits=17)
+    problem = Problem.from_instance(inst, Float64Engine())
+    bound = gap_bound(problem, rigorous=True, max_boxes=2000)
+    assert bound.rigorous
+    assert GapBound.from_dict(json.loads(json.dumps(bound.to_dict()))) == bound
+    for damage in ({"gap_upper": "inf"}, {"dual": "x"}, {"rigorous": "yes"}, {"boxes": 1.5}, {"seconds": "1"}):
+        with pytest.raises(CheckerError, match="ckpt: phase initial-gap") as info:
+            GapBound.from_dict({**bound.to_dict(), **damage}, "ckpt: phase initial-gap")
+        assert "\n" not in str(info.value)
+    with pytest.raises(CheckerError, match="malformed"):
+        GapBound.from_dict({**bound.to_dict(), "new": 1}, "ckpt")

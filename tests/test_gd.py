@@ -13,7 +13,8 @@ import pytest
 from checker import gd
 from checker.engines import make_engine
 from checker.errors import CheckerError
-from checker.io import engine_from_json, engine_to_json, read_json, write_json_atomic
+from checker.io import (check_seal, engine_from_json, engine_to_json, json_digest, read_json, seal,
+                        write_json_atomic)
 from checker.model import Instance
 from checker.problem import Problem
 from tests.tolerance import assert_close
@@ -389,13 +390,55 @@ def test_load_checkpoint_refuses_other_mp_precision(tmp_path):
     (lambda d: d["state"].update(W=[["x"]]), "not a finite decimal"),
 ])
 def test_load_checkpoint_refuses_damaged_files(float64_checkpoint, mutate, expect):
+    # Damaged but re-sealed (a consistent digest), so the content checks behind the digest are reached.
     data = read_json(float64_checkpoint, "checkpoint")
     assert data["instance"] == TWO_TEACHERS.to_dict()
+    mutate(data)
+    write_json_atomic(float64_checkpoint, seal(data))
+    with pytest.raises(CheckerError) as info:
+        gd.load_checkpoint(float64_checkpoint, problem(TWO_TEACHERS, "float64"))
+    assert expect in str(info.value) and "\n" not in str(info.value)
+    assert str(float64_checkpoint) in str(info.value)
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda d: d["state"]["a"].__setitem__(0, "0.5"),  # hand-edited state
+    lambda d: d["problem"].update(initial_lambda="0.02"),  # edited instance fingerprint
+    lambda d: d["instance"].update(eta="0.5"),  # edited instance copy
+    lambda d: d["stop"].update(max_steps=10),  # edited options
+    lambda d: d.update(note="a key this version does not know"),
+    lambda d: d.pop("digest"),
+])
+def test_load_checkpoint_refuses_content_that_does_not_match_its_digest(float64_checkpoint, mutate):
+    data = read_json(float64_checkpoint, "checkpoint")
     mutate(data)
     write_json_atomic(float64_checkpoint, data)
     with pytest.raises(CheckerError) as info:
         gd.load_checkpoint(float64_checkpoint, problem(TWO_TEACHERS, "float64"))
-    assert expect in str(info.value) and "\n" not in str(info.value)
+    text = str(info.value)
+    assert text.startswith(f"checkpoint {float64_checkpoint}: ") and "digest" in text and "\n" not in text
+
+
+def test_load_checkpoint_refuses_a_state_that_overflows_float64(float64_checkpoint):
+    # 1e300 is a valid float64, but the objective at it is not (||w||^2 overflows): refused by
+    # name even when the digest is consistent, never an inf/nan run or a traceback.
+    data = read_json(float64_checkpoint, "checkpoint")
+    data["state"]["W"][0][0] = "1e300"
+    write_json_atomic(float64_checkpoint, seal(data))
+    with pytest.raises(CheckerError, match="not finite") as info:
+        gd.load_checkpoint(float64_checkpoint, problem(TWO_TEACHERS, "float64"))
+    assert str(float64_checkpoint) in str(info.value)
+
+
+def test_checkpoint_digest_covers_every_key_and_survives_the_file_round_trip(float64_checkpoint):
+    data = read_json(float64_checkpoint, "checkpoint")
+    assert data["digest"] == json_digest({k: v for k, v in data.items() if k != "digest"})
+    # a key added by a later format version is covered by the same rule
+    extended = seal({**data, "train": {"a": True}})
+    check_seal(json.loads(json.dumps(extended)), "x")
+    gd.validate_checkpoint(extended, problem(TWO_TEACHERS, "float64"), "x")  # unknown keys: covered, not refused
+    with pytest.raises(CheckerError, match="digest"):
+        check_seal({**extended, "train": {"a": False}}, "x")
 
 
 def test_resume_refuses_other_eta_or_schedule(float64_checkpoint):
@@ -405,3 +448,19 @@ def test_resume_refuses_other_eta_or_schedule(float64_checkpoint):
         gd.run_gd(p, "0.2", resume=saved, progress=False)
     with pytest.raises(CheckerError, match="same value"):
         gd.run_gd(p, p.eta, stop=gd.StopRules(gap_every=7), resume=saved, progress=False)
+
+
+def test_on_checkpoint_hands_sealed_checkpoints_to_the_caller_and_writes_no_file(tmp_path, monkeypatch):
+    # theorem1 embeds the descent checkpoint in its own: run_gd must pass every checkpoint (the
+    # periodic ones and the final one) to on_checkpoint instead of writing a file, each sealed
+    # and valid for resuming this problem.
+    monkeypatch.chdir(tmp_path)
+    p = problem(TWO_TEACHERS, "float64")
+    got: list[dict] = []
+    result = gd.run_gd(p, p.eta, stop=gd.StopRules(max_steps=5), checkpoint_every=0, progress=False,
+                       on_checkpoint=got.append)
+    assert len(got) == 6 and not list(tmp_path.iterdir())  # after each of the 5 steps, and at the end
+    last = json.loads(json.dumps(got[-1]))
+    check_seal(last, "x")
+    gd.validate_checkpoint(last, p, "x")
+    assert last["status"] == "max-steps" and last["state"]["step"] == result.steps == 5

@@ -131,10 +131,338 @@ def test_bad_instance_files_exit_2(tmp_path: Path, content: str, needle: str, ca
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err
 
 
-def test_failing_conclusion_writes_a_counterexample_that_reproduces(tmp_path: Path, capsys) -> None:
-    # A step far above 2/beta_0 (H3 unmet, forced): L_lambda increases, so C1 must fail.
-    args = ["--preset", "default", "--eta", "4", "--force", "--steps", "200", "--schedule", "fixed",
-            "--counterexample-dir", str(tmp_path)]
+# --------------------------------------------------------------------------- phases, checkpoints, verdicts
+PHASE_METHODS = {"certificate": "_certificate_phase", "smoothness": "_smoothness_phase",
+                 "initial-gap": "_initial_gap_phase", "preliminary-dual": "_preliminary_dual"}
+
+
+@pytest.fixture(scope="module")
+def abs_phases() -> dict:
+    """The results of the four expensive phases on the abs preset, computed once for this module.
+
+    Tests about control flow reuse them (through ``use_phases``) instead of redoing the
+    certificate and the branch and bound in every test.
+    """
+    check = theorem1.TheoremCheck(load_preset("abs"), theorem1.Options(progress=False))
+    check.hypotheses()
+    return {"certificate": check.cert, "smoothness": check.constants["beta_0"], "initial-gap": check.gap0,
+            "preliminary-dual": check.pre_dual}
+
+
+def use_phases(monkeypatch, results: dict, *, interrupt: str | None = None) -> dict:
+    """Phase methods that return ``results`` (and count their calls); ``interrupt``: that one raises
+    KeyboardInterrupt instead (Ctrl-C in that phase)."""
+    calls = {name: 0 for name in PHASE_METHODS}
+
+    def fake(name: str):
+        def method(self, *args, **kwargs):
+            calls[name] += 1
+            if name == interrupt:
+                raise KeyboardInterrupt
+            return results[name]
+        return method
+
+    for name, attr in PHASE_METHODS.items():
+        monkeypatch.setattr(theorem1.TheoremCheck, attr, fake(name))
+    return calls
+
+
+def forbid_phases(monkeypatch) -> None:
+    """Every expensive phase fails the test if reached (the input must be refused before)."""
+    def boom(self, *args, **kwargs):
+        raise AssertionError("an expensive phase ran before a cheap refusal")
+
+    for attr in PHASE_METHODS.values():
+        monkeypatch.setattr(theorem1.TheoremCheck, attr, boom)
+
+
+def count_phases(monkeypatch) -> dict:
+    """Wrap the real phase methods with call counters."""
+    calls = {name: 0 for name in PHASE_METHODS}
+    for name, attr in PHASE_METHODS.items():
+        real = getattr(theorem1.TheoremCheck, attr)
+
+        def method(self, *args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(self, *args, **kwargs)
+        monkeypatch.setattr(theorem1.TheoremCheck, attr, method)
+    return calls
+
+
+def write_instance(tmp_path: Path, **changes) -> Path:
+    inst = load_preset("abs").instance.to_dict()
+    inst.update(changes)
+    path = tmp_path / "inst.json"
+    path.write_text(json.dumps({"instance": inst, "run": {"steps": 40, "schedule": "fixed"}}))
+    return path
+
+
+def _final_numbers(path: Path) -> tuple:
+    data = json.loads(path.read_text())
+    f = data["final"]
+    return (data["run"]["a"], data["run"]["W"], data["run"]["steps"], f["loss"], f["reg_loss"], f["gap_upper"],
+            data["constants"])
+
+
+def test_interrupt_in_every_phase_then_resume_redoes_nothing_and_reaches_the_same_numbers(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    # End to end with the real phases (abs preset, 1200 fixed steps, gap evaluations every 24):
+    # Ctrl-C before the descent (in the preliminary dual), resume, Ctrl-C in the descent (third gap
+    # evaluation), resume to the end.  Reference: the uninterrupted run; a resumed run is the same
+    # deterministic computation, so the final numbers must be identical (strings compared exactly).
+    base = ["--preset", "abs", "--steps", "1200", "--schedule", "fixed"]
+    straight = tmp_path / "straight.json"
+    code, stdout, err = run_main(base + ["--json", str(straight)], capsys)
+    assert code == 0, stdout + err
+
+    ckpt, partial = tmp_path / "run.ckpt.json", tmp_path / "partial.json"
+    real_pre = theorem1.TheoremCheck._preliminary_dual
+
+    def interrupting_pre(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(theorem1.TheoremCheck, "_preliminary_dual", interrupting_pre)
+    code, stdout, err = run_main(base + ["--checkpoint", str(ckpt), "--json", str(partial)], capsys)
+    assert code == 130, stdout + err
+    data = json.loads(partial.read_text())
+    assert data["verdict"] == "interrupted" and data["phase"] == "preliminary-dual"
+    assert [h["holds"] for h in data["hypotheses"]] == [True, True, True, True, None]
+    saved = json.loads(ckpt.read_text())
+    assert sorted(saved["phases"]) == ["certificate", "initial-gap", "smoothness"] and saved["gd"] is None
+
+    monkeypatch.setattr(theorem1.TheoremCheck, "_preliminary_dual", real_pre)
+    calls = count_phases(monkeypatch)
+    n_obs = {"n": 0}
+    real_observe = theorem1.TheoremCheck.observe
+
+    def interrupting_observe(self, *a, **k):  # Ctrl-C on the third gap evaluation of the descent
+        n_obs["n"] += 1
+        if n_obs["n"] == 3:
+            raise KeyboardInterrupt
+        return real_observe(self, *a, **k)
+
+    monkeypatch.setattr(theorem1.TheoremCheck, "observe", interrupting_observe)
+    resume = base + ["--checkpoint", str(ckpt), "--resume"]
+    code, stdout, err = run_main(resume + ["--json", str(partial)], capsys)
+    assert code == 130, stdout + err
+    assert json.loads(partial.read_text())["phase"] == "descent"
+    assert calls == {"certificate": 0, "smoothness": 0, "initial-gap": 0, "preliminary-dual": 1}
+    saved = json.loads(ckpt.read_text())
+    assert saved["gd"]["state"]["step"] > 0 and "preliminary-dual" in saved["phases"]
+
+    monkeypatch.setattr(theorem1.TheoremCheck, "observe", real_observe)
+    resumed = tmp_path / "resumed.json"
+    code, stdout, err = run_main(resume + ["--json", str(resumed)], capsys)
+    assert code == 0, stdout + err
+    assert calls == {"certificate": 0, "smoothness": 0, "initial-gap": 0, "preliminary-dual": 1}
+    assert _final_numbers(resumed) == _final_numbers(straight)
+    done = json.loads(resumed.read_text())
+    assert done["verdict"] == "holds" and done["phase"] == "final-gap"
+    assert "rounded to the nearest float64" in done["rigorous_for"]
+
+
+@pytest.mark.parametrize("phase", ["certificate", "smoothness", "initial-gap", "preliminary-dual", "final-gap"])
+def test_ctrl_c_in_a_phase_writes_the_partial_result_and_the_finished_phases(
+        phase: str, abs_phases, tmp_path: Path, capsys, monkeypatch) -> None:
+    calls = use_phases(monkeypatch, abs_phases, interrupt=phase if phase in PHASE_METHODS else None)
+    if phase == "final-gap":
+        from checker.rigorous import duality
+        real_gap = duality.gap_bound
+
+        def gap(*a, rigorous=True, **k):  # the monitoring estimates pass, the certified final gap is stopped
+            if rigorous:
+                raise KeyboardInterrupt
+            return real_gap(*a, rigorous=rigorous, **k)
+        monkeypatch.setattr(duality, "gap_bound", gap)
+    ckpt, out = tmp_path / "c.json", tmp_path / "r.json"
+    code, stdout, err = run_main(["--preset", "abs", "--steps", "40", "--schedule", "fixed",
+                                  "--checkpoint", str(ckpt), "--json", str(out)], capsys)
+    assert code == theorem1.EXIT_INTERRUPTED, stdout + err
+    data = json.loads(out.read_text())
+    assert data["verdict"] == "interrupted" and data["phase"] == phase
+    assert f"interrupted in phase {phase}" in data["message"] and "--resume" in data["message"]
+    order = list(PHASE_METHODS)
+    finished = order if phase == "final-gap" else order[:order.index(phase)]
+    saved = json.loads(ckpt.read_text())
+    assert saved["format"] == theorem1.CHECKPOINT_FORMAT and saved["phase"] == phase
+    assert sorted(saved["phases"]) == sorted(finished)
+    assert (saved["gd"] is not None) == (phase == "final-gap")
+    assert all(calls[p] == 1 for p in finished)
+
+
+def test_ctrl_c_in_the_final_gap_then_resume_gives_the_uninterrupted_result(abs_phases, tmp_path: Path, capsys,
+                                                                             monkeypatch) -> None:
+    # After the descent ended, a resume re-enters run_gd at its end state (which stops at once)
+    # and certifies the final gap: same numbers and the same monitor record (C3/C4 ratios) as an
+    # uninterrupted run (reference; a deterministic computation, compared exactly).
+    from checker.rigorous import duality
+    calls = use_phases(monkeypatch, abs_phases)
+    base = ["--preset", "abs", "--steps", "40", "--schedule", "fixed"]
+    straight = tmp_path / "straight.json"
+    code0 = run_main(base + ["--json", str(straight)], capsys)[0]
+    assert code0 == theorem1.EXIT_INCONCLUSIVE  # 40 steps stop above the preset's gap target 1e-10
+    real_gap = duality.gap_bound
+
+    def gap(*a, rigorous=True, **k):
+        if rigorous:
+            raise KeyboardInterrupt
+        return real_gap(*a, rigorous=rigorous, **k)
+    monkeypatch.setattr(duality, "gap_bound", gap)
+    ckpt, out = tmp_path / "c.json", tmp_path / "r.json"
+    assert run_main(base + ["--checkpoint", str(ckpt)], capsys)[0] == 130
+    monkeypatch.setattr(duality, "gap_bound", real_gap)
+    before = dict(calls)
+    code, stdout, err = run_main(base + ["--checkpoint", str(ckpt), "--resume", "--json", str(out)], capsys)
+    assert code == code0, stdout + err
+    assert calls == before  # no phase recomputed
+    assert _final_numbers(out) == _final_numbers(straight)
+
+
+def test_ctrl_c_right_after_resuming_keeps_the_restored_phases(abs_phases, tmp_path: Path, capsys,
+                                                               monkeypatch) -> None:
+    # The checkpoint written on a Ctrl-C before the restored phases are reached again must still
+    # carry them (it replaces the file being resumed).
+    use_phases(monkeypatch, abs_phases, interrupt="preliminary-dual")
+    ckpt = tmp_path / "c.json"
+    args = ["--preset", "abs", "--steps", "40", "--schedule", "fixed", "--checkpoint", str(ckpt)]
+    assert run_main(args, capsys)[0] == 130
+    before = json.loads(ckpt.read_text())["phases"]
+
+    def interrupting(self):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(theorem1.TheoremCheck, "_refuse_outside_t1", interrupting)
+    assert run_main(args + ["--resume"], capsys)[0] == 130
+    saved = json.loads(ckpt.read_text())
+    assert saved["phase"] == "cheap-checks" and saved["phases"] == before and len(before) == 3
+
+
+def _descent_checkpoint(tmp_path: Path, capsys, monkeypatch, abs_phases) -> Path:
+    """A T1 checkpoint with every phase and a descent state (Ctrl-C at the first gap evaluation)."""
+    use_phases(monkeypatch, abs_phases)
+
+    def interrupting(self, *a, **k):
+        raise KeyboardInterrupt
+    real_observe = theorem1.TheoremCheck.observe
+    monkeypatch.setattr(theorem1.TheoremCheck, "observe", interrupting)
+    ckpt = tmp_path / "c.json"
+    code, _, err = run_main(["--preset", "abs", "--steps", "40", "--schedule", "fixed", "--checkpoint", str(ckpt)],
+                            capsys)
+    assert code == 130, err
+    monkeypatch.setattr(theorem1.TheoremCheck, "observe", real_observe)
+    return ckpt
+
+
+def _edit(path: Path, change, *, reseal: bool) -> None:
+    from checker.io import seal
+    data = json.loads(path.read_text())
+    change(data)
+    if reseal:
+        if data.get("gd"):
+            data["gd"] = seal(data["gd"])
+        data = seal(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("change, reseal, needle", [
+    (lambda d: d["phases"].update(smoothness="5.0"), False,
+     "does not match its digest"),  # hand-edited phase result
+    (lambda d: d["gd"]["state"]["a"].__setitem__(0, "0.5"), False, "does not match its digest"),
+    (lambda d: d["instance"].update(eta="0.3"), False, "does not match its digest"),
+    (lambda d: d["gd"]["monitor"][0].pop("C3_bound"), True, "monitor row 0 lacks 'C3_bound'"),
+    (lambda d: d["gd"]["monitor"][0].update(zeta="x"), True, "monitor row 0: zeta"),
+    (lambda d: d["gd"]["state"]["W"][0].__setitem__(0, "1e300"), True, "not finite"),
+    (lambda d: d["phases"].update(smoothness="1e999"), True, "phase smoothness"),
+    (lambda d: d["phases"]["initial-gap"].update(gap_upper="inf"), True, "phase initial-gap"),
+    (lambda d: d["phases"]["certificate"].pop("rho"), True, "phase certificate"),
+    (lambda d: d.update(version=0), True, "version"),
+])
+def test_resume_refuses_a_damaged_checkpoint_before_any_work(change, reseal, needle, abs_phases,
+                                                             tmp_path: Path, capsys, monkeypatch) -> None:
+    ckpt = _descent_checkpoint(tmp_path, capsys, monkeypatch, abs_phases)
+    _edit(ckpt, change, reseal=reseal)
+    forbid_phases(monkeypatch)
+    code, stdout, err = run_main(["--preset", "abs", "--steps", "40", "--schedule", "fixed",
+                                  "--checkpoint", str(ckpt), "--resume"], capsys)
+    assert code == 2, stdout + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"checkpoint {ckpt}" in lines[0] and needle in lines[0], err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--seed", "1"], "--seed"),
+    (["--steps", "2000"], "the same --steps"),  # gap_every 40 instead of 20 (derived from --steps)
+    (["--eta", "0.2"], "another instance"),  # the effective eta is part of the instance
+    (["--schedule", "geometric"], "--schedule"),
+])
+def test_resume_refuses_another_instance_or_options(args, needle, abs_phases, tmp_path: Path, capsys,
+                                                    monkeypatch) -> None:
+    ckpt = _descent_checkpoint(tmp_path, capsys, monkeypatch, abs_phases)
+    forbid_phases(monkeypatch)
+    code, stdout, err = run_main(["--preset", "abs", "--steps", "40", "--schedule", "fixed",
+                                  "--checkpoint", str(ckpt), "--resume"] + args, capsys)
+    assert code == 2 and needle in err and f"checkpoint {ckpt}" in err, stdout + err
+    other = write_instance(tmp_path, **{"lambda": "0.021"})
+    code, stdout, err = run_main(["--instance", str(other), "--checkpoint", str(ckpt), "--resume"], capsys)
+    assert code == 2 and "another instance" in err, stdout + err
+
+
+@pytest.mark.parametrize("changes, needle", [
+    ({"lambda": "0"}, "T1 needs lambda > 0 (weight decay); for lambda = 0 use python -m checker.gd"),
+    ({"student": {"a": ["0.7", "1"], "W": [["1e300", "0", "0"], ["0", "1", "0"]]}}, "overflows"),
+])
+def test_outside_t1_inputs_are_refused_before_any_expensive_phase(changes, needle, tmp_path: Path, capsys,
+                                                                  monkeypatch) -> None:
+    # Issue #7 item 7: lambda = 0 ran 100 s of branch and bound, a 1e300 student 111 s, before
+    # being refused.  Now no expensive phase is reached (forbid_phases fails the test otherwise).
+    forbid_phases(monkeypatch)
+    for force in ([], ["--force"]):
+        code, stdout, err = run_main(["--instance", str(write_instance(tmp_path, **changes))] + force, capsys)
+        assert code == 2, stdout + err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err
+
+
+def test_a_cheap_hypothesis_failure_stops_before_the_expensive_ones(tmp_path: Path, capsys, monkeypatch) -> None:
+    # lambda = 0.5 > a_min/2 = 0.35 >= lambda_max: H2 fails whatever the certificate.
+    forbid_phases(monkeypatch)
+    out = tmp_path / "r.json"
+    code, stdout, err = run_main(["--instance", str(write_instance(tmp_path, **{"lambda": "0.5"})), "--json", str(out)],
+                                 capsys)
+    assert code == 2 and "H2 fails" in err, stdout + err
+    data = json.loads(out.read_text())
+    assert data["verdict"] == "hypotheses-unmet" and data["phase"] == "cheap-checks"
+    holds = {h["id"]: h["holds"] for h in data["hypotheses"]}
+    assert holds == {"H1": True, "H1-certificate": None, "H2": False, "H3": None, "H4": None}
+
+
+def test_forced_run_is_outside_t1_not_a_counterexample(abs_phases, tmp_path: Path, capsys, monkeypatch) -> None:
+    # A step far above 2/beta_0 (H3 unmet, forced): L_lambda increases, so C1 fails, but T1 does
+    # not cover the run: verdict outside-T1, exit 4, no counterexample file.
+    use_phases(monkeypatch, abs_phases)
+    out = tmp_path / "r.json"
+    code, stdout, err = run_main(["--preset", "abs", "--eta", "4", "--force", "--steps", "200", "--schedule",
+                                  "fixed", "--json", str(out), "--counterexample-dir", str(tmp_path)], capsys)
+    assert code == theorem1.EXIT_OUTSIDE_T1 == 4, stdout + err
+    data = json.loads(out.read_text())
+    assert data["verdict"] == "outside-T1"
+    assert "H3" in data["message"] and "T1 does not cover this run" in data["message"]
+    assert "C1 fails" in data["message"]  # what the conclusions did, as a plain run
+    assert not list(tmp_path.glob("counterexample-*.json"))
+
+
+def test_failing_conclusion_writes_a_counterexample_that_reproduces(abs_phases, tmp_path: Path, capsys,
+                                                                    monkeypatch) -> None:
+    # A run within T1 whose conclusion C1 is made to fail (the real C1 holds here): the
+    # verdict "fails", exit 1, and a run file that reproduces it.
+    use_phases(monkeypatch, abs_phases)
+    real = theorem1.TheoremCheck.conclusions
+
+    def failing_c1(self, *a, **k):
+        checks, measured = real(self, *a, **k)
+        checks[0].holds = False
+        return checks, measured
+    monkeypatch.setattr(theorem1.TheoremCheck, "conclusions", failing_c1)
+    args = ["--preset", "abs", "--steps", "100", "--schedule", "fixed", "--counterexample-dir", str(tmp_path)]
     code, stdout, err = run_main(args, capsys)
     assert code == 1, stdout + err
     files = list(tmp_path.glob("counterexample-*.json"))
@@ -144,39 +472,16 @@ def test_failing_conclusion_writes_a_counterexample_that_reproduces(tmp_path: Pa
     assert code2 == 1 and "C1" in stdout2 and "FAILS" in stdout2
 
 
-def _final_state(path: Path) -> tuple:
-    data = json.loads(path.read_text())
-    return data["run"]["a"], data["run"]["W"], data["run"]["steps"], data["final"]["gap_upper"]
-
-
-def test_interrupt_then_resume_reaches_the_uninterrupted_result(tmp_path: Path, capsys, monkeypatch) -> None:
-    # A plain step budget (1200 steps, 6 gap evaluations at every 200) so both runs stop at the same step.
-    base = ["--preset", "abs", "--steps", "1200", "--schedule", "fixed"]
-    straight = tmp_path / "straight.json"
-    code, stdout, err = run_main(base + ["--json", str(straight)], capsys)
-    assert code in (0, 3), stdout + err
-
-    calls = {"n": 0}
-    real_observe = theorem1.TheoremCheck.observe
-
-    def interrupting(self, *a, **k):  # Ctrl-C on the third gap evaluation
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_observe(self, *a, **k)
-
-    ckpt = tmp_path / "run.ckpt.json"
-    partial = tmp_path / "partial.json"
-    monkeypatch.setattr(theorem1.TheoremCheck, "observe", interrupting)
-    code, stdout, err = run_main(base + ["--checkpoint", str(ckpt), "--json", str(partial)], capsys)
-    assert code == 130
-    assert json.loads(partial.read_text())["verdict"] == "interrupted"
-    assert ckpt.exists()
-    monkeypatch.setattr(theorem1.TheoremCheck, "observe", real_observe)
-    resumed = tmp_path / "resumed.json"
-    code, stdout, err = run_main(base + ["--checkpoint", str(ckpt), "--resume", "--json", str(resumed)], capsys)
-    assert code in (0, 3), stdout + err
-    assert _final_state(resumed) == _final_state(straight)
+def test_rigorous_comparisons_use_the_decimal_upper_bound_not_its_nearest_float() -> None:
+    # Reference: Decimal(0.1) = 0.1000000000000000055511151231257827021181583404541015625 exactly.
+    # An upper bound one unit in its 34th digit above that value rounds to the float 0.1, so a
+    # round-to-nearest comparison says "<= 0.1" although the bound exceeds 0.1.
+    upper = "0.1000000000000000055511151231257828"
+    assert float(upper) == 0.1 and float(upper) <= 0.1  # what the old comparison did
+    assert theorem1.decimal_at_most(upper, 0.1) is False
+    assert theorem1.decimal_at_most("0.1000000000000000055511151231257827", 0.1) is True
+    assert theorem1.decimal_at_most("1e-30", "1e-30") is True
+    assert theorem1.decimal_at_most("inf", 1.0) is False and theorem1.decimal_at_most("nan", 1.0) is False
 
 
 def test_command_line_runs_as_documented(tmp_path: Path) -> None:
@@ -221,6 +526,7 @@ def test_d2_instance_gets_the_directions_figure_and_forced_runs_say_so(tmp_path:
         "lambda": "0.01", "eta": "0.3"}))
     code, stdout, err = run_main(["--instance", str(inst), "--force", "--steps", "600",
                                   "--plots", str(tmp_path / "fig")], capsys)
-    assert code in (0, 3), stdout + err
+    assert code == theorem1.EXIT_OUTSIDE_T1, stdout + err  # forced: outside T1 whatever the conclusions
     assert "H4" in stdout and "T1 does not cover this run" in stdout  # H4 fails here: the start is far
+    assert "verdict: outside-T1" in stdout
     assert (tmp_path / "fig" / "directions.png").stat().st_size > 0

@@ -50,7 +50,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -187,6 +188,10 @@ def _eta_parts(engine: Any, activation: str, Q: np.ndarray, W_star: np.ndarray,
 
 
 # ----------------------------------------------------------------- the record
+#: A finite decimal number written as text (``Certificate.from_json``).
+_DECIMAL_TEXT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
 @dataclass(frozen=True)
 class Certificate:
     """The pre-certificate of one teacher and its measured constants (float64)."""
@@ -219,6 +224,53 @@ class Certificate:
             return x
 
         return {k: clean(v) for k, v in asdict(self).items()}
+
+    def to_json(self) -> dict[str, Any]:
+        """Exact JSON form (checkpoints): every float as its shortest round-tripping text.
+
+        Unlike ``to_dict`` nothing is lost ('nan' and 'inf' are kept as text), so
+        ``from_json`` rebuilds this very record, bit for bit.
+        """
+        def text(x: Any) -> Any:
+            if isinstance(x, list):
+                return [text(y) for y in x]
+            if isinstance(x, (float, np.floating)):
+                return repr(float(x))
+            return x
+
+        return {f.name: text(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "certificate") -> "Certificate":
+        """The record written by ``to_json``; anything else is a one-line ``CheckerError`` naming ``where``."""
+        from ..errors import CheckerError
+
+        names = [f.name for f in fields(cls)]
+        if not isinstance(data, dict) or sorted(data) != sorted(names):
+            missing = sorted(set(names) - set(data)) if isinstance(data, dict) else names
+            extra = sorted(set(data) - set(names)) if isinstance(data, dict) else []
+            raise CheckerError(f"{where}: malformed ({'missing ' + repr(missing[0]) if missing else ''}"
+                               f"{'unknown key ' + repr(extra[0]) if extra and not missing else ''})")
+
+        def number(x: Any, key: str) -> float:
+            if isinstance(x, str) and (x in ("nan", "inf", "-inf") or _DECIMAL_TEXT.match(x)):
+                return float(x)
+            raise CheckerError(f"{where}.{key}: expected a number written as text, got {str(x)[:40]!r}")
+
+        def parse(kind: str, x: Any, key: str) -> Any:
+            if kind == "float":
+                return number(x, key)
+            if kind in ("bool", "str"):
+                if type(x).__name__ != kind:
+                    raise CheckerError(f"{where}.{key}: expected {kind}, got {type(x).__name__}")
+                return x
+            if kind.startswith("list[") and kind.endswith("]"):
+                if not isinstance(x, list):
+                    raise CheckerError(f"{where}.{key}: expected a list")
+                return [parse(kind[5:-1], y, key) for y in x]
+            raise CheckerError(f"{where}.{key}: field of type {kind} cannot be restored")
+
+        return cls(**{f.name: parse(str(f.type), data[f.name], f.name) for f in fields(cls)})
 
 
 # ----------------------------------------------------------------- validation

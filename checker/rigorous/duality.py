@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any, Sequence
 
@@ -65,6 +66,35 @@ class GapBound:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "gap bound") -> "GapBound":
+        """The record written by ``to_dict`` (exact: every number is text or a JSON float that
+        round-trips); anything else, or a non-finite bound, is a one-line ``CheckerError``."""
+        names = [f.name for f in fields(cls)]
+        if not isinstance(data, dict) or sorted(data) != sorted(names):
+            raise CheckerError(f"{where}: malformed (expected the keys {', '.join(names)})")
+        kinds = {"str": str, "bool": bool, "int": int, "dict[str, Any]": dict}
+        out: dict[str, Any] = {}
+        for f in fields(cls):
+            x = data[f.name]
+            if str(f.type) == "float":
+                ok = isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                x = float(x) if ok else x
+            else:
+                want = kinds.get(str(f.type))
+                ok = want is not None and type(x) is want
+            if not ok:
+                raise CheckerError(f"{where}.{f.name}: expected {f.type}, got {type(x).__name__}")
+            out[f.name] = x
+        for key in ("reg_loss", "dual", "gap_upper"):
+            try:
+                finite = Decimal(out[key]).is_finite()
+            except InvalidOperation:
+                finite = False
+            if not finite:
+                raise CheckerError(f"{where}.{key}: {out[key][:40]!r} is not a finite decimal number")
+        return cls(**out)
 
 
 @dataclass(frozen=True)
