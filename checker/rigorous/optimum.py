@@ -97,14 +97,9 @@ def reduce_student(a: np.ndarray, W: np.ndarray, *, merge_angle: float = MERGE_A
     would move a neuron by more than 1e-6 of its norm is not made.
     """
     W = np.array(W, dtype=float)
-    if teacher_W is not None:
-        Q, sv, _ = np.linalg.svd(np.asarray(teacher_W, dtype=float).T, full_matrices=False)
-        Q = Q[:, sv > 1e-12 * sv.max()]
-        if Q.shape[1] < W.shape[1]:
-            P = W @ Q @ Q.T
-            moved = np.linalg.norm(W - P, axis=1)
-            if np.all(moved <= 1e-6 * np.linalg.norm(W, axis=1)):
-                W = P
+    if teacher_W is not None and _in_teacher_span(W, teacher_W):
+        Q = _span_of(teacher_W)
+        W = W @ Q @ Q.T
     norms = np.linalg.norm(W, axis=1)
     mass = np.abs(a) * norms
     if not np.any(mass > 0):
@@ -135,6 +130,21 @@ def reduce_student(a: np.ndarray, W: np.ndarray, *, merge_angle: float = MERGE_A
     return np.array(a_out), np.array(W_out)
 
 
+def _span_of(teacher_W: np.ndarray) -> np.ndarray:
+    """Orthonormal basis (d x s, columns) of span{w*_i} in float64."""
+    Q, sv, _ = np.linalg.svd(np.asarray(teacher_W, dtype=float).T, full_matrices=False)
+    return Q[:, sv > 1e-12 * sv.max()]
+
+
+def _in_teacher_span(W: np.ndarray, teacher_W: np.ndarray) -> bool:
+    """True when span{w*_i} is a proper subspace and every row of W is within 1e-6 (relative) of it."""
+    Q = _span_of(teacher_W)
+    if Q.shape[1] == W.shape[1]:
+        return False
+    moved = np.linalg.norm(W - W @ Q @ Q.T, axis=1)
+    return bool(np.all(moved <= 1e-6 * np.linalg.norm(W, axis=1)))
+
+
 def _flat(a: np.ndarray, W: np.ndarray) -> np.ndarray:
     return np.concatenate([a, W.reshape(-1)])
 
@@ -144,30 +154,42 @@ def _split(x: np.ndarray, k: int, d: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def newton_polish(problem: Problem, a: np.ndarray, W: np.ndarray, *, max_steps: int = 30,
-                  grad_tol: Any = None) -> tuple[np.ndarray, np.ndarray, int, Any]:
+                  grad_tol: Any = None, basis: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, int, Any]:
     """Newton's method on L_lambda at the engine's precision, from (a, W) (engine numbers).
 
     The Hessian is formed from central differences of the exact gradient with
     step h = 10^(-dps/3): its error O(h^2) = 10^(-2 dps/3) only slows the
     quadratic convergence to a linear one with that factor.  A Newton step that
-    does not lower L_lambda is halved (up to 30 times).  Returns the point, the
-    number of steps and the final gradient norm.
+    does not lower L_lambda is halved (up to 30 times).  ``basis`` (s x d,
+    orthonormal rows, engine numbers): the neurons are kept in its span,
+    W = X basis, and Newton runs on (a, X); the span of the teachers is invariant
+    under the descent, and staying exactly in it lets the certificate search a
+    smaller sphere.  Returns the point, the number of steps and the final
+    gradient norm.
     """
     e = problem.engine
     if not isinstance(e, MpEngine):
         raise CheckerError("the Newton polish runs in the high-precision engine (--engine mp)")
-    k, d = W.shape
-    n = k * (d + 1)
+    k = W.shape[0]
     with e.context():
+        B = None if basis is None else np.asarray(basis, dtype=object)
+        X0 = W if B is None else W.dot(B.T)
+        d = X0.shape[1]
+        n = k * (d + 1)
         h = mpmath.mpf(10) ** (-(e.dps // 3))
         tol = mpmath.mpf(10) ** (-(e.dps - 3)) if grad_tol is None else mpmath.mpf(grad_tol)
 
-        def grad(x: np.ndarray) -> tuple[Any, np.ndarray]:
-            aa, WW = _split(x, k, d)
-            ev = problem.evaluate(aa, WW)
-            return ev.reg_loss, _flat(ev.grad_a, ev.grad_W)
+        def point(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            aa, XX = _split(x, k, d)
+            return aa, (XX if B is None else XX.dot(B))
 
-        x = _flat(a, W)
+        def grad(x: np.ndarray) -> tuple[Any, np.ndarray]:
+            ev = problem.evaluate(*point(x))
+            gX = ev.grad_W if B is None else ev.grad_W.dot(B.T)
+            return ev.reg_loss, _flat(ev.grad_a, gX)
+
+        x = _flat(a, X0)
         f, g = grad(x)
         steps = 0
         for steps in range(1, max_steps + 1):
@@ -199,8 +221,9 @@ def newton_polish(problem: Problem, a: np.ndarray, W: np.ndarray, *, max_steps: 
             else:
                 break
             x, f, g = x + t * step, f2, g2
-        gnorm = mpmath.sqrt(mpmath.fsum(v * v for v in g))
-        aa, WW = _split(x, k, d)
+        aa, WW = point(x)
+        ev = problem.evaluate(aa, WW)
+        gnorm = mpmath.sqrt(mpmath.fsum(v * v for v in _flat(ev.grad_a, ev.grad_W)))
         return aa, WW, steps, gnorm
 
 
@@ -221,15 +244,22 @@ def certified_optimum(instance: Instance, *, dps: int = 50, start: tuple[np.ndar
     else:
         a64, W64 = (np.asarray(x, dtype=float) for x in start)
     times["descent"] = time.perf_counter() - t0
-    ar, Wr = reduce_student(a64, W64, merge_angle=instance.separation / 10,
-                            teacher_W=np.array([[float(x) for x in r] for r in instance.teacher_W]))
+    teacher_W = np.array([[float(x) for x in r] for r in instance.teacher_W])
+    ar, Wr = reduce_student(a64, W64, merge_angle=instance.separation / 10, teacher_W=teacher_W)
     engine = MpEngine(dps)
     reduced = instance.replace(student_a=[repr(float(x)) for x in ar],
                                student_W=[[repr(float(x)) for x in row] for row in Wr])
     problem = Problem.from_instance(reduced, engine)
     t1 = time.perf_counter()
     say(f"Newton polish of the reduced problem ({len(ar)} neurons) at {dps} digits ...")
-    a_p, W_p, steps, gnorm = newton_polish(problem, problem.a, problem.W)
+    basis = None
+    if _in_teacher_span(Wr, teacher_W):
+        from .duality import _span_basis
+
+        span = _span_basis(engine, problem.W_star)
+        if len(span) < instance.d:
+            basis = np.array(span, dtype=object)
+    a_p, W_p, steps, gnorm = newton_polish(problem, problem.a, problem.W, basis=basis)
     times["polish"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     say("certifying the enclosure (duality bound, Arb branch and bound) ...")
