@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 
 import mpmath
 import numpy as np
@@ -292,3 +293,28 @@ def test_gap_bound_restores_exactly_from_its_json_and_refuses_damage():
         assert "\n" not in str(info.value)
     with pytest.raises(CheckerError, match="malformed"):
         GapBound.from_dict({**bound.to_dict(), "new": 1}, "ckpt")
+
+
+def test_sup_reduces_to_a_smaller_sphere_when_the_span_is_degenerate_in_low_dimension():
+    """d = 4, every vector in a plane: the sup runs on S^2 (span reduction), not S^3.
+
+    Reference: the branch and bound on the full sphere S^3 (no reduction) at the same
+    tolerance; both are certified intervals of the same supremum, so they must overlap.
+    """
+    from flint import ctx
+
+    from checker.rigorous.arb_objective import KernelSum
+    from checker.rigorous.duality import certified_sup, residual_terms
+    from checker.rigorous.sphere import certified_max_abs
+
+    inst = Instance.create(teacher_a=["1", "-0.7"], teacher_W=[["1", "0", "0", "0"], ["0", "1", "0", "0"]],
+                           student_a=["0.8", "-0.5"], student_W=[["0.9", "0.2", "0", "0"], ["0.1", "0.6", "0", "0"]],
+                           lam="0.01")
+    p = Problem.from_instance(inst, Float64Engine())
+    cert = certified_sup(p, tol=1e-4)
+    assert cert.rigorous and cert.search_dim == 3 and cert.span_dim == 2
+    V, c = residual_terms(p, p.a, p.W)
+    with ctx.workprec(80):
+        full = certified_max_abs(KernelSum("relu", V, c), 4, tol=1e-4, max_boxes=200_000, prec=80)
+    assert full.rigorous
+    assert Fraction(cert.lower) <= Fraction(full.upper) and Fraction(full.lower) <= Fraction(cert.upper)

@@ -17,7 +17,7 @@ that by branch and bound on the sphere (``checker.sphere``).  Otherwise
 from a multi-start local search (``sup_estimate``) and says so: a sampled U can
 miss the supremum, and then D exceeds L*_lambda.
 
-g is positively 1-homogeneous.  When d > 4 and the rows of V span a subspace of
+g is positively 1-homogeneous.  When the rows of V span a subspace of
 dimension s <= 3, g(w) depends on w only through its projection on that span
 and the length of the rest, so the supremum is certified on S^s in R^{s+1}
 (``certified_sup``), with a rigorous bound for the numerically computed basis.
@@ -340,8 +340,9 @@ def certified_sup(problem: Problem, a: Any = None, W: Any = None, *, tol: float,
                   max_seconds: float | None = None) -> SupCertificate:
     """Certified bounds on sup_{||w||=1} |g(w)|: branch and bound on [g, -g] over the sphere.
 
-    d <= 4: the sphere S^{d-1} itself.  d > 4 with span{v_l} of dimension s <= 3:
-    an orthonormal basis q_1..q_s of the span is computed in the engine; with
+    When span{v_l} has dimension s with s + 1 < d and s <= 3 (any d), the search
+    runs on S^s, a smaller sphere; otherwise d <= 4: the sphere S^{d-1} itself.
+    The reduction: an orthonormal basis q_1..q_s of the span is computed in the engine; with
     z_l the (exact, dyadic) coordinates of v_l in it and E the exactly orthonormal
     polar factor of Q = (q_1 .. q_s), the vectors v_l' = E z_l satisfy
     ||v_l - v_l'|| <= ||Q z_l - v_l|| + ||I - Q^T Q||_F ||z_l|| (because
@@ -350,7 +351,7 @@ def certified_sup(problem: Problem, a: Any = None, W: Any = None, *, tol: float,
     ||w - E E^T w||), a point of S^s, and is even in the last coordinate, so
     sup_{S^{d-1}} g' = sup_{S^s} of the reduced kernel sum with rows (z_l, 0).
     Finally |g - g'| <= Lip sum_l |c_l| ||v_l - v_l'|| (see ``_lipschitz``).
-    Otherwise the result is not rigorous.
+    Otherwise (d > 4 and s > 3) the result is not rigorous.
     """
     engine = problem.engine
     act = problem.activation
@@ -360,15 +361,14 @@ def certified_sup(problem: Problem, a: Any = None, W: Any = None, *, tol: float,
     prec = default_prec(engine) if prec is None else prec
     if len(c) == 0:  # g == 0
         return SupCertificate("0", "0", [1.0] + [0.0] * (d - 1), True, "", d, 0, "0", None)
-    if d <= MAX_SEARCH_DIM:
+    basis = _span_basis(engine, V)
+    s = len(basis)
+    if d <= MAX_SEARCH_DIM and s + 1 >= d:  # the reduction would not shrink the sphere
         with ctx.workprec(prec):
             F = KernelSum(act, V, c)
             res = certified_max_abs(F, d, tol=tol, max_boxes=max_boxes, seeds=seeds, prec=prec,
                                     max_seconds=max_seconds)
-        span = len(_span_basis(engine, V))
-        return SupCertificate(res.upper, res.lower, res.argmax, res.rigorous, res.reason, d, span, "0", res)
-    basis = _span_basis(engine, V)
-    s = len(basis)
+        return SupCertificate(res.upper, res.lower, res.argmax, res.rigorous, res.reason, d, s, "0", res)
     if s + 1 > MAX_SEARCH_DIM:
         return SupCertificate("inf", "0", [], False,
                               f"span dimension s = {s} > 3 with d = {d} > 4 (the search covers spheres in "

@@ -1,0 +1,277 @@
+"""The certified optimum: L*_lambda enclosed in a narrow interval, fast.
+
+L*_lambda = inf over every width and parameter of L_lambda.  Three steps:
+
+1. **Descent into the basin** (float64): gradient descent on L_lambda from the
+   instance's student until the float64 precision floor (``checker.gd.run_gd``
+   detects it).
+2. **Reduction and polish** (high precision): neurons whose directions agree to
+   ``merge_angle`` and whose output weights have the same sign are merged into one
+   balanced neuron carrying their total signed mass (by AM-GM this never raises
+   L_lambda at a balanced point, and the optimum of L_lambda is balanced), neurons
+   of negligible mass are dropped; then Newton's method on the reduced problem
+   (K neurons, K (d + 1) unknowns) at ``dps`` digits, its Hessian from central
+   differences of the exact gradient.
+3. **Certificate**: the polished point theta-hat is feasible at any width, so
+   L*_lambda <= L_lambda(theta-hat) (upper end: an Arb enclosure), and the
+   duality bound at theta-hat gives D(p) <= L*_lambda (lower end:
+   ``checker.rigorous.duality.gap_bound``, rigorous when the sup over the sphere
+   is certified).  The interval [D, L_lambda(theta-hat)] contains L*_lambda.
+
+Steps 1 and 2 only choose the point; only step 3 is a proof, so a poor point
+gives a wide interval, never a wrong one.  The enclosure is of L*_lambda for the
+instance as read by the high-precision engine (each decimal input rounded to its
+working precision).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from decimal import ROUND_CEILING, Decimal, localcontext
+from typing import Any, Callable
+
+import mpmath
+import numpy as np
+
+from ..engines import Engine, Float64Engine, MpEngine
+from ..errors import CheckerError
+from ..model import Instance
+from ..problem import Problem
+from .duality import GapBound, gap_bound
+
+#: Directions closer than this (radians) with the same output sign are merged (the
+#: certified optimum uses Delta / 10: such neurons sit near one teacher).
+MERGE_ANGLE = 1e-3
+#: A neuron whose mass |a_j| ||w_j|| is below this fraction of the largest is dropped.
+DROP_MASS = 1e-8
+
+
+@dataclass
+class Enclosure:
+    """L*_lambda in [lower, upper] (decimal strings, outward rounded when rigorous)."""
+
+    lower: str
+    upper: str
+    width: str
+    rigorous: bool
+    lam: str
+    dps: int
+    neurons: int  # K, neurons of the reduced problem
+    a: list[str]  # the polished reduced student (exact decimal strings of the engine)
+    W: list[list[str]]
+    newton_steps: int
+    grad_norm: str  # ||grad L_lambda|| at the polished point
+    seconds: dict[str, float] = field(default_factory=dict)
+    gap: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def descend_float64(instance: Instance, *, max_steps: int = 200_000, time_budget: float | None = 30.0,
+                    progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 gradient descent on L_lambda from the instance's student to its precision floor."""
+    from ..gd import StopRules, run_gd
+
+    if instance.eta is None:
+        raise CheckerError("the certified optimum needs a step size: give \"eta\" in the instance")
+    fp = Problem.from_instance(instance, Float64Engine())
+    res = run_gd(fp, fp.eta, stop=StopRules(max_steps=max_steps, time_budget=time_budget, gap_every=200,
+                                            record_every=10_000), progress=progress)
+    if res.stop_reason == "diverged":
+        raise CheckerError("float64 descent diverged: lower the step size eta")
+    return np.asarray(res.a, dtype=float), np.asarray(res.W, dtype=float)
+
+
+def reduce_student(a: np.ndarray, W: np.ndarray, *, merge_angle: float = MERGE_ANGLE,
+                   drop_mass: float = DROP_MASS,
+                   teacher_W: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Merge collinear same-sign neurons into balanced neurons; drop negligible ones (float64).
+
+    With ``teacher_W`` of rank below d, each kept neuron is projected on span{w*_i}
+    (the objective is invariant under the orthogonal maps that fix that span, and
+    the optimum found here lies in it); the sup in the certificate then runs on a
+    smaller sphere (``checker.rigorous.duality.certified_sup``).  A projection that
+    would move a neuron by more than 1e-6 of its norm is not made.
+    """
+    W = np.array(W, dtype=float)
+    if teacher_W is not None and _in_teacher_span(W, teacher_W):
+        Q = _span_of(teacher_W)
+        W = W @ Q @ Q.T
+    norms = np.linalg.norm(W, axis=1)
+    mass = np.abs(a) * norms
+    if not np.any(mass > 0):
+        raise CheckerError("every student neuron has zero mass: nothing to polish")
+    keep = mass > drop_mass * mass.max()
+    order = [j for j in np.argsort(-mass) if keep[j]]
+    clusters: list[list[int]] = []
+    for j in order:
+        u = W[j] / norms[j]
+        for cl in clusters:
+            r = cl[0]
+            ur = W[r] / norms[r]
+            same_sign = np.sign(a[j]) == np.sign(a[r])
+            cos = float(np.clip(u @ ur, -1.0, 1.0))
+            if same_sign and math.acos(cos) <= merge_angle:
+                cl.append(j)
+                break
+        else:
+            clusters.append([j])
+    a_out, W_out = [], []
+    for cl in clusters:
+        s = float(sum(a[j] * norms[j] for j in cl))  # total signed mass
+        direction = sum(mass[j] * W[j] / norms[j] for j in cl)
+        direction = direction / np.linalg.norm(direction)
+        r = math.sqrt(abs(s))
+        a_out.append(math.copysign(r, s))
+        W_out.append(r * direction)
+    return np.array(a_out), np.array(W_out)
+
+
+def _span_of(teacher_W: np.ndarray) -> np.ndarray:
+    """Orthonormal basis (d x s, columns) of span{w*_i} in float64."""
+    Q, sv, _ = np.linalg.svd(np.asarray(teacher_W, dtype=float).T, full_matrices=False)
+    return Q[:, sv > 1e-12 * sv.max()]
+
+
+def _in_teacher_span(W: np.ndarray, teacher_W: np.ndarray) -> bool:
+    """True when span{w*_i} is a proper subspace and every row of W is within 1e-6 (relative) of it."""
+    Q = _span_of(teacher_W)
+    if Q.shape[1] == W.shape[1]:
+        return False
+    moved = np.linalg.norm(W - W @ Q @ Q.T, axis=1)
+    return bool(np.all(moved <= 1e-6 * np.linalg.norm(W, axis=1)))
+
+
+def _flat(a: np.ndarray, W: np.ndarray) -> np.ndarray:
+    return np.concatenate([a, W.reshape(-1)])
+
+
+def _split(x: np.ndarray, k: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    return x[:k], x[k:].reshape(k, d)
+
+
+def newton_polish(problem: Problem, a: np.ndarray, W: np.ndarray, *, max_steps: int = 30,
+                  grad_tol: Any = None, basis: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, int, Any]:
+    """Newton's method on L_lambda at the engine's precision, from (a, W) (engine numbers).
+
+    The Hessian is formed from central differences of the exact gradient with
+    step h = 10^(-dps/3): its error O(h^2) = 10^(-2 dps/3) only slows the
+    quadratic convergence to a linear one with that factor.  A Newton step that
+    does not lower L_lambda is halved (up to 30 times).  ``basis`` (s x d,
+    orthonormal rows, engine numbers): the neurons are kept in its span,
+    W = X basis, and Newton runs on (a, X); the span of the teachers is invariant
+    under the descent, and staying exactly in it lets the certificate search a
+    smaller sphere.  Returns the point, the number of steps and the final
+    gradient norm.
+    """
+    e = problem.engine
+    if not isinstance(e, MpEngine):
+        raise CheckerError("the Newton polish runs in the high-precision engine (--engine mp)")
+    k = W.shape[0]
+    with e.context():
+        B = None if basis is None else np.asarray(basis, dtype=object)
+        X0 = W if B is None else W.dot(B.T)
+        d = X0.shape[1]
+        n = k * (d + 1)
+        h = mpmath.mpf(10) ** (-(e.dps // 3))
+        tol = mpmath.mpf(10) ** (-(e.dps - 3)) if grad_tol is None else mpmath.mpf(grad_tol)
+
+        def point(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            aa, XX = _split(x, k, d)
+            return aa, (XX if B is None else XX.dot(B))
+
+        def grad(x: np.ndarray) -> tuple[Any, np.ndarray]:
+            ev = problem.evaluate(*point(x))
+            gX = ev.grad_W if B is None else ev.grad_W.dot(B.T)
+            return ev.reg_loss, _flat(ev.grad_a, gX)
+
+        x = _flat(a, X0)
+        f, g = grad(x)
+        steps = 0
+        for steps in range(1, max_steps + 1):
+            gnorm = mpmath.sqrt(mpmath.fsum(v * v for v in g))
+            if gnorm <= tol:
+                steps -= 1
+                break
+            H = mpmath.matrix(n, n)
+            for j in range(n):
+                xp, xm = x.copy(), x.copy()
+                xp[j] += h
+                xm[j] -= h
+                col = (grad(xp)[1] - grad(xm)[1]) / (2 * h)
+                for i in range(n):
+                    H[i, j] = col[i]
+            H = (H + H.T) / 2
+            try:
+                dx = mpmath.lu_solve(H, mpmath.matrix([-v for v in g]))
+            except ZeroDivisionError:
+                raise CheckerError("the Hessian of the reduced problem is singular: "
+                                   "the reduction merged or dropped the wrong neurons") from None
+            step = np.array([dx[i] for i in range(n)], dtype=object)
+            t = mpmath.mpf(1)
+            for _ in range(30):
+                f2, g2 = grad(x + t * step)
+                if f2 <= f:
+                    break
+                t /= 2
+            else:
+                break
+            x, f, g = x + t * step, f2, g2
+        aa, WW = point(x)
+        ev = problem.evaluate(aa, WW)
+        gnorm = mpmath.sqrt(mpmath.fsum(v * v for v in _flat(ev.grad_a, ev.grad_W)))
+        return aa, WW, steps, gnorm
+
+
+def certified_optimum(instance: Instance, *, dps: int = 50, start: tuple[np.ndarray, np.ndarray] | None = None,
+                      descent_steps: int = 200_000, descent_seconds: float | None = 30.0,
+                      tol: float | None = None, max_boxes: int = 400_000, seed: int = 0,
+                      say: Callable[[str], None] = lambda text: None) -> Enclosure:
+    """L*_lambda of the instance enclosed in [lower, upper]; see the module docstring.
+
+    ``start``: a float64 point already in the basin (skips the descent).  ``tol``:
+    tolerance on the certified sup (default: from the expected gap at the polished point).
+    """
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if start is None:
+        say("float64 descent into the basin ...")
+        a64, W64 = descend_float64(instance, max_steps=descent_steps, time_budget=descent_seconds)
+    else:
+        a64, W64 = (np.asarray(x, dtype=float) for x in start)
+    times["descent"] = time.perf_counter() - t0
+    teacher_W = np.array([[float(x) for x in r] for r in instance.teacher_W])
+    ar, Wr = reduce_student(a64, W64, merge_angle=instance.separation / 10, teacher_W=teacher_W)
+    engine = MpEngine(dps)
+    reduced = instance.replace(student_a=[repr(float(x)) for x in ar],
+                               student_W=[[repr(float(x)) for x in row] for row in Wr])
+    problem = Problem.from_instance(reduced, engine)
+    t1 = time.perf_counter()
+    say(f"Newton polish of the reduced problem ({len(ar)} neurons) at {dps} digits ...")
+    basis = None
+    if _in_teacher_span(Wr, teacher_W):
+        from .duality import _span_basis
+
+        span = _span_basis(engine, problem.W_star)
+        if len(span) < instance.d:
+            basis = np.array(span, dtype=object)
+    a_p, W_p, steps, gnorm = newton_polish(problem, problem.a, problem.W, basis=basis)
+    times["polish"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    say("certifying the enclosure (duality bound, Arb branch and bound) ...")
+    gb: GapBound = gap_bound(problem, a_p, W_p, rigorous=True, tol=tol, max_boxes=max_boxes, seed=seed)
+    times["certificate"] = time.perf_counter() - t2
+    times["total"] = time.perf_counter() - t0
+    with localcontext() as dctx:
+        dctx.prec, dctx.rounding = 400, ROUND_CEILING
+        width = Decimal(gb.reg_loss) - Decimal(gb.dual)
+    from ..io import engine_to_json
+
+    return Enclosure(lower=gb.dual, upper=gb.reg_loss, width=str(width), rigorous=gb.rigorous,
+                     lam=instance.lam, dps=dps, neurons=len(ar), a=engine_to_json(engine, a_p),
+                     W=engine_to_json(engine, W_p), newton_steps=steps, grad_norm=engine.to_str(gnorm),
+                     seconds=times, gap=gb.to_dict())
