@@ -265,6 +265,9 @@ class GDResult:
     max_balance_residual: float = 0.0
     #: eps * (|L_lambda| + ||f*||^2) at the end: the rounding level of L_lambda
     rounding_scale: float = 0.0
+    #: a hybrid run (``checker.hybrid``): the float64 steps before the switch, with their own
+    #: increases and rounding level (the fields above then describe the high-precision steps)
+    float64_phase: dict[str, Any] | None = None
 
     def to_dict(self, engine: Engine) -> dict[str, Any]:
         """JSON form; a, W and lambda as exact strings of the engine."""
@@ -284,6 +287,7 @@ class GDResult:
             "lam_changes": [[k, lam_k] for k, lam_k in self.lam_changes],
             "elapsed": self.elapsed,
             "history": [r.to_dict() for r in self.history],
+            **({"float64_phase": self.float64_phase} if self.float64_phase is not None else {}),
         }
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from . import gd
 from .engines import Float64Engine
 from .errors import CheckerError
-from .io import read_json
+from .io import read_json, seal
 from .problem import Problem
 
 #: Smallest gap float64 resolves: 100 ulps of an O(1) objective.
@@ -47,14 +47,20 @@ def float64_twin(problem: Problem) -> Problem:
                    eta=None if problem.eta is None else float(problem.eta))
 
 
+def validate_checkpoint(data: Any, problem: Problem, source: str) -> None:
+    """``checker.gd.validate_checkpoint`` for a hybrid run of ``problem``: a float64 checkpoint
+    (written before the switch) is checked against the float64 twin, any other against ``problem``."""
+    engine = data.get("engine") if isinstance(data, dict) else None
+    if isinstance(engine, dict) and engine.get("name") == "float64" and problem.engine.name != "float64":
+        gd.validate_checkpoint(data, float64_twin(problem), source)
+    else:
+        gd.validate_checkpoint(data, problem, source)
+
+
 def load_checkpoint(path: str | Path, problem: Problem) -> dict:
     """A checkpoint of a hybrid run: float64 (before the switch) or of ``problem``'s engine (after)."""
     data = read_json(path, "checkpoint")
-    engine = data.get("engine") if isinstance(data, dict) else None
-    if isinstance(engine, dict) and engine.get("name") == "float64" and problem.engine.name != "float64":
-        gd._validate_checkpoint(data, float64_twin(problem), f"checkpoint {path}")
-    else:
-        gd._validate_checkpoint(data, problem, f"checkpoint {path}")
+    validate_checkpoint(data, problem, f"checkpoint {path}")
     return data
 
 
@@ -76,8 +82,8 @@ def _switch_state(problem: Problem, eta: Any, schedule: gd.Schedule, stop: gd.St
     n_monitor = len(monitor) if monitor is not None else 0
     state = gd._State(
         step=first.steps, a=a, W=W, lam=lam, ev=ev, n_rows=len(rows), n_monitor=n_monitor,
-        lam_changes=tuple((int(k), float(v)) for k, v in first.lam_changes), increases=first.increases,
-        max_increase=first.max_increase, max_residual=first.max_balance_residual, pending_increase=0.0,
+        lam_changes=tuple((int(k), float(v)) for k, v in first.lam_changes), increases=0,
+        max_increase=0.0, max_residual=0.0, pending_increase=0.0,
         pending_residual=0.0, window_step=first.steps, window_reg_loss=ev.reg_loss, best_gap=None)
     return gd._checkpoint_dict(problem, eta_e, schedule, stop, state, rows, monitor, instance_dict,
                                first.elapsed, "running")
@@ -88,7 +94,8 @@ def run_hybrid(problem: Problem, eta: Any, *, schedule: gd.Schedule = gd.Schedul
                gap_fn: Callable[[Problem, np.ndarray, np.ndarray, Any], float] | None = None,
                checkpoint: str | Path | None = None, checkpoint_every: float = 30.0,
                resume: dict | None = None, progress: bool = True,
-               monitor: list[Any] | None = None, instance_dict: dict | None = None) -> gd.GDResult:
+               monitor: list[Any] | None = None, instance_dict: dict | None = None,
+               on_checkpoint: Callable[[dict], None] | None = None) -> gd.GDResult:
     """``checker.gd.run_gd`` with float64 steps until the float64 precision floor.
 
     Same arguments and result as ``run_gd``; ``problem`` is the high-precision
@@ -98,11 +105,11 @@ def run_hybrid(problem: Problem, eta: Any, *, schedule: gd.Schedule = gd.Schedul
     if problem.engine.name == "float64":
         return gd.run_gd(problem, eta, schedule=schedule, stop=stop, gap_fn=gap_fn, checkpoint=checkpoint,
                          checkpoint_every=checkpoint_every, resume=resume, progress=progress,
-                         monitor=monitor, instance_dict=instance_dict)
+                         monitor=monitor, instance_dict=instance_dict, on_checkpoint=on_checkpoint)
     if eta is None:
         raise CheckerError("no step size: give eta in the instance (\"eta\": \"0.05\") or on the command line")
     common = dict(schedule=schedule, gap_fn=gap_fn, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                  progress=progress, monitor=monitor, instance_dict=instance_dict)
+                  progress=progress, monitor=monitor, instance_dict=instance_dict, on_checkpoint=on_checkpoint)
     engine_name = resume.get("engine", {}).get("name") if isinstance(resume, dict) else None
     if resume is not None and engine_name != "float64":  # written after the switch
         return gd.run_gd(problem, eta, stop=stop, resume=resume, **common)
@@ -125,5 +132,18 @@ def run_hybrid(problem: Problem, eta: Any, *, schedule: gd.Schedule = gd.Schedul
             W = e.array([[float(x) for x in row] for row in first.W])
             lam = e.scalar(float(first.lam))
         return dataclasses.replace(first, a=a, W=W, lam=lam)
-    switch = _switch_state(problem, eta, schedule, stop, first, monitor, instance_dict)
-    return gd.run_gd(problem, eta, stop=stop, resume=switch, **common)
+    record = _phase_record(first)
+    switch = seal({**_switch_state(problem, eta, schedule, stop, first, monitor, instance_dict),
+                   "float64_phase": record})
+    second = gd.run_gd(problem, eta, stop=stop, resume=switch, **common)
+    return dataclasses.replace(second, float64_phase=record)
+
+
+def _phase_record(first: gd.GDResult) -> dict[str, Any]:
+    """What the float64 steps did: their count, increases of L_lambda and rounding level.
+
+    The continuation counts increases and balance residuals of its own steps only,
+    against its own (far smaller) rounding level; the float64 steps keep theirs here.
+    """
+    return {"steps": first.steps, "increases": first.increases, "max_increase": first.max_increase,
+            "max_balance_residual": first.max_balance_residual, "rounding_scale": first.rounding_scale}

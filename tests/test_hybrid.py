@@ -76,6 +76,11 @@ def test_hybrid_switches_only_at_the_float64_floor(default_mp, monkeypatch):
     # 1e-20 is below float64's resolution: the float64 phase must not stop on it
     assert calls == ["float64:precision-floor", "mp:gap-target"], calls
     assert res.stop_reason == "gap-target" and res.history[-1].gap <= 1e-20
+    # the float64 steps keep their own record: counted apart, against float64's rounding level
+    f64 = res.float64_phase
+    assert f64 is not None and 0 < f64["steps"] < res.steps
+    assert f64["rounding_scale"] > 1e6 * res.rounding_scale
+    assert res.to_dict(default_mp.engine)["float64_phase"] == f64
 
 
 def test_a_checkpoint_after_the_switch_resumes_to_the_same_end(default_mp, tmp_path, monkeypatch):
