@@ -9,7 +9,7 @@ and a continuation from the final point of a previous result (``--start``)
 in another engine, e.g. with ``--engine mp`` below the float64 floor.
 
 Every history row has step, loss L, reg_loss L_lambda, grad_norm (of L_lambda
-in both blocks, whatever trains: ``GRAD_NORM``), far_mass, max_angle (and
+in the trained blocks: ``GRAD_NORM``), far_mass, max_angle (and
 redundant_mass, see ``neuron_geometry``), with the T1 conventions (``checker.theorem1``): radius r = Delta/3
 (pi/3 for one teacher), far mass = sum of mu_j = |a_j| ||w_j|| over neurons
 farther than r from every teacher, max angle = the largest angle to the nearest
@@ -52,9 +52,9 @@ RESULT_FORMAT = "zhou-ge-checker/gd-run"
 RESULT_VERSION = "1.0"
 #: History rows per decade of steps with ``--history geometric`` (steps 0..10 are all recorded).
 ROWS_PER_DECADE = 20
-#: grad_norm is the norm of the full gradient of L_lambda in (a, W), whatever block trains
-#: (with one block trained the other block's gradient is still a fact about the point).
-GRAD_NORM = "||grad L_lambda(a, W)|| over both blocks"
+#: grad_norm is the norm of the gradient of L_lambda in the trained blocks only: the
+#: gradient of the function the run descends (a fixed block's gradient need not vanish).
+GRAD_NORM = "||grad L_lambda|| in the trained blocks (a and W for both, W for first, a for second)"
 HISTORY_KEYS = ("step", "loss", "reg_loss", "grad_norm", "far_mass", "max_angle")
 
 
@@ -193,14 +193,16 @@ class GDRunResult:
 
 
 def _row(problem: Problem, a: np.ndarray, W: np.ndarray, lam: Any, step: int, radius: float,
-         with_gradient: bool = True) -> dict[str, Any]:
+         train: str) -> dict[str, Any]:
+    """One history row (HISTORY_KEYS and redundant_mass) at the point (a, W), engine numbers as text."""
     e = problem.engine
     with e.context():
-        ev = problem.evaluate(a, W, lam=lam, with_gradient=with_gradient)
+        ev = problem.evaluate(a, W, lam=lam)
         geo = neuron_geometry(problem.activation, problem.a_star, problem.W_star, a, W, radius)
         row: dict[str, Any] = {"step": step, "loss": _num(e, ev.loss), "reg_loss": _num(e, ev.reg_loss)}
-        if with_gradient:
-            row["grad_norm"] = _num(e, e.sqrt((ev.grad_a * ev.grad_a).sum() + (ev.grad_W * ev.grad_W).sum()))
+        g2 = (0 if train == "first" else (ev.grad_a * ev.grad_a).sum()) \
+            + (0 if train == "second" else (ev.grad_W * ev.grad_W).sum())
+        row["grad_norm"] = _num(e, e.sqrt(g2))
     row["far_mass"] = repr(geo["far_mass"])
     row["max_angle"] = repr(geo["max_angle"])
     row["redundant_mass"] = repr(geo["redundant_mass"])
@@ -310,7 +312,7 @@ def run(instance: Instance, opts: Options, *, checkpoint: str | None = None, res
         monitor = [dict(m) for m in saved.get("monitor", [])]
 
     def on_record(p: Problem, a: np.ndarray, W: np.ndarray, lam: Any, k: int) -> None:
-        monitor.append(_row(p, a, W, lam, offset + k, radius, with_gradient=False))
+        monitor.append(_row(p, a, W, lam, offset + k, radius, opts.train))
 
     stop = gd.StopRules(max_steps=opts.steps, time_budget=opts.time_budget)
     res = gd.run_gd(problem, instance.eta, stop=stop, checkpoint=checkpoint, resume=saved,
@@ -323,10 +325,8 @@ def run(instance: Instance, opts: Options, *, checkpoint: str | None = None, res
         m = by_step.get(offset + rec.step)
         if m is None:  # a row without geometry cannot happen; guard against silent gaps
             raise RuntimeError(f"history row at step {rec.step} has no geometry")
-        history.append({"step": m["step"], "loss": m["loss"], "reg_loss": m["reg_loss"],
-                        "grad_norm": repr(rec.grad_norm), "far_mass": m["far_mass"],
-                        "max_angle": m["max_angle"], "redundant_mass": m["redundant_mass"]})
-    final = _row(problem, res.a, res.W, res.lam, offset + res.steps, radius)
+        history.append(m)
+    final = _row(problem, res.a, res.W, res.lam, offset + res.steps, radius, opts.train)
     with engine.context():
         final["a"] = exact_strings(engine, res.a)
         final["W"] = exact_strings(engine, res.W)
@@ -399,8 +399,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         last = result.final
         print(f"{PROG}: {source}, lambda={instance.lam}, eta={instance.eta}, train={opts.train}, "
               f"engine={result.engine['name']}" + (f" ({result.engine['dps']} digits)" if result.engine['dps'] else ""))
-        print(f"steps {result.steps} ({result.stop_reason}), L = {last['loss']}, L_lambda = {last['reg_loss']}, "
-              f"|grad| = {last['grad_norm']}, far mass = {float(last['far_mass']):.4g}, "
+        print(f"steps {result.steps} ({result.stop_reason}), L = {float(last['loss']):.6g}, "
+              f"L_lambda = {float(last['reg_loss']):.15g}, |grad| = {float(last['grad_norm']):.3g}, "
+              f"far mass = {float(last['far_mass']):.4g}, "
               f"max angle = {float(last['max_angle']):.4g}, {len(result.history)} history rows, "
               f"{result.elapsed:.1f} s")
         for n in result.notes[2:]:
