@@ -18,7 +18,8 @@ teacher over neurons of mass >= 1e-2 a_min (``NEGLIGIBLE_MASS``).
 Exit status (as ``checker.theorem1``): 0 the step budget was run; 1 the run
 diverged (a reproducible file is written); 2 bad input; 3 inconclusive (the
 engine's precision floor or the time budget stopped the run before its step
-budget: continue with ``--start RESULT --engine mp``); 130 interrupted (the
+budget: continue with ``--start RESULT --engine mp``, or run past the floor
+with ``--no-floor-stop``); 130 interrupted (the
 partial result is written).
 """
 
@@ -55,6 +56,10 @@ ROWS_PER_DECADE = 20
 #: grad_norm is the norm of the gradient of L_lambda in the trained blocks only: the
 #: gradient of the function the run descends (a fixed block's gradient need not vanish).
 GRAD_NORM = "||grad L_lambda|| in the trained blocks (a and W for both, W for first, a for second)"
+#: Steps over which run_gd tests the precision floor (its default) ...
+FLOOR_WINDOW = 200
+#: ... and a window no run reaches (--no-floor-stop).
+NO_FLOOR_WINDOW = 2 ** 62
 HISTORY_KEYS = ("step", "loss", "reg_loss", "grad_norm", "far_mass", "max_angle")
 
 
@@ -163,6 +168,7 @@ class Options:
     history: str = "geometric"
     time_budget: float | None = None
     start: str | None = None
+    floor_stop: bool = True
     progress: bool = True
 
 
@@ -209,9 +215,8 @@ def _row(problem: Problem, a: np.ndarray, W: np.ndarray, lam: Any, step: int, ra
     return row
 
 
-def _start_student(path: str, instance: Instance) -> tuple[Instance, int]:
-    """The instance with its student replaced by the final a, W of a previous result."""
-    data = read_json(path, "--start")
+def start_from_result(data: Any, instance: Instance, path: str = "the result") -> tuple[Instance, int]:
+    """The instance with its student replaced by the final a, W of a previous result, and its step."""
     if not isinstance(data, Mapping) or data.get("format") != RESULT_FORMAT:
         raise CheckerError(f"--start {path}: not a result of {PROG}")
     if data.get("version") != RESULT_VERSION:
@@ -245,6 +250,9 @@ def build_parser() -> UsageParser:
     p.add_argument("--steps", type=int, default=10_000, help="step budget (default 10000)")
     p.add_argument("--time-budget", type=float, help="seconds of wall time")
     p.add_argument("--history", default="geometric", help="'geometric' (default) or 'every:N'")
+    p.add_argument("--no-floor-stop", action="store_true",
+                   help="run the whole step budget past the engine's precision floor (rows whose loss is "
+                        "below ~100 ulps of ||f*||^2 are then rounding-limited)")
     p.add_argument("--start", help="start from the final a, W of a previous result of this command")
     p.add_argument("--json", help="write the result to this file")
     p.add_argument("--checkpoint", help="checkpoint file (written every 30 s, on Ctrl-C and at the end)")
@@ -279,12 +287,18 @@ def _options(args: argparse.Namespace) -> Options:
         raise CheckerError("--resume needs --checkpoint FILE")
     return Options(engine=engine, dps=args.dps if engine == "mp" else None, lam=args.lam, eta=args.eta,
                    train=args.train, steps=args.steps, history=parse_history(args.history),
-                   time_budget=args.time_budget, start=args.start, progress=not args.no_progress)
+                   time_budget=args.time_budget, start=args.start, floor_stop=not args.no_floor_stop,
+                   progress=not args.no_progress)
 
 
 def run(instance: Instance, opts: Options, *, checkpoint: str | None = None, resume: bool = False,
-        source: str = "") -> GDRunResult:
-    """The descent of ``opts`` on ``instance`` (lambda, eta, start already applied) as a result."""
+        start_data: Mapping[str, Any] | None = None) -> GDRunResult:
+    """The descent of ``opts`` on ``instance`` (lambda and eta already applied) as a result.
+
+    The start is the instance's student, or the final point of a previous result:
+    ``start_data`` (its dict) or the file ``opts.start``; steps then continue from
+    that result's step count.
+    """
     from .. import gd
 
     engine = make_engine(opts.engine, opts.dps)
@@ -292,8 +306,11 @@ def run(instance: Instance, opts: Options, *, checkpoint: str | None = None, res
         raise CheckerError("no step size: give \"eta\" in the instance or --eta")
     offset = 0
     start_note = None
-    if opts.start is not None:
-        instance, offset = _start_student(opts.start, instance)
+    if start_data is not None:
+        instance, offset = start_from_result(start_data, instance, opts.start or "the start result")
+        start_note = opts.start or "a previous result"
+    elif opts.start is not None:
+        instance, offset = start_from_result(read_json(opts.start, "--start"), instance, opts.start)
         start_note = opts.start
     problem = Problem.from_instance(instance, engine)
     radius = default_radius(instance)
@@ -314,7 +331,10 @@ def run(instance: Instance, opts: Options, *, checkpoint: str | None = None, res
     def on_record(p: Problem, a: np.ndarray, W: np.ndarray, lam: Any, k: int) -> None:
         monitor.append(_row(p, a, W, lam, offset + k, radius, opts.train))
 
-    stop = gd.StopRules(max_steps=opts.steps, time_budget=opts.time_budget)
+    # run_gd tests the precision floor every gap_every steps (window FLOOR_WINDOW); a window
+    # longer than any run disables the test (the step at 0 is never tested).
+    stop = gd.StopRules(max_steps=opts.steps, time_budget=opts.time_budget,
+                        gap_every=FLOOR_WINDOW if opts.floor_stop else NO_FLOOR_WINDOW)
     res = gd.run_gd(problem, instance.eta, stop=stop, checkpoint=checkpoint, resume=saved,
                     progress=opts.progress, monitor=monitor, instance_dict=stored, train=opts.train,
                     record_at=record_predicate(opts.history, offset, opts.steps), on_record=on_record)
@@ -395,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise CheckerError(f"--resume: no checkpoint file {args.checkpoint}")
             check_output_file("--checkpoint", args.checkpoint, distinct_from=inputs)
         check_output_dir("--counterexample-dir", args.counterexample_dir)
-        result = run(instance, opts, checkpoint=args.checkpoint, resume=args.resume, source=source)
+        result = run(instance, opts, checkpoint=args.checkpoint, resume=args.resume)
         last = result.final
         print(f"{PROG}: {source}, lambda={instance.lam}, eta={instance.eta}, train={opts.train}, "
               f"engine={result.engine['name']}" + (f" ({result.engine['dps']} digits)" if result.engine['dps'] else ""))
