@@ -346,7 +346,13 @@ def run(instance: Instance, opts: Options, *, checkpoint: str | None = None, res
         if m is None:  # a row without geometry cannot happen; guard against silent gaps
             raise RuntimeError(f"history row at step {rec.step} has no geometry")
         history.append(m)
-    final = _row(problem, res.a, res.W, res.lam, offset + res.steps, radius, opts.train)
+    try:
+        final = _row(problem, res.a, res.W, res.lam, offset + res.steps, radius, opts.train)
+    except KeyboardInterrupt:
+        # Ctrl-C after the descent: the result is still written (a second Ctrl-C stops at once;
+        # the checkpoint, if any, holds the run).
+        res.stop_reason = "interrupted"
+        final = _row(problem, res.a, res.W, res.lam, offset + res.steps, radius, opts.train)
     with engine.context():
         final["a"] = exact_strings(engine, res.a)
         final["W"] = exact_strings(engine, res.W)

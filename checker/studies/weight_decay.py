@@ -289,16 +289,23 @@ def run_study(instance: Instance, opts: StudyOptions, source: str = "",
     ]
     for spec in RUNS:
         inst = instance.replace(lam=lam if spec.weight_decay else "0")
-        say(f"{spec.name}: float64, {opts.steps} steps, lambda = {inst.lam}, train = {spec.train}")
-        o64 = gd_run.Options(engine="float64", train=spec.train, steps=opts.steps, progress=opts.progress)
-        phases = [gd_run.run(inst, o64)]
-        if phases[-1].stop_reason == "precision-floor" and opts.mp_steps > 0:
-            say(f"{spec.name}: float64 floor at step {phases[-1].steps}; mp ({opts.dps} digits), "
-                f"{opts.mp_steps} more steps")
-            omp = gd_run.Options(engine="mp", dps=opts.dps, train=spec.train, steps=opts.mp_steps,
-                                 progress=opts.progress)
-            phases.append(gd_run.run(inst, omp, start_data=phases[-1].to_dict()))
-        runs.append(summarize(spec, inst, phases))
+        phases: list[gd_run.GDRunResult] = []
+        try:
+            say(f"{spec.name}: float64, {opts.steps} steps, lambda = {inst.lam}, train = {spec.train}")
+            o64 = gd_run.Options(engine="float64", train=spec.train, steps=opts.steps, progress=opts.progress)
+            phases.append(gd_run.run(inst, o64))
+            if phases[-1].stop_reason == "precision-floor" and opts.mp_steps > 0:
+                say(f"{spec.name}: float64 floor at step {phases[-1].steps}; mp ({opts.dps} digits), "
+                    f"{opts.mp_steps} more steps")
+                omp = gd_run.Options(engine="mp", dps=opts.dps, train=spec.train, steps=opts.mp_steps,
+                                     progress=opts.progress)
+                phases.append(gd_run.run(inst, omp, start_data=phases[-1].to_dict()))
+            runs.append(summarize(spec, inst, phases))
+        except KeyboardInterrupt:  # between or around the descents: keep what is complete
+            verdict = "interrupted"
+            if phases:
+                runs.append(summarize(spec, inst, phases))
+            break
         reasons = [p.stop_reason for p in phases]
         if "interrupted" in reasons:
             verdict = "interrupted"
