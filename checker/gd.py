@@ -347,8 +347,11 @@ def _balance(a: np.ndarray, W: np.ndarray) -> np.ndarray:
 
 def _all_finite(*arrays: Any) -> bool:
     if all(isinstance(x, (float, np.floating)) or (isinstance(x, np.ndarray) and x.dtype == float)
-           for x in arrays):  # float64: one vectorized test, same answer
-        return all(bool(np.all(np.isfinite(x))) for x in arrays)
+           for x in arrays):
+        # float64: a sum is NaN or infinite when any term is; it can also overflow when
+        # every term is finite, but only for terms near 1e308, far past divergence.
+        with np.errstate(all="ignore"):
+            return math.isfinite(sum(float(np.sum(x)) for x in arrays))
     return all(math.isfinite(_to_float(x)) for arr in arrays for x in np.ravel(np.asarray(arr, dtype=object)))
 
 
@@ -373,9 +376,8 @@ def _row(state: _State, gap: float | None) -> Record:
 
 def _max_relative_residual(b2: np.ndarray, predicted: np.ndarray, b: np.ndarray) -> float:
     """max_j |b2_j - predicted_j| / max(1, |b_j|) as a float (vectorized in float64)."""
-    if b2.dtype == float:
-        with np.errstate(all="ignore"):
-            r = np.abs(b2 - predicted) / np.maximum(1.0, np.abs(b))
+    if b2.dtype == float:  # (run_gd's loop runs under np.errstate(all="ignore"))
+        r = np.abs(b2 - predicted) / np.maximum(1.0, np.abs(b))
         return float(r.max()) if not np.isnan(r).any() else math.nan
     return max(_to_float(abs(x - y) / max(1, abs(z))) for x, y, z in zip(b2, predicted, b))
 
