@@ -29,6 +29,9 @@ Stop rules: a step budget, a wall-time budget, a gap target (at the final lambda
 of the schedule only), divergence, and the precision floor of the engine (see
 ``run_gd``).  Ctrl-C ends the run cleanly with the partial result.
 
+``python -m checker.gd INSTANCE`` runs this descent alone, outside T1, for
+studies (``checker/studies/gd_run.py``).
+
 A run is a deterministic function of (problem, eta, schedule, gap_every, gap_fn)
 up to the step where it stops, so a run resumed from a checkpoint reaches the
 very same iterate (bit for bit) as an uninterrupted run.  The loop is written

@@ -238,7 +238,8 @@ def start_from_result(data: Any, instance: Instance, path: str = "the result") -
 
 def build_parser() -> UsageParser:
     p = UsageParser(prog=PROG, description="Gradient descent on L_lambda alone (outside T1), for studies.")
-    p.add_argument("instance", nargs="?", help="instance or run file (JSON); or --preset")
+    p.add_argument("instance", nargs="?",
+                   help="instance or run file (JSON; a run file's \"run\" options are not used); or --preset")
     p.add_argument("--preset", help="embedded instance instead of a file")
     p.add_argument("--lambda", dest="lam", help="weight decay lambda >= 0 (0 allowed: no weight decay); "
                                                 "default: the instance's")
