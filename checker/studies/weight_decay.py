@@ -342,6 +342,8 @@ def print_study(res: StudyResult, out: Any = None) -> None:
             eng = ph["engine"]["name"] + (f" {ph['engine']['dps']} digits" if ph["engine"]["dps"] else "")
             print(f"  {eng}: steps {ph['from_step']}..{ph['to_step']} ({ph['stop_reason']}, "
                   f"{ph['elapsed']:.1f} s)", file=out)
+        print(f"  final: L = {float(r.final['loss']):.6g}, L_lambda = {float(r.final['reg_loss']):.12g}, "
+              f"far mass = {float(r.final['far_mass']):.3g}", file=out)
         print(f"  {r.excess_definition}", file=out)
         print(f"  law: {_fmt_law(r.law)}", file=out)
         hits = ", ".join(f"{k}: {v if v is not None else '-'}" for k, v in r.steps_to_target.items())
