@@ -248,8 +248,8 @@ class StudyOptions:
     lam: str | None = None
     eta: str | None = None
     steps: int = 100_000
-    mp_steps: int = 3000
-    dps: int = 40
+    mp_steps: int = 1500
+    dps: int = 30
     progress: bool = True
 
 
@@ -401,9 +401,9 @@ def build_parser() -> UsageParser:
     p.add_argument("--lambda", dest="lam", help="the weight decay of the lambda > 0 runs (default: the instance's)")
     p.add_argument("--eta", help="step size (default: the instance's)")
     p.add_argument("--steps", type=int, default=100_000, help="float64 steps per run (default 100000)")
-    p.add_argument("--mp-steps", type=int, default=3000,
-                   help="mp steps after a float64 precision floor (default 3000; 0: none)")
-    p.add_argument("--dps", type=int, default=40, help="digits of the mp continuation (default 40)")
+    p.add_argument("--mp-steps", type=int, default=1500,
+                   help="mp steps after a float64 precision floor (default 1500; 0: none)")
+    p.add_argument("--dps", type=int, default=30, help="digits of the mp continuation (default 30)")
     p.add_argument("--json", help="write the result to this file")
     p.add_argument("--plots", help="write the figure to this folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
