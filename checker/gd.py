@@ -236,7 +236,8 @@ class Record:
     ``balance_identity_residual`` and ``max_increase`` are the largest values
     over the steps since the previous row; ``gap`` is None where gap_fn was not
     evaluated.  At a step where the schedule lowers lambda, the row shows the
-    lambda at which the gap was measured.
+    lambda at which the gap was measured.  ``grad_norm`` is the norm of the whole
+    gradient of L_lambda in (a, W), whichever blocks train.
     """
 
     step: int
