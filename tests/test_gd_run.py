@@ -182,7 +182,8 @@ def test_ctrl_c_gives_130_and_the_partial_result(inst_file, tmp_path, monkeypatc
     (["--preset", "nope"], "unknown preset"),
 ])
 def test_bad_flags_are_refused_with_one_line(inst_file, capsys, args, expect):
-    assert run_cli(inst_file, *args) == 2 if "--preset" not in args else run_cli(*args) == 2
+    argv = list(args) if "--preset" in args else [inst_file, *args]
+    assert run_cli(*argv) == 2
     err = capsys.readouterr().err
     assert expect in err and err.count("\n") == 1
 
