@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -38,7 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .. import __version__
-from ..cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
+from ..cli import EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
 from ..engines import Engine, make_engine
 from ..errors import CheckerError
 from ..geometry.certificate import nearest_teacher

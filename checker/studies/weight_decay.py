@@ -36,7 +36,6 @@ Nothing here predicts an exponent: the command measures it.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from dataclasses import asdict, dataclass, field
