@@ -9,6 +9,7 @@ import math
 import mpmath
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 from checker import gd
 from checker.engines import make_engine
@@ -16,6 +17,7 @@ from checker.errors import CheckerError
 from checker.io import engine_from_json, engine_to_json, read_json, write_json_atomic
 from checker.model import Instance
 from checker.problem import Problem
+from tests import strategies as S
 from tests.tolerance import assert_close
 
 #: Two orthogonal teachers of opposite signs, three students near them plus a small far one.
@@ -497,3 +499,14 @@ def test_record_at_and_on_record_choose_the_history_rows():
                   on_record=lambda q, a, W, lam, k: seen.append((k, float(a[0]))))
     assert [row.step for row in r.history] == [0, 1, 3, 10, 30, 40]
     assert [k for k, _ in seen] == [0, 1, 3, 10, 30]
+
+
+@given(inst=S.instances(student="random", eta=S.step_sizes()), train=st.sampled_from(["first", "second"]))
+def test_a_fixed_block_never_changes_on_random_instances(inst, train):
+    # Exact, for any teacher, activation, student and step size: the fixed block is
+    # never written, whatever the trained block does (even if the run diverges).
+    p = problem(inst, "float64")
+    r = gd.run_gd(p, p.eta, stop=gd.StopRules(max_steps=5), progress=False, train=train)
+    fixed = "a" if train == "first" else "W"
+    assert np.array_equal(getattr(r, fixed), getattr(p, fixed))
+    assert getattr(r, fixed).tobytes() == getattr(p, fixed).tobytes()
