@@ -136,3 +136,12 @@ def test_a_start_without_extra_students_is_refused(tmp_path, capsys):
     path.write_text(json.dumps(few.to_dict()))
     assert wd.main(["--instance", str(path), "--no-progress"]) == 2
     assert "more students than teachers" in capsys.readouterr().err
+
+
+def test_bad_output_paths_are_refused_before_any_run(tmp_path, capsys):
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    assert wd.main(["--plots", str(afile), "--no-progress"]) == 2  # a file, not a folder
+    assert wd.main(["--json", str(tmp_path), "--no-progress"]) == 2  # a folder, not a file
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith(wd.PROG) for line in err)
