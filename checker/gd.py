@@ -4,8 +4,10 @@ One GD step, the same code in every engine:
 
     (a, W) <- (a, W) - eta * grad L_lambda(a, W)
 
-with the exact population gradient of ``checker.objective``.  Each step is
-monitored for what the local-convergence theorem says about it:
+with the exact population gradient of ``checker.objective``, or on one block
+only (``train``): "first" trains W with the output weights a fixed, "second"
+trains a with W fixed; the fixed block is never touched (bit for bit).  Each
+step is monitored for what the local-convergence theorem says about it:
 
 * descent of L_lambda (C1): the number of steps where L_lambda went up and the
   largest one-step increase (increases at the rounding level of L_lambda count
@@ -15,10 +17,20 @@ monitored for what the local-convergence theorem says about it:
   the gradient of the unregularized L, relative to max(1, |b_j|).  The identity
   follows from the balance law a_j dL/da_j = <w_j, grad_{w_j} L>, so its residual
   stays at the rounding level of the engine exactly when the gradients obey it.
+  That identity holds only when both layers train.  With one trained block it
+  is not applicable; the residual monitored instead is that of the one-block
+  identity (derivations/balance.py, ``balance_gd_step_one_block``), with
+  c = 1 - eta lambda and the balance law used for the fixed block's term:
+    first only:  b_j' = a_j^2 - c^2 ||w_j||^2 + 2 eta c a_j g_a - eta^2 ||g_w||^2,
+    second only: b_j' = c^2 a_j^2 - ||w_j||^2 - 2 eta c <w_j, g_w> + eta^2 g_a^2.
+  ``GDResult.balance_identity`` says which identity the residual refers to.
 
 Stop rules: a step budget, a wall-time budget, a gap target (at the final lambda
 of the schedule only), divergence, and the precision floor of the engine (see
 ``run_gd``).  Ctrl-C ends the run cleanly with the partial result.
+
+``python -m checker.gd INSTANCE`` runs this descent alone, outside T1, for
+studies (``checker/studies/gd_run.py``).
 
 A run is a deterministic function of (problem, eta, schedule, gap_every, gap_fn)
 up to the step where it stops, so a run resumed from a checkpoint reaches the
@@ -49,6 +61,18 @@ from .problem import Problem
 CHECKPOINT_FORMAT = "zhou-ge-checker/gd-checkpoint"
 #: 2: every checkpoint carries a SHA-256 digest of its other top-level keys (``checker.io.seal``).
 CHECKPOINT_VERSION = 2
+
+#: Which parameter blocks a run trains: both layers, the first layer W only, the output weights a only.
+TRAIN_CHOICES = ("both", "first", "second")
+
+#: The balance identity whose residual a run monitors, per trained block (see the module docstring).
+BALANCE_IDENTITY = {
+    "both": "two-layer identity b' = (1 - eta lambda)^2 b + eta^2 (g_a^2 - ||g_w||^2)",
+    "first": "not applicable (first layer only); monitored instead: the one-block identity "
+             "b' = a^2 - c^2 ||w||^2 + 2 eta c a g_a - eta^2 ||g_w||^2, c = 1 - eta lambda",
+    "second": "not applicable (second layer only); monitored instead: the one-block identity "
+              "b' = c^2 a^2 - ||w||^2 - 2 eta c <w, g_w> + eta^2 g_a^2, c = 1 - eta lambda",
+}
 
 STOP_REASONS = ("gap-target", "max-steps", "time-budget", "interrupted", "precision-floor", "diverged")
 
@@ -213,7 +237,8 @@ class Record:
     ``balance_identity_residual`` and ``max_increase`` are the largest values
     over the steps since the previous row; ``gap`` is None where gap_fn was not
     evaluated.  At a step where the schedule lowers lambda, the row shows the
-    lambda at which the gap was measured.
+    lambda at which the gap was measured.  ``grad_norm`` is the norm of the whole
+    gradient of L_lambda in (a, W), whichever blocks train.
     """
 
     step: int
@@ -268,6 +293,8 @@ class GDResult:
     #: a hybrid run (``checker.hybrid``): the float64 steps before the switch, with their own
     #: increases and rounding level (the fields above then describe the high-precision steps)
     float64_phase: dict[str, Any] | None = None
+    #: the trained blocks ("both", "first", "second")
+    train: str = "both"
 
     def to_dict(self, engine: Engine) -> dict[str, Any]:
         """JSON form; a, W and lambda as exact strings of the engine."""
@@ -284,6 +311,8 @@ class GDResult:
             "max_balance_residual": _float_to_json(self.max_balance_residual),
             "rounding_scale": _float_to_json(self.rounding_scale),
             "precision_floor": self.precision_floor,
+            "train": self.train,
+            "balance_identity": BALANCE_IDENTITY[self.train],
             "lam_changes": [[k, lam_k] for k, lam_k in self.lam_changes],
             "elapsed": self.elapsed,
             "history": [r.to_dict() for r in self.history],
@@ -326,6 +355,12 @@ def _balance(a: np.ndarray, W: np.ndarray) -> np.ndarray:
 
 
 def _all_finite(*arrays: Any) -> bool:
+    if all(isinstance(x, (float, np.floating)) or (isinstance(x, np.ndarray) and x.dtype == float)
+           for x in arrays):
+        # float64: a sum is NaN or infinite when any term is; it can also overflow when
+        # every term is finite, but only for terms near 1e308, far past divergence.
+        with np.errstate(all="ignore"):
+            return math.isfinite(sum(float(np.sum(x)) for x in arrays))
     return all(math.isfinite(_to_float(x)) for arr in arrays for x in np.ravel(np.asarray(arr, dtype=object)))
 
 
@@ -348,6 +383,26 @@ def _row(state: _State, gap: float | None) -> Record:
         balance_identity_residual=state.pending_residual, max_increase=state.pending_increase)
 
 
+def _max_relative_residual(b2: np.ndarray, predicted: np.ndarray, b: np.ndarray) -> float:
+    """max_j |b2_j - predicted_j| / max(1, |b_j|) as a float (vectorized in float64)."""
+    if b2.dtype == float:  # (run_gd's loop runs under np.errstate(all="ignore"))
+        r = np.abs(b2 - predicted) / np.maximum(1.0, np.abs(b))
+        return float(r.max()) if not np.isnan(r).any() else math.nan
+    return max(_to_float(abs(x - y) / max(1, abs(z))) for x, y, z in zip(b2, predicted, b))
+
+
+def _predicted_balance(train: str, a: np.ndarray, W: np.ndarray, ev: objective.Evaluation, eta: Any,
+                       lam: Any) -> np.ndarray:
+    """b' after one step from the identity for the trained blocks (module docstring), g = grad L."""
+    c = 1 - eta * lam
+    ga, gW = ev.loss_grad_a, ev.loss_grad_W
+    if train == "both":
+        return c * c * _balance(a, W) + eta * eta * (ga * ga - (gW * gW).sum(axis=1))
+    if train == "first":
+        return a * a - c * c * (W * W).sum(axis=1) + 2 * eta * c * a * ga - eta * eta * (gW * gW).sum(axis=1)
+    return c * c * a * a - (W * W).sum(axis=1) - 2 * eta * c * (W * gW).sum(axis=1) + eta * eta * ga * ga
+
+
 # --------------------------------------------------------------------------- checkpoints
 def _fingerprint(problem: Problem) -> dict[str, Any]:
     e = problem.engine
@@ -368,7 +423,7 @@ def _engine_dict(engine: Engine) -> dict[str, Any]:
 
 def _checkpoint_dict(problem: Problem, eta: Any, schedule: Schedule, stop: StopRules, s: _State,
                      rows: list[Record], monitor: list[Any] | None, instance_dict: dict | None,
-                     elapsed: float, status: str) -> dict[str, Any]:
+                     elapsed: float, status: str, train: str = "both") -> dict[str, Any]:
     e = problem.engine
     with e.context():
         state = {
@@ -395,6 +450,7 @@ def _checkpoint_dict(problem: Problem, eta: Any, schedule: Schedule, stop: StopR
             "eta": engine_to_json(e, eta),
             "schedule": schedule.to_dict(),
             "stop": stop.to_dict(),
+            "train": train,
             "state": state,
             "history": [r.to_dict() for r in rows[:s.n_rows]],
             "elapsed": elapsed,
@@ -483,6 +539,8 @@ def _validate_checkpoint(data: Any, problem: Problem, source: str) -> None:
     engine_from_json(e, data["eta"], f"{source}: eta")
     Schedule.from_dict(data["schedule"])
     StopRules.from_dict(data["stop"])
+    if data.get("train", "both") not in TRAIN_CHOICES:  # checkpoints without the key trained both layers
+        raise CheckerError(f"{source}: checkpoint train must be one of {', '.join(TRAIN_CHOICES)}")
     if not isinstance(data["history"], list):
         raise CheckerError(f"{source}: checkpoint history must be a list")
     for row in data["history"]:
@@ -548,8 +606,14 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
            checkpoint: str | Path | None = None, checkpoint_every: float = 30.0,
            resume: dict | None = None, progress: bool = True,
            monitor: list[Any] | None = None, instance_dict: dict | None = None,
-           on_checkpoint: Callable[[dict], None] | None = None) -> GDResult:
+           on_checkpoint: Callable[[dict], None] | None = None,
+           train: str = "both", record_at: Callable[[int], bool] | None = None,
+           on_record: Callable[[Problem, np.ndarray, np.ndarray, Any, int], None] | None = None) -> GDResult:
     """Gradient descent on L_lambda from the problem's student (or from ``resume``).
+
+    ``train``: "both" (default), "first" (W trains, a fixed) or "second" (a
+    trains, W fixed).  The fixed block keeps its very numbers; the gradient of
+    the fixed block is still computed (the one-block balance identity uses it).
 
     Each iteration at step k: stop on the step budget or the time budget; every
     ``stop.gap_every`` steps evaluate ``gap_fn(problem, a, W, lam)``, then
@@ -575,8 +639,14 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
     checkpoint file, hand each (sealed) checkpoint dict to this function, for
     a caller that embeds it in its own checkpoint (``checker.theorem1``).
 
-    Resuming needs the same eta, schedule and ``gap_every`` as the run that
-    wrote the checkpoint (anything else would be a different run); the other
+    ``record_at(step)``: when given, a history row is recorded at the steps where
+    it is true (instead of every ``stop.record_every`` steps; rows at gap
+    evaluations stay).  ``on_record(problem, a, W, lam, step)`` is called at each
+    recorded row with the iterate of that row (e.g. to append geometry to
+    ``monitor``, which is checkpointed with the run).
+
+    Resuming needs the same eta, schedule, ``gap_every`` and ``train`` as the run
+    that wrote the checkpoint (anything else would be a different run); the other
     stop rules may differ.  Wall time accumulates across resumes.
     """
     e = problem.engine
@@ -589,6 +659,8 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, float)) \
             or not checkpoint_every >= 0:
         raise CheckerError(f"checkpoint_every must be a number of seconds >= 0, got {checkpoint_every!r}")
+    if train not in TRAIN_CHOICES:
+        raise CheckerError(f"train must be one of {', '.join(TRAIN_CHOICES)}, got {train!r}")
     if gap_fn is None and (schedule.kind != "fixed" or stop.gap_target is not None):
         raise CheckerError("a geometric schedule or a gap target needs a gap estimate (gap_fn)")
     with e.context():
@@ -613,6 +685,9 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
         if resume["stop"].get("gap_every") != stop.gap_every:
             raise CheckerError(f"resume: the checkpoint was made with gap_every = {resume['stop'].get('gap_every')}"
                                f", this run uses {stop.gap_every}; resume with the same value")
+        if resume.get("train", "both") != train:
+            raise CheckerError(f"resume: the checkpoint was made with train = {resume.get('train', 'both')}, "
+                               f"this run uses {train}; resume with the same trained blocks")
         s = _state_from_checkpoint(resume, problem, rows, monitor)
         elapsed_before = float(resume["elapsed"])
     else:
@@ -636,7 +711,7 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
         if not saving:
             return
         data = _checkpoint_dict(problem, eta_e, schedule, stop, state, rows, monitor, instance_dict,
-                                elapsed(), status)
+                                elapsed(), status, train)
         if on_checkpoint is not None:
             on_checkpoint(data)
         else:
@@ -684,8 +759,10 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
                     if gap is not None:
                         best_gap = gap if best_gap is None else min(best_gap, gap)
                 row = None
-                if k % stop.record_every == 0 or gap is not None:
+                if (k % stop.record_every == 0 if record_at is None else record_at(k)) or gap is not None:
                     row = _row(s, gap)
+                    if on_record is not None:
+                        on_record(problem, s.a, s.W, s.lam, k)
                 if gap is not None and not schedule.is_final(_to_float(lam)) \
                         and gap <= schedule.switch_rel_gap * _to_float(lam) ** 2:
                     lam = lam * factor_e
@@ -693,18 +770,16 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
                     lam_changes = lam_changes + ((k, _to_float(lam)),)
                     window_step, window_reg_loss, best_gap = k, ev.reg_loss, None
 
-                a2 = s.a - eta_e * ev.grad_a
-                W2 = s.W - eta_e * ev.grad_W
+                a2 = s.a if train == "first" else s.a - eta_e * ev.grad_a
+                W2 = s.W if train == "second" else s.W - eta_e * ev.grad_W
                 ev2 = problem.evaluate(a2, W2, lam=lam)
                 if not _all_finite(a2, W2, ev2.reg_loss, ev2.loss) or _to_float(ev2.reg_loss) > diverge_at:
                     reason = "diverged"
                     break
                 increase = _to_float(ev2.reg_loss - ev.reg_loss)
                 b, b2 = _balance(s.a, s.W), _balance(a2, W2)
-                one = 1 - eta_e * lam
-                predicted = one * one * b + eta_e * eta_e * (
-                    ev.loss_grad_a * ev.loss_grad_a - (ev.loss_grad_W * ev.loss_grad_W).sum(axis=1))
-                residual = max(_to_float(abs(x - y) / max(1, abs(z))) for x, y, z in zip(b2, predicted, b))
+                predicted = _predicted_balance(train, s.a, s.W, ev, eta_e, lam)
+                residual = _max_relative_residual(b2, predicted, b)
                 inc = max(increase, 0.0)
                 pend_inc = inc if row is not None else max(s.pending_increase, inc)
                 pend_res = residual if row is not None else max(s.pending_residual, residual)
@@ -745,4 +820,10 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
         a=s.a, W=s.W, lam=s.lam, steps=s.step, stop_reason=reason, history=history,
         increases=s.increases, max_increase=s.max_increase, precision_floor=reason == "precision-floor",
         lam_changes=list(s.lam_changes), elapsed=elapsed(), max_balance_residual=s.max_residual,
-        rounding_scale=rounding)
+        rounding_scale=rounding, train=train)
+
+
+if __name__ == "__main__":  # python -m checker.gd: the study command (checker/studies/gd_run.py)
+    from checker.studies.gd_run import main
+
+    sys.exit(main())

@@ -123,4 +123,55 @@ def balance_gd_step() -> Result:
         "symbolic", check)
 
 
-DERIVATIONS = (balance_law, balance_gradient_flow, balance_gd_step)
+def balance_gd_step_one_block() -> Result:
+    """One GD step on one block only (the other fixed): the identities ``checker.gd`` monitors.
+
+    With c = 1 - eta lambda and g the gradient of L:
+    first layer only (a fixed):  b' = a^2 - c^2 ||w||^2 + 2 eta c a g_a - eta^2 ||g_w||^2;
+    second layer only (W fixed): b' = c^2 a^2 - ||w||^2 - 2 eta c <w, g_w> + eta^2 g_a^2.
+    Step 1 (any numbers g): b' - RHS = -2 eta c (a g_a - <w, g_w>) in both cases; step 2: the balance
+    law makes that bracket vanish.  The two-layer identity does not hold: b' - its RHS
+    is shown non-zero for a single trained block.
+    """
+
+    def check() -> tuple[bool, str]:
+        eta = sp.Symbol("eta", positive=True)
+        lam = sp.Symbol("lambda", positive=True)
+        a = sp.Symbol("a", real=True)
+        w = sp.symbols(f"w_1:{_D + 1}", real=True)
+        g_a = sp.Symbol("g_a", real=True)
+        g_w = sp.symbols(f"g_w1:{_D + 1}", real=True)
+        c = 1 - eta * lam
+        ww = sp.Add(*[x**2 for x in w])
+        gg = sp.Add(*[g**2 for g in g_w])
+        wg = sp.Add(*[x * g for x, g in zip(w, g_w)])
+        defect = a * g_a - wg
+        # first layer only: a stays, w moves
+        w_new = [x - eta * (g + lam * x) for x, g in zip(w, g_w)]
+        b_first = a**2 - sp.Add(*[x**2 for x in w_new])
+        rhs_first = a**2 - c**2 * ww + 2 * eta * c * a * g_a - eta**2 * gg
+        first = sp.expand(b_first - rhs_first + 2 * eta * c * defect)
+        # second layer only: w stays, a moves
+        a_new = a - eta * (g_a + lam * a)
+        b_second = a_new**2 - ww
+        rhs_second = c**2 * a**2 - ww - 2 * eta * c * wg + eta**2 * g_a**2
+        second = sp.expand(b_second - rhs_second + 2 * eta * c * defect)
+        # the two-layer identity under one block: not an identity (a balanced defect-free
+        # point still leaves a non-zero difference)
+        two_layer = (1 - eta * lam)**2 * (a**2 - ww) + eta**2 * (g_a**2 - gg)
+        not_two = sp.simplify((b_first - two_layer).subs(g_a, wg / a)) != 0
+        inst = _instance()
+        step2 = [sp.simplify(_defect(inst, j)) for j in range(_M)]
+        ok = first == 0 and second == 0 and not_two and all(d == 0 for d in step2)
+        return ok, (f"first only: b' - RHS + 2 eta c (a g_a - <w,g_w>) = {first}; second only: b' - RHS "
+                    f"+ 2 eta c (a g_a - <w,g_w>) = {second}; balance defect with g = grad L: {step2}; "
+                    f"two-layer identity fails under one block: {not_two}")
+
+    return guarded(
+        "balance_gd_step_one_block", FAMILY,
+        "GD step on one block (c = 1 - eta lambda): first only b' = a^2 - c^2||w||^2 + 2 eta c a g_a - "
+        "eta^2||g_w||^2; second only b' = c^2 a^2 - ||w||^2 - 2 eta c <w,g_w> + eta^2 g_a^2",
+        "symbolic", check)
+
+
+DERIVATIONS = (balance_law, balance_gradient_flow, balance_gd_step, balance_gd_step_one_block)

@@ -9,6 +9,7 @@ import math
 import mpmath
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 from checker import gd
 from checker.engines import make_engine
@@ -17,6 +18,7 @@ from checker.io import (check_seal, engine_from_json, engine_to_json, json_diges
                         write_json_atomic)
 from checker.model import Instance
 from checker.problem import Problem
+from tests import strategies as S
 from tests.tolerance import assert_close
 
 #: Two orthogonal teachers of opposite signs, three students near them plus a small far one.
@@ -434,11 +436,11 @@ def test_checkpoint_digest_covers_every_key_and_survives_the_file_round_trip(flo
     data = read_json(float64_checkpoint, "checkpoint")
     assert data["digest"] == json_digest({k: v for k, v in data.items() if k != "digest"})
     # a key added by a later format version is covered by the same rule
-    extended = seal({**data, "train": {"a": True}})
+    extended = seal({**data, "added_later": {"a": True}})
     check_seal(json.loads(json.dumps(extended)), "x")
     gd.validate_checkpoint(extended, problem(TWO_TEACHERS, "float64"), "x")  # unknown keys: covered, not refused
     with pytest.raises(CheckerError, match="digest"):
-        check_seal({**extended, "train": {"a": False}}, "x")
+        check_seal({**extended, "added_later": {"a": False}}, "x")
 
 
 def test_resume_refuses_other_eta_or_schedule(float64_checkpoint):
@@ -464,3 +466,107 @@ def test_on_checkpoint_hands_sealed_checkpoints_to_the_caller_and_writes_no_file
     check_seal(last, "x")
     gd.validate_checkpoint(last, p, "x")
     assert last["status"] == "max-steps" and last["state"]["step"] == result.steps == 5
+
+
+# --------------------------------------------------------------------------- trained blocks
+@pytest.mark.parametrize("engine, steps", [("float64", 200), ("mp", 15)])
+@pytest.mark.parametrize("train", ["first", "second"])
+def test_a_fixed_block_never_changes_bit_for_bit(engine, steps, train):
+    # Exact: the fixed block is never updated, so its numbers (and their exact
+    # decimal strings) are those of the start; the trained block does move.
+    p = problem(TWO_TEACHERS, engine)
+    r = gd.run_gd(p, p.eta, stop=gd.StopRules(max_steps=steps, record_every=5), progress=False, train=train)
+    assert r.steps == steps and r.train == train
+    fixed, moving = (("a", "W") if train == "first" else ("W", "a"))
+    with p.engine.context():
+        assert engine_to_json(p.engine, getattr(r, fixed)) == engine_to_json(p.engine, getattr(p, fixed))
+        assert engine_to_json(p.engine, getattr(r, moving)) != engine_to_json(p.engine, getattr(p, moving))
+    # and the trained block alone still descends L_lambda (eta = 0.1 < 1/beta, see above)
+    assert r.increases == 0
+    assert r.history[-1].reg_loss < r.history[0].reg_loss
+
+
+@pytest.mark.parametrize("engine, steps, bound", [
+    # same rounding budget as the two-layer identity above (a few O(d) roundings of
+    # numbers of size <= max(1, |b|)); mp at 30 digits: rounding ~1e-40.
+    ("float64", 200, 32 * 2.0 ** -52),
+    ("mp", 15, 1e-30),
+])
+@pytest.mark.parametrize("train", ["first", "second"])
+def test_one_block_balance_identity_residual_is_at_rounding_level(engine, steps, bound, train):
+    # Reference: the one-block identities of derivations/balance.py
+    # (balance_gd_step_one_block); the two-layer identity is "not applicable".
+    p = problem(TWO_TEACHERS, engine)
+    r = gd.run_gd(p, p.eta, stop=gd.StopRules(max_steps=steps), progress=False, train=train)
+    assert_close(r.max_balance_residual, 0, abs_=bound, what=f"one-block ({train}) balance identity residual")
+    text = r.to_dict(p.engine)["balance_identity"]
+    assert text.startswith("not applicable") and train in text
+
+
+def test_one_block_balance_residual_detects_a_broken_gradient():
+    # Negative control as for two layers: an extra 1e-6 decay in grad_W moves W
+    # (the trained block) off the identity by ~2 eta 1e-6 ||w||^2 ~ 1e-7.
+    p = problem(TWO_TEACHERS, "float64")
+    original = p.evaluate
+
+    def skewed(*args, **kwargs):
+        ev = original(*args, **kwargs)
+        W = args[1] if len(args) > 1 else kwargs.get("W", p.W)
+        return dataclasses.replace(ev, grad_W=ev.grad_W + 1e-6 * W)
+
+    p.evaluate = skewed
+    r = gd.run_gd(p, p.eta, stop=gd.StopRules(max_steps=5), progress=False, train="first")
+    assert r.max_balance_residual > 1e-9
+
+
+@pytest.mark.parametrize("engine, total, split", [("float64", 150, 60), ("mp", 30, 12)])
+def test_resume_with_first_layer_only_reaches_the_same_state(tmp_path, engine, total, split):
+    p = problem(TWO_TEACHERS, engine)
+    rules = lambda n: gd.StopRules(max_steps=n, gap_every=7, record_every=4)  # noqa: E731
+    straight = gd.run_gd(p, p.eta, stop=rules(total), progress=False, train="first")
+    ck = tmp_path / "ck.json"
+    gd.run_gd(p, p.eta, stop=rules(split), checkpoint=ck, progress=False, train="first")
+    saved = gd.load_checkpoint(ck, p)
+    assert saved["train"] == "first"
+    resumed = gd.run_gd(p, p.eta, stop=rules(total), resume=saved, progress=False, train="first")
+    assert_same_run(p, resumed, straight)
+    for other in ("both", "second"):
+        with pytest.raises(CheckerError, match="same trained blocks"):
+            gd.run_gd(p, p.eta, stop=rules(total), resume=saved, progress=False, train=other)
+
+
+def test_checkpoint_without_train_key_means_both_and_bad_values_are_refused(float64_checkpoint):
+    p = problem(TWO_TEACHERS, "float64")
+    data = read_json(float64_checkpoint, "checkpoint")
+    data.pop("train")
+    data = seal(data)  # a sealed checkpoint whose format had no "train" key (not an edited one)
+    gd.run_gd(p, p.eta, stop=gd.StopRules(max_steps=5), resume=data, progress=False)  # both: accepted
+    with pytest.raises(CheckerError, match="same trained blocks"):
+        gd.run_gd(p, p.eta, stop=gd.StopRules(max_steps=5), resume=data, progress=False, train="first")
+    data = seal({**data, "train": "third"})
+    write_json_atomic(float64_checkpoint, data)
+    with pytest.raises(CheckerError, match="checkpoint train"):
+        gd.load_checkpoint(float64_checkpoint, p)
+    with pytest.raises(CheckerError, match="train must be"):
+        gd.run_gd(p, p.eta, progress=False, train="third")
+
+
+def test_record_at_and_on_record_choose_the_history_rows():
+    p = problem(TWO_TEACHERS, "float64")
+    seen: list = []
+    r = gd.run_gd(p, p.eta, stop=gd.StopRules(max_steps=40, gap_every=1000), progress=False,
+                  record_at=lambda k: k in (0, 1, 3, 10, 30),
+                  on_record=lambda q, a, W, lam, k: seen.append((k, float(a[0]))))
+    assert [row.step for row in r.history] == [0, 1, 3, 10, 30, 40]
+    assert [k for k, _ in seen] == [0, 1, 3, 10, 30]
+
+
+@given(inst=S.instances(student="random", eta=S.step_sizes()), train=st.sampled_from(["first", "second"]))
+def test_a_fixed_block_never_changes_on_random_instances(inst, train):
+    # Exact, for any teacher, activation, student and step size: the fixed block is
+    # never written, whatever the trained block does (even if the run diverges).
+    p = problem(inst, "float64")
+    r = gd.run_gd(p, p.eta, stop=gd.StopRules(max_steps=5), progress=False, train=train)
+    fixed = "a" if train == "first" else "W"
+    assert np.array_equal(getattr(r, fixed), getattr(p, fixed))
+    assert getattr(r, fixed).tobytes() == getattr(p, fixed).tobytes()
