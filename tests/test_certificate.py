@@ -325,6 +325,25 @@ def test_single_teacher_closed_form(act, d, sign) -> None:
     assert not cert.degenerate
 
 
+
+@pytest.mark.parametrize("act,d,radius", [("relu", 3, None), ("relu", 4, 0.4), ("abs", 3, None), ("abs", 2, 1.2)])
+def test_single_teacher_constants_match_the_derived_closed_form(act, d, radius) -> None:
+    # Reference: derivations/certificate.py single_teacher_constants (SymPy: kappa decreasing and
+    # (1 - kappa/kappa(0))/phi^2 decreasing, so rho' = 1 - kappa(r)/kappa(0), rho = rho'/r^2,
+    # ||p*|| = 1/sqrt(kappa(0))), evaluated in mpmath at 50 digits.  ||p*||: a diagonal system,
+    # rounding only (4 eps).  rho and rho' (float estimates here; the certified rho' of the
+    # single-teacher preset is checked in tests/test_theorem1_references.py): sampled at the cap
+    # edge, where both extremes sit (1e-7, as in test_single_teacher_closed_form).
+    w = unit(np.arange(1.0, d + 1))
+    cert = build(act, [-1.3], w[None], radius=radius)
+    r = cert.radius if radius is None else radius
+    ref = dc.single_teacher_closed_form(act, r)
+    assert not cert.degenerate
+    assert_close(cert.p_norm, ref["p_norm"], rel=4 * EPS, what="||p*||")
+    assert_close(cert.rho, ref["rho"], rel=1e-7, what="rho")
+    assert_close(cert.rho_far, ref["rho_far"], rel=1e-7, what="rho'")
+
+
 # --------------------------------------------------------------- C3 / C4
 def _single_teacher_gap(act: str, a_star: float, w: np.ndarray, a: np.ndarray, W: np.ndarray,
                         lam: float) -> float:

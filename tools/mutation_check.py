@@ -43,14 +43,15 @@ from typing import Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Appended to the copy's tests/conftest.py: the CI profile without the shrink phase.
+#: Appended to the copy's tests/conftest.py (which loads HYPOTHESIS_PROFILE=ci first): the CI
+#: profile without the shrink phase, loaded last.
 _PROFILE = '''
 
 # --- added by tools/mutation_check.py in its temporary copy ---
 from hypothesis import Phase as _Phase
 settings.register_profile("mutation", settings.get_profile("ci"),
                           phases=[_Phase.explicit, _Phase.reuse, _Phase.generate, _Phase.target])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+settings.load_profile("mutation")
 '''
 
 LAYERS = ("kernel", "objective", "engines", "gd", "duality", "sphere", "arb", "certificate", "theorem1")
@@ -279,7 +280,7 @@ def _pytest(copy: Path, tests: Sequence[str], *, first_failure: bool, timeout: f
         args.append("-x")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "WORST_RATIOS_FILE")}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env["HYPOTHESIS_PROFILE"] = "mutation"
+    env["HYPOTHESIS_PROFILE"] = "ci"  # the copy's conftest then switches to "mutation"
     try:
         proc = subprocess.run(args, cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, timeout=timeout)
