@@ -154,7 +154,9 @@ def test_interrupt_then_resume_reaches_the_uninterrupted_result(tmp_path: Path, 
     base = ["--preset", "abs", "--steps", "1200", "--schedule", "fixed"]
     straight = tmp_path / "straight.json"
     code, stdout, err = run_main(base + ["--json", str(straight)], capsys)
-    assert code in (0, 3), stdout + err
+    # Must converge: the abs preset's gap falls at ~0.97 per step (measured here), so the gap
+    # target 1e-10 is met well inside the 1200-step budget and C2 holds (exit 0, not 3).
+    assert code == 0, stdout + err
 
     calls = {"n": 0}
     real_observe = theorem1.TheoremCheck.observe
@@ -175,7 +177,7 @@ def test_interrupt_then_resume_reaches_the_uninterrupted_result(tmp_path: Path, 
     monkeypatch.setattr(theorem1.TheoremCheck, "observe", real_observe)
     resumed = tmp_path / "resumed.json"
     code, stdout, err = run_main(base + ["--checkpoint", str(ckpt), "--resume", "--json", str(resumed)], capsys)
-    assert code in (0, 3), stdout + err
+    assert code == 0, stdout + err  # the same run as the straight one: it converges too
     assert _final_state(resumed) == _final_state(straight)
 
 
@@ -221,6 +223,9 @@ def test_d2_instance_gets_the_directions_figure_and_forced_runs_say_so(tmp_path:
         "lambda": "0.01", "eta": "0.3"}))
     code, stdout, err = run_main(["--instance", str(inst), "--force", "--steps", "600",
                                   "--plots", str(tmp_path / "fig")], capsys)
-    assert code in (0, 3), stdout + err
+    # Must converge: without a gap target C2 asks for 1e-3 x the initial gap, and the gap falls
+    # at ~0.993 per step (measured here: final gap 4.6e-7 after 600 steps), so C2 holds; H4 is
+    # unmet, which --force turns into a note, not an exit status.
+    assert code == 0, stdout + err
     assert "H4" in stdout and "T1 does not cover this run" in stdout  # H4 fails here: the start is far
     assert (tmp_path / "fig" / "directions.png").stat().st_size > 0
