@@ -76,6 +76,12 @@ def _teacher(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return inst["teacher"]["a"], inst["teacher"]["W"]
 
 
+def _budget_exhausted(data: dict[str, Any]) -> bool:
+    """True when the Arb certification of rho' stopped on its time budget (RIGOROUS_SECONDS): its
+    bound is then rigorous but looser than the tolerance, by how much depends on the machine."""
+    return any("budget" in n for n in data["certificate"].get("notes", []))
+
+
 def _bound(rho: Any, p_norm: Any, lam: Any, zeta: Any) -> mpmath.mpf:
     """The certificate bound (zeta + lambda^2 ||p*||^2 / 4) / (lambda rho) of C3 (rho') and C4 (rho)."""
     lam = _mp(lam)
@@ -253,7 +259,8 @@ def test_default_certificate_constants_against_independent_estimates(default_run
     far_max = float(np.abs(eta[ang > c["radius"]]).max())
     assert cert_d["rho_far_rigorous"] is True
     assert c["rho_far"] <= 1 - far_max
-    assert c["rho_far"] >= 1 - far_max - 1e-3 - 5e-3
+    if not _budget_exhausted(data):  # tightness needs the search to have finished (see below)
+        assert c["rho_far"] >= 1 - far_max - 1e-3 - 5e-3
     # ||p*|| by Monte Carlo of p*(x) = sum_i alpha_i relu(<w*_i,x>) + <beta_i, x> 1{<w*_i,x> > 0}
     rng = np.random.default_rng(12)
     X = rng.standard_normal((400_000, 3))
@@ -297,8 +304,12 @@ def test_single_teacher_final_figures_against_closed_forms(single_run):
         kap = (mpmath.sin(r) + (mpmath.pi - r) * mpmath.cos(r)) / (2 * mpmath.pi)
         rho_far = 1 - kap / mpmath.mpf("0.5")
         assert_close(c["p_norm"], mpmath.sqrt(2), rel=4 * EPS, what="||p*||")
-        # rho' certified with Arb to tol 1e-3 (a lower bound), the estimate it replaced within 1e-7.
-        assert rho_far - mpmath.mpf("1e-3") <= c["rho_far"] <= rho_far
+        # rho' certified with Arb (a lower bound, always); within the certification tolerance 1e-3
+        # of the closed form unless the search ran out of its time budget (a slow machine: the
+        # bound is then looser but still rigorous); the estimate it replaced within 1e-7.
+        assert c["rho_far"] <= rho_far
+        if not _budget_exhausted(data):
+            assert rho_far - mpmath.mpf("1e-3") <= c["rho_far"]
         assert_close(data["certificate"]["rho_far_estimate"], rho_far, rel=1e-7, what="rho' estimate")
         assert_close(c["rho"], rho_far / r**2, rel=1e-7, what="rho (minimum ratio at the cap edge)")
 
