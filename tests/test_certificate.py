@@ -448,8 +448,12 @@ def test_certificate_terms_bounds_and_flags_against_independent_geometry(lam, ze
     a_star, W_star = _three_teacher_relu()
     cert = build("relu", a_star, W_star)
     rng = np.random.default_rng(7)
-    W = np.concatenate([W_star + 0.05 * rng.standard_normal(W_star.shape), rng.standard_normal((3, 4))])
-    a = np.concatenate([a_star * 0.9, 0.02 * rng.standard_normal(3)])
+    r = cert.radius
+    # two students on either side of the cap edge of teacher 0 (angles 0.9 r and 1.5 r, towards e4,
+    # orthogonal to every teacher), so a wrong radius moves mass between the regions
+    edge = np.array([[math.cos(t), 0.0, 0.0, math.sin(t)] for t in (0.9 * r, 1.5 * r)]) * 0.7
+    W = np.concatenate([W_star + 0.05 * rng.standard_normal(W_star.shape), rng.standard_normal((3, 4)), edge])
+    a = np.concatenate([a_star * 0.9, 0.02 * rng.standard_normal(3), [0.3, -0.2]])
     terms = cc.certificate_terms(cert, W_star, a, W, lam=lam, zeta=zeta)
     norms = np.linalg.norm(W, axis=1)
     cos = np.clip((W / norms[:, None]) @ W_star.T, -1, 1)
@@ -458,6 +462,7 @@ def test_certificate_terms_bounds_and_flags_against_independent_geometry(lam, ze
     near = ang <= cert.radius
     sq_ref, far_ref = float((mu[near] * ang[near] ** 2).sum()), float(mu[~near].sum())
     assert 0 < near.sum() < len(a)  # both regions are exercised
+    assert np.any((ang > cert.radius) & (ang <= 2 * cert.radius))  # mass just outside a cap
     assert_close(terms["weighted_sq_angle"], sq_ref, rel=1e-12, what="sum_near mu angle^2")
     assert_close(terms["far_mass"], far_ref, rel=1e-12, what="far mass")
     c4_ref = _bound_reference(cert.rho, cert.p_norm, lam, zeta)
