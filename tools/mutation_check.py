@@ -395,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tail = "\n".join(o.output.strip().splitlines()[-15:])
             print(f"\n{o.mutation.name}: {o.verdict}\n{tail}")
     layers = sorted({o.mutation.layer for o in outcomes if o.verdict == "caught"})
-    missing = [x for x in LAYERS if x not in layers]
+    missing = [x for x in LAYERS if x not in layers] if not args.only else []
     print(f"\n{sum(o.verdict == 'caught' for o in outcomes)} of {len(mutations)} mutations caught; layers covered: "
           f"{', '.join(layers)}" + (f"; layers without a caught mutation: {', '.join(missing)}" if missing else ""))
     print(f"total time {total:.0f} s")
