@@ -57,6 +57,13 @@ def default_run(tmp_path_factory) -> tuple[int, dict[str, Any], str]:
 
 
 @pytest.fixture(scope="module")
+def abs_run(tmp_path_factory) -> tuple[int, dict[str, Any], str]:
+    # The abs preset: float64, fixed lambda (the README's main command; ~7 s alone, slow-marked here
+    # because test_theorem1.py already runs it in CI).
+    return _run(tmp_path_factory.mktemp("abs"), ["--preset", "abs"])
+
+
+@pytest.fixture(scope="module")
 def single_run(tmp_path_factory) -> tuple[int, dict[str, Any], str]:
     # The single-teacher preset: mp engine at 50 digits, gap target 1e-27 (~9 s here).
     return _run(tmp_path_factory.mktemp("single"), ["--preset", "single-teacher"])
@@ -89,7 +96,10 @@ def _bound(rho: Any, p_norm: Any, lam: Any, zeta: Any) -> mpmath.mpf:
 
 
 # ----------------------------------------------------------------- thresholds and hypotheses
-@pytest.mark.parametrize("which", ["default", "single"])
+ALL_RUNS = ["default", "single", pytest.param("abs", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("which", ALL_RUNS)
 def test_thresholds_and_hypothesis_flags_match_independent_formulas(which, request):
     code, data, _ = request.getfixturevalue(f"{which}_run")
     c = data["constants"]
@@ -101,6 +111,8 @@ def test_thresholds_and_hypothesis_flags_match_independent_formulas(which, reque
         W = np.array([[float(x) for x in r] for r in W_star])
         U = W / np.linalg.norm(W, axis=1)[:, None]
         G = np.clip(U @ U.T, -1, 1)
+        if data["instance"]["activation"] == "abs":  # a direction is a line: angle min(phi, pi - phi)
+            G = np.abs(G)
         delta = math.pi if len(U) == 1 else float(np.arccos(G[~np.eye(len(U), dtype=bool)]).min())
         lam = _mp(data["instance"]["lambda"])
         rho_far, p_norm = _mp(c["rho_far"]), _mp(c["p_norm"])
@@ -126,7 +138,7 @@ def test_thresholds_and_hypothesis_flags_match_independent_formulas(which, reque
 
 
 # ----------------------------------------------------------------- conclusions
-@pytest.mark.parametrize("which", ["default", "single"])
+@pytest.mark.parametrize("which", ALL_RUNS)
 def test_c1_c2_c3_c4_flags_match_independent_bounds(which, request):
     code, data, _ = request.getfixturevalue(f"{which}_run")
     c, run, final = data["constants"], data["run"], data["final"]
