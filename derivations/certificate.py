@@ -214,6 +214,219 @@ def single_teacher_certificate(activation: str = "relu", mixed_fn: MixedFn = cc.
         "symbolic", check)
 
 
+# ----------------------------------------------------------------- the premises of the chain
+def _sigma_is_homogeneous(activation: str) -> tuple[bool, str]:
+    """sigma(c z) = c sigma(z) for c > 0 (SymPy on both signs of z)."""
+    from .kernel import sigma_with_sign
+
+    c = sp.Symbol("c", positive=True)
+    z = sp.Symbol("z", positive=True)
+    res = [sp.simplify(sigma_with_sign(activation, c * sg * z, sg) - c * sigma_with_sign(activation, sg * z, sg))
+           for sg in (1, -1)]
+    return all(r == 0 for r in res), f"sigma(c z) - c sigma(z) for z > 0, z < 0: {res}"
+
+
+def optimum_below_balanced_teacher() -> Result:
+    """L*_lambda <= lambda sum_i |a*_i|: the balanced teacher network is a feasible point.
+
+    theta* = (a_i, w_i) = (sign(a*_i) sqrt|a*_i|, sqrt|a*_i| w*_i): by the 1-homogeneity of sigma,
+    a_i sigma(<w_i, x>) = a*_i sigma(<w*_i, x>), so f_theta* = f* and L(theta*) = 0; the weight decay
+    (the checker's own ``objective.regularizer`` on SymPy arrays) is (lambda/2) sum (|a*_i| + |a*_i|
+    ||w*_i||^2) = lambda sum |a*_i| for unit w*_i.  L*_lambda is an infimum, hence at most that.
+    """
+
+    def check() -> tuple[bool, str]:
+        import numpy as np
+
+        from checker import objective
+
+        ms, d = 2, 3
+        A = sp.symbols(f"A1:{ms + 1}", positive=True)  # |a*_i|
+        sg = sp.symbols(f"g1:{ms + 1}")  # sign(a*_i) in {+1, -1}
+        Wst = [sp.symbols(f"w{i}_1:{d + 1}", real=True) for i in range(1, ms + 1)]
+        a = np.array([sg[i] * sp.sqrt(A[i]) for i in range(ms)], dtype=object)
+        W = np.array([[sp.sqrt(A[i]) * x for x in Wst[i]] for i in range(ms)], dtype=object)
+        lam = sp.Symbol("lambda", positive=True)
+        reg = lam * objective.regularizer(a, W)
+        reg_unit = sp.expand(reg).subs({sg[i]**2: 1 for i in range(ms)})
+        for i in range(ms):  # ||w*_i||^2 = 1
+            reg_unit = sp.expand(reg_unit).subs(Wst[i][0]**2, 1 - sum(x**2 for x in Wst[i][1:]))
+        residue = sp.simplify(reg_unit - lam * sum(A))
+        hom = [_sigma_is_homogeneous(act) for act in ck.ACTIVATIONS]
+        # output weight times the homogeneous factor: sign(a*) sqrt|a*| sqrt|a*| = a*
+        out_w = [sp.simplify(sg[i] * sp.sqrt(A[i]) * sp.sqrt(A[i]) - sg[i] * A[i]) for i in range(ms)]
+        ok = residue == 0 and all(h for h, _ in hom) and all(x == 0 for x in out_w)
+        return ok, (f"(lambda) regularizer(balanced teacher) - lambda sum|a*_i| = {residue} (unit w*_i, "
+                    f"sign^2 = 1); a_i sqrt|a*_i| - a*_i = {out_w}; homogeneity: "
+                    + "; ".join(f"{act}: {msg}" for act, (_, msg) in zip(ck.ACTIVATIONS, hom)))
+
+    return guarded(
+        "certificate_premise_optimum_below_teacher", FAMILY,
+        "L*_lambda <= lambda sum_i |a*_i| (the balanced teacher network fits f* exactly and pays "
+        "lambda sum |a*_i| of weight decay)",
+        "algebraic", check)
+
+
+def pairing_with_teacher() -> Result:
+    """<p*, f*> = sum_i a*_i eta(w*_i) = sum_i |a*_i| from the interpolation conditions eta(w*_i) = sign(a*_i)."""
+
+    def check() -> tuple[bool, str]:
+        ms = 3
+        a = sp.symbols(f"a1:{ms + 1}", real=True, nonzero=True)
+        eta = sp.symbols(f"eta1:{ms + 1}", real=True)  # eta(w*_i) = E[p* sigma(<w*_i, x>)]
+        # Fubini: <p*, f*> = E[p* sum_i a*_i sigma(<w*_i,x>)] = sum_i a*_i eta(w*_i).
+        pairing = sum(x * e for x, e in zip(a, eta))
+        interp = {e: sp.sign(x) for x, e in zip(a, eta)}  # the certificate's interpolation conditions
+        residue = sp.simplify(pairing.subs(interp) - sum(sp.Abs(x) for x in a))
+        return residue == 0, f"sum a*_i eta(w*_i) with eta(w*_i) = sign(a*_i), minus sum|a*_i| = {residue}"
+
+    return guarded(
+        "certificate_premise_pairing_with_teacher", FAMILY,
+        "<p*, f*> = sum_i |a*_i| (Fubini and the interpolation conditions eta(w*_i) = sign(a*_i))",
+        "symbolic", check)
+
+
+def pairing_cauchy_schwarz() -> Result:
+    """<p*, f_theta> >= <p*, f*> - ||p*|| sqrt(L(theta)): Cauchy-Schwarz on <p*, r>, ||r||^2 = L.
+
+    Any two elements of L2 span a space isometric to R^k, k <= 2: the Lagrange identity
+    ||p||^2 ||r||^2 - <p, r>^2 = sum_{i<j} (p_i r_j - p_j r_i)^2 in R^3 proves |<p, r>| <= ||p|| ||r||.
+    """
+
+    def check() -> tuple[bool, str]:
+        pv, r = [list(sp.symbols(f"{n}1:4", real=True)) for n in ("p", "r")]
+        dot = sum(x * y for x, y in zip(pv, r))
+        lagrange = sp.expand(sum(x**2 for x in pv) * sum(y**2 for y in r) - dot**2
+                             - sum((pv[i] * r[j] - pv[j] * r[i]) ** 2 for i in range(3) for j in range(i + 1, 3)))
+        # f_theta = f* - r, so <p, f_theta> = <p, f*> - <p, r> >= <p, f*> - ||p|| ||r||.
+        f = list(sp.symbols("f1:4", real=True))
+        split = sp.expand(sum(x * (y - z) for x, y, z in zip(pv, f, r)) - (sum(x * y for x, y in zip(pv, f)) - dot))
+        return lagrange == 0 and split == 0, (f"Lagrange identity residue {lagrange}; "
+                                              f"<p, f* - r> - (<p, f*> - <p, r>) = {split}")
+
+    return guarded(
+        "certificate_premise_cauchy_schwarz", FAMILY,
+        "<p*, f_theta> >= <p*, f*> - ||p*|| sqrt(L(theta)) (Cauchy-Schwarz, ||f* - f_theta||^2 = L)",
+        "algebraic", check)
+
+
+def pairing_below_eta_bounds() -> Result:
+    """With |eta(u)| <= 1 - rho angle^2 near a teacher and <= 1 - rho' far (hypotheses), and
+    s_j = a_j ||w_j||, mu_j = |s_j|:  <p*, f_theta> = sum_j s_j eta(u_j) <= M - rho S_near - rho' F_far.
+
+    The hypotheses enter as slacks: |eta_j| = 1 - rho th_j^2 - e_j (near) and 1 - rho' - e_j (far),
+    e_j >= 0; s_j eta_j <= |s_j| |eta_j| over the four sign cases; the difference is then the sum
+    of mu_j e_j plus the sign slacks, each >= 0.
+    """
+
+    def check() -> tuple[bool, str]:
+        rho, rhof = sp.symbols("rho rho_far", positive=True)
+        n_near, n_far = 2, 2
+        mu = sp.symbols(f"mu1:{n_near + n_far + 1}", nonnegative=True)
+        th = sp.symbols(f"th1:{n_near + 1}", nonnegative=True)
+        e = sp.symbols(f"e1:{n_near + n_far + 1}", nonnegative=True)
+        abs_eta = [1 - rho * th[j]**2 - e[j] for j in range(n_near)] + \
+            [1 - rhof - e[n_near + j] for j in range(n_far)]
+        M = sum(mu)
+        S = sum(mu[j] * th[j]**2 for j in range(n_near))
+        F = sum(mu[n_near:])
+        # sum_j mu_j |eta_j| = M - rho S - rho' F - sum mu_j e_j (identity)
+        identity = sp.expand(sum(m * a for m, a in zip(mu, abs_eta)) - (M - rho * S - rhof * F)
+                             + sum(m * x for m, x in zip(mu, e)))
+        slack_terms = [m * x for m, x in zip(mu, e)]
+        # s eta <= |s| |eta| for s = +-m, eta = +-h (m, h >= 0): |s||eta| - s eta in {0, 2 m h}
+        m_, h_ = sp.symbols("m h", nonnegative=True)
+        signs = [sp.expand(m_ * h_ - (s1 * m_) * (s2 * h_)) for s1 in (1, -1) for s2 in (1, -1)]
+        ok = identity == 0 and all(bool(t.is_nonnegative) for t in slack_terms + signs)
+        return ok, (f"sum mu_j |eta_j| - (M - rho S - rho' F) + sum mu_j e_j = {identity}; slack terms "
+                    f"{slack_terms} >= 0; |s||eta| - s eta over the sign cases: {signs} >= 0")
+
+    return guarded(
+        "certificate_premise_eta_bounds", FAMILY,
+        "|eta| <= 1 - rho angle^2 (near) and <= 1 - rho' (far) imply <p*, f_theta> = sum_j s_j eta(u_j) "
+        "<= sum_j mu_j - rho sum_near mu_j angle_j^2 - rho' sum_far mu_j",
+        "algebraic", check)
+
+
+def am_gm_weight_decay() -> Result:
+    """(lambda/2)(a^2 + ||w||^2) >= lambda |a| ||w|| per neuron, with the checker's regularizer:
+    L_lambda(theta) >= L(theta) + lambda sum_j mu_j."""
+
+    def check() -> tuple[bool, str]:
+        import numpy as np
+
+        from checker import objective
+
+        lam = sp.Symbol("lambda", positive=True)
+        a = sp.Symbol("a", real=True)
+        w = list(sp.symbols("w1:4", real=True))
+        reg = lam * objective.regularizer(np.array([a], dtype=object), np.array([w], dtype=object))
+        nw = sp.sqrt(sum(x**2 for x in w))
+        residue = sp.simplify(sp.expand(reg - lam * sp.Abs(a) * nw - lam / 2 * (sp.Abs(a) - nw) ** 2))
+        return residue == 0, (f"lambda regularizer(a, w) - lambda |a| ||w|| - (lambda/2)(|a| - ||w||)^2 "
+                              f"= {residue}")
+
+    return guarded(
+        "certificate_premise_am_gm", FAMILY,
+        "lambda * regularizer(a, W) >= lambda sum_j |a_j| ||w_j|| (AM-GM, with the checker's regularizer)",
+        "algebraic", check)
+
+
+def single_teacher_constants(activation: str = "relu",
+                             kappa_fn: Callable[..., Any] = ck.kappa) -> Result:
+    """One teacher: eta = kappa(phi)/kappa(0) (line angle for abs), so in closed form at the radius r
+    (0 < r <= pi/2 for abs, < pi for relu):
+
+        ||p*|| = 1/sqrt(kappa(0)),  rho' = 1 - kappa(r)/kappa(0),  rho = rho'/r^2,
+
+    because kappa is decreasing (max of |eta| off the cap is at its edge) and
+    h(phi) = (1 - kappa(phi)/kappa(0))/phi^2 is decreasing (its minimum over the cap is at r):
+    phi^3 h'(phi) kappa(0) = N(phi) = -phi kappa'(phi) - 2 (kappa(0) - kappa(phi)), N(0) = 0 and
+    N'(phi) = kappa'(phi) - phi kappa''(phi) = -c sin(phi) + phi (c - phi) cos(phi) times a positive
+    constant (c = pi for relu, pi/2 for abs), which is < 0: for cos(phi) <= 0 both terms are <= 0 and
+    not both 0; for cos(phi) > 0 divide by cos: -c tan(phi) + c phi - phi^2 < 0 as tan(phi) >= phi.
+    ``single_teacher_closed_form`` values are what tests compare build_certificate with.
+    """
+
+    def check() -> tuple[bool, str]:
+        phi = sp.Symbol("phi", positive=True)
+        kap = kappa_fn(phi, sp.sin(phi), sp.cos(phi), sp.pi, activation)
+        k0 = sp.simplify(kap.subs(phi, 0))
+        c = sp.pi if activation == "relu" else sp.pi / 2
+        pref = 1 / (2 * sp.pi) if activation == "relu" else 2 / sp.pi
+        dk = sp.simplify(sp.diff(kap, phi))
+        monotone = sp.simplify(dk + pref * (c - phi) * sp.sin(phi)) == 0  # kappa' = -pref (c - phi) sin <= 0
+        Nprime = sp.simplify(dk - phi * sp.diff(kap, phi, 2))
+        shape = sp.simplify(Nprime - pref * (-c * sp.sin(phi) + phi * (c - phi) * sp.cos(phi))) == 0
+        # cos > 0 branch: (-c sin + phi (c - phi) cos)/cos = -c (tan - phi) - phi^2
+        branch = sp.simplify((-c * sp.sin(phi) + phi * (c - phi) * sp.cos(phi)) / sp.cos(phi)
+                             - (-c * (sp.tan(phi) - phi) - phi**2)) == 0
+        tan_ge = sp.series(sp.tan(phi) - phi, phi, 0, 6).removeO()  # phi^3/3 + 2 phi^5/15: >= 0 near 0
+        r = sp.Symbol("r", positive=True)
+        rho_far = 1 - kap.subs(phi, r) / k0
+        ok = monotone and shape and branch and k0 == kappa_fn(0, 0, 1, sp.pi, activation)             and tan_ge.coeff(phi, 3) == sp.Rational(1, 3)
+        return ok, (f"kappa(0) = {k0}, ||p*|| = {sp.simplify(1 / sp.sqrt(k0))}; kappa' = {dk} (<= 0); "
+                    f"N' = {Nprime}; rho'(r) = {sp.simplify(rho_far)}, rho(r) = rho'(r)/r^2")
+
+    return guarded(
+        f"single_teacher_constants_{activation}", FAMILY,
+        f"one teacher ({activation}): ||p*|| = 1/sqrt(kappa(0)), rho' = 1 - kappa(r)/kappa(0), "
+        f"rho = (1 - kappa(r)/kappa(0))/r^2 at the cap radius r",
+        "algebraic", check)
+
+
+def single_teacher_closed_form(activation: str, radius: float, dps: int = 50) -> dict[str, Any]:
+    """The closed forms of ``single_teacher_constants`` evaluated in mpmath at ``dps`` digits."""
+    import mpmath
+
+    with mpmath.workdps(dps):
+        r = mpmath.mpf(radius)
+        kap = ck.kappa(r, mpmath.sin(r), mpmath.cos(r), mpmath.pi, activation)
+        k0 = mpmath.mpf(ck.kappa_at_one(activation))
+        rho_far = 1 - kap / k0
+        return {"p_norm": 1 / mpmath.sqrt(k0), "rho_far": rho_far, "rho": rho_far / r**2}
+
+
 def certificate_inequality_chain() -> Result:
     """lambda (rho S_near + rho' S_far) <= zeta + lambda^2 ||p*||^2 / 4 as a sum of non-negative terms.
 
@@ -226,6 +439,10 @@ def certificate_inequality_chain() -> Result:
       T4 = lambda (Pf - Aa + P sqrt(L)): <p*, f*> = sum a*_i eta(w*_i) = Aa, Cauchy-Schwarz;
       T5 = (sqrt(L) - lambda P / 2)^2: the maximum of lambda P sqrt(L) - L over L.
     Identity: zeta + lambda^2 P^2/4 - lambda (rho S + rho' F) = T1 + T2 + T3 + T4 + T5.
+    Each T_k >= 0 is its own verified result: T1 certificate_premise_eta_bounds, T2
+    certificate_premise_am_gm, T3 certificate_premise_optimum_below_teacher, T4
+    certificate_premise_pairing_with_teacher and certificate_premise_cauchy_schwarz, T5
+    certificate_quadratic_step (derivations/duality.py).
     """
 
     def check() -> tuple[bool, str]:
@@ -261,5 +478,12 @@ DERIVATIONS = (
     bound(eta_gradient_formula, "eta_gradient_abs", activation="abs"),
     bound(single_teacher_certificate, "single_teacher_certificate_relu", activation="relu"),
     bound(single_teacher_certificate, "single_teacher_certificate_abs", activation="abs"),
+    optimum_below_balanced_teacher,
+    pairing_with_teacher,
+    pairing_cauchy_schwarz,
+    pairing_below_eta_bounds,
+    am_gm_weight_decay,
+    bound(single_teacher_constants, "single_teacher_constants_relu", activation="relu"),
+    bound(single_teacher_constants, "single_teacher_constants_abs", activation="abs"),
     certificate_inequality_chain,
 )

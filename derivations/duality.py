@@ -7,13 +7,20 @@ symbolic vectors of R^3 proves it in L^2.  The measure enters only through
 <p, Phi nu> = int eta_p d nu with eta_p(w) = E[p(x) sigma(<w, x>)] (Fubini),
 written for an atomic nu = sum_j s_j delta_{u_j} with distinct u_j, the
 measures the checker builds from a network.
+
+The dual scale s and the dual value D are not restated here: the derivations
+call the checker's own ``checker.rigorous.duality.dual_scale`` and
+``dual_objective`` with SymPy symbols (as ``derivations/kernel.py`` does with
+``checker/kernel.py``), so what is proved is the code that runs.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import sympy as sp
+
+from checker.rigorous import duality as cd
 
 from .result import Result, guarded
 
@@ -64,46 +71,77 @@ def weak_duality() -> Result:
         "algebraic", check)
 
 
-def scaled_dual_feasible() -> Result:
-    """p = 2 s r with s = min(1, lambda/(2U)), U >= sup|E[r sigma]|: sup|E[p sigma]| <= 2 s U <= lambda."""
+ScaleFn = Callable[..., Any]
+DualFn = Callable[[Any, Any, Any], Any]
+
+
+def _checker_scale(lam: Any, U: Any, scale_fn: ScaleFn) -> Any:
+    """The checker's dual scale on SymPy numbers: min becomes sympy.Min."""
+    return scale_fn(lam, U, sp.Integer(1), minimum=sp.Min)
+
+
+def _resolve_min(expr: Any) -> Any:
+    """Replace each Min(x, y) by the argument that is provably the smaller (x - y or y - x
+    simplifies to a non-negative expression under the symbols' assumptions); else leave it."""
+
+    def pick(*args: Any) -> Any:
+        x, y = args
+        if sp.simplify(y - x).is_nonnegative:
+            return x
+        if sp.simplify(x - y).is_nonnegative:
+            return y
+        return sp.Min(x, y, evaluate=False)
+
+    return expr.replace(sp.Min, pick)
+
+
+def scaled_dual_feasible(scale_fn: ScaleFn = cd.dual_scale) -> Result:
+    """p = 2 s r with the checker's s (``duality.dual_scale``), U >= sup|E[r sigma]|: 2 s U <= lambda."""
 
     def check() -> tuple[bool, str]:
         lam, u = sp.symbols("lambda U", positive=True)
         eps = sp.Symbol("epsilon", nonnegative=True)
         eps_pos = sp.Symbol("epsilon", positive=True)
-        # Case 2U <= lambda, written lambda = 2U + eps: lambda/(2U) >= 1, so s = 1.
-        ratio1 = (2 * u + eps) / (2 * u)
-        s_is_one = bool(sp.simplify(ratio1 - 1).is_nonnegative)
-        case1 = sp.simplify(2 * 1 * u - (2 * u + eps))          # 2 s U - lambda
-        # Case 2U > lambda, written U = lambda/2 + eps: lambda/(2U) < 1, so s = lambda/(2U).
+        s = _checker_scale(lam, u, scale_fn)
+        # Case 2U <= lambda, written lambda = 2U + eps: the checker's s must be 1 and 2 s U <= lambda.
+        s1 = sp.simplify(_resolve_min(s.subs(lam, 2 * u + eps)))
+        case1 = sp.simplify(2 * s1 * u - (2 * u + eps))
+        # Case 2U > lambda, written U = lambda/2 + eps: s must be lambda/(2U) (then 2 s U = lambda).
         u2 = lam / 2 + eps_pos
-        s_is_ratio = bool(sp.simplify(lam / (2 * u2) - 1).is_negative)
-        case2 = sp.simplify(2 * (lam / (2 * u2)) * u2 - lam)   # 2 s U - lambda
-        ok = s_is_one and bool(case1.is_nonpositive) and s_is_ratio and case2 == 0
-        # U = 0 (r orthogonal to every feature): s = 1 (lambda/0 = +inf), 2 s U = 0 <= lambda.
-        return ok, (f"2U <= lambda (lambda = 2U + eps): s = 1 ({s_is_one}), 2 s U - lambda = {case1}; "
-                    f"2U > lambda (U = lambda/2 + eps): s = lambda/(2U) ({s_is_ratio}), 2 s U - lambda = {case2}; "
-                    f"then |E[p sigma]| = 2 s |E[r sigma]| <= 2 s U <= lambda")
+        s2 = sp.simplify(_resolve_min(s.subs(u, u2)))
+        case2 = sp.simplify(2 * s2 * u2 - lam)
+        # The two edge cases of the code path: lambda = 0 gives s = 0, U = 0 gives s = 1.
+        edges = (scale_fn(sp.Integer(0), u, sp.Integer(1), minimum=sp.Min),
+                 scale_fn(lam, sp.Integer(0), sp.Integer(1), minimum=sp.Min))
+        ok = (s1 == 1 and bool(case1.is_nonpositive) and sp.simplify(s2 - lam / (2 * u2)) == 0
+              and case2 == 0 and edges == (0, 1))
+        return ok, (f"checker s = {s}; lambda = 2U + eps: s = {s1}, 2 s U - lambda = {case1}; "
+                    f"U = lambda/2 + eps: s = {s2}, 2 s U - lambda = {case2}; "
+                    f"s(lambda = 0) = {edges[0]}, s(U = 0) = {edges[1]}; then |E[p sigma]| = 2 s |E[r sigma]| "
+                    f"<= 2 s U <= lambda")
 
     return guarded(
         "scaled_dual_feasible", FAMILY,
-        "p = 2 s r, s = min(1, lambda/(2U)), U >= sup_w |E[r sigma(<w,x>)]|: p is dual feasible (2 s U <= lambda)",
+        "p = 2 s r with the checker's s = min(1, lambda/(2U)) (checker.rigorous.duality.dual_scale), "
+        "U >= sup_w |E[r sigma(<w,x>)]|: p is dual feasible (2 s U <= lambda)",
         "algebraic", check)
 
 
-def scaled_dual_value() -> Result:
-    """D(2 s r) = 2 s <r, f*> - s^2 ||r||^2."""
+def scaled_dual_value(dual_fn: DualFn = cd.dual_objective) -> Result:
+    """The checker's D (``duality.dual_objective``) is <p, f*> - ||p||^2/4 at p = 2 s r."""
 
     def check() -> tuple[bool, str]:
         s = sp.Symbol("s", real=True)
         r, f_star = _vec("r"), _vec("f")
         p = [2 * s * x for x in r]
-        diff = sp.expand(_dot(p, f_star) - _dot(p, p) / 4 - (2 * s * _dot(r, f_star) - s**2 * _dot(r, r)))
-        return diff == 0, f"<2sr, f*> - ||2sr||^2/4 - (2s<r, f*> - s^2||r||^2) = {diff} (R^3)"
+        checker_d = dual_fn(s, _dot(r, f_star), _dot(r, r))  # (s, <r, f*>, ||r||^2 = L)
+        diff = sp.expand(_dot(p, f_star) - _dot(p, p) / 4 - checker_d)
+        return diff == 0, f"<2sr, f*> - ||2sr||^2/4 - dual_objective(s, <r, f*>, ||r||^2) = {diff} (R^3)"
 
     return guarded(
         "scaled_dual_value", FAMILY,
-        "D(2 s r) = 2 s <r, f*> - s^2 ||r||^2, so zeta(theta) <= L_lambda(theta) - D(2 s r)",
+        "D(2 s r) = <p, f*> - ||p||^2/4 equals the checker's dual_objective(s, <r, f*>, L) = "
+        "2 s <r, f*> - s^2 L, so zeta(theta) <= L_lambda(theta) - D(2 s r)",
         "symbolic", check)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Mapping, Sequence
 
 import mpmath
@@ -498,3 +499,48 @@ def _instances(draw: Any, teacher_s: SearchStrategy[Teacher], student: str, opts
     return Instance.create(activation=t.activation, teacher_a=t.a, teacher_W=t.W, student_a=s.a,
                            student_W=s.W, lam=lam, eta=None if eta_s is None else draw(eta_s),
                            name=f"hypothesis-{t.construction}")
+
+
+# --------------------------------------------------------------------- exact numbers (rounding tests)
+def non_decimal_fractions(*, max_exponent: int = 40, max_bits: int = 200) -> SearchStrategy[Fraction]:
+    """Non-zero rationals that no finite decimal string equals (denominator with a prime factor
+    other than 2 and 5), of either sign, magnitudes from about 10^-max_exponent to 10^max_exponent."""
+    _check_int("max_exponent", max_exponent, 0)
+    _check_int("max_bits", max_bits, 8)
+    return _non_decimal_fractions(max_exponent, max_bits)
+
+
+@st.composite
+def _non_decimal_fractions(draw: Any, max_exponent: int, max_bits: int) -> Fraction:
+    num = draw(st.integers(1, 2**max_bits))
+    odd = draw(st.sampled_from((3, 7, 11, 13, 3 * 7, 997, 2**31 - 1)))
+    # a power of ten times num / odd; num is made coprime to odd so the factor stays
+    while math.gcd(num, odd) != 1:
+        num += 1
+    sign = draw(st.sampled_from((1, -1)))
+    exp = draw(st.integers(-max_exponent, max_exponent))
+    return sign * Fraction(num, odd) * Fraction(10) ** exp
+
+
+def dyadic_balls(*, max_exponent: int = 200, max_bits: int = 120) -> SearchStrategy[tuple[Fraction, Fraction]]:
+    """(mid, rad) of an Arb ball as exact dyadic Fractions: mid of either sign (or 0), rad >= 0 from
+    exactly 0 through tiny (far below the mid's last bit) to wider than |mid|."""
+    _check_int("max_exponent", max_exponent, 1)
+    _check_int("max_bits", max_bits, 2)
+    return _dyadic_balls(max_exponent, max_bits)
+
+
+@st.composite
+def _dyadic_balls(draw: Any, max_exponent: int, max_bits: int) -> tuple[Fraction, Fraction]:
+    man = draw(st.integers(-2**max_bits, 2**max_bits))
+    exp = draw(st.integers(-max_exponent, max_exponent // 4))
+    mid = Fraction(man) * Fraction(2) ** exp
+    kind = draw(st.sampled_from(("zero", "tiny", "relative", "wide")))
+    if kind == "zero":
+        return mid, Fraction(0)
+    rman = draw(st.integers(1, 2**30 - 1))  # Arb radii carry 30 bits
+    scale = max(abs(man), 1).bit_length() + exp  # about log2 |mid|
+    shift = {"tiny": draw(st.integers(max_bits + 10, max_bits + 80)),
+             "relative": draw(st.integers(1, max_bits)),
+             "wide": draw(st.integers(-20, 0))}[kind]
+    return mid, Fraction(rman) * Fraction(2) ** (scale - shift - 30)

@@ -9,6 +9,7 @@ closed forms of the single-teacher certificate and of its optimum L*_lambda.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -325,6 +326,25 @@ def test_single_teacher_closed_form(act, d, sign) -> None:
     assert not cert.degenerate
 
 
+
+@pytest.mark.parametrize("act,d,radius", [("relu", 3, None), ("relu", 4, 0.4), ("abs", 3, None), ("abs", 2, 1.2)])
+def test_single_teacher_constants_match_the_derived_closed_form(act, d, radius) -> None:
+    # Reference: derivations/certificate.py single_teacher_constants (SymPy: kappa decreasing and
+    # (1 - kappa/kappa(0))/phi^2 decreasing, so rho' = 1 - kappa(r)/kappa(0), rho = rho'/r^2,
+    # ||p*|| = 1/sqrt(kappa(0))), evaluated in mpmath at 50 digits.  ||p*||: a diagonal system,
+    # rounding only (4 eps).  rho and rho' (float estimates here; the certified rho' of the
+    # single-teacher preset is checked in tests/test_theorem1_references.py): sampled at the cap
+    # edge, where both extremes sit (1e-7, as in test_single_teacher_closed_form).
+    w = unit(np.arange(1.0, d + 1))
+    cert = build(act, [-1.3], w[None], radius=radius)
+    r = cert.radius if radius is None else radius
+    ref = dc.single_teacher_closed_form(act, r)
+    assert not cert.degenerate
+    assert_close(cert.p_norm, ref["p_norm"], rel=4 * EPS, what="||p*||")
+    assert_close(cert.rho, ref["rho"], rel=1e-7, what="rho")
+    assert_close(cert.rho_far, ref["rho_far"], rel=1e-7, what="rho'")
+
+
 # --------------------------------------------------------------- C3 / C4
 def _single_teacher_gap(act: str, a_star: float, w: np.ndarray, a: np.ndarray, W: np.ndarray,
                         lam: float) -> float:
@@ -388,6 +408,75 @@ def test_certificate_terms_records() -> None:
                  rel=1e-14, what="weighted squared angle")
     assert_close(terms["far_mass"], 0.2, rel=1e-15, what="far mass")
     json.dumps(terms, allow_nan=False)
+
+
+
+# --------------------------------------------------------------- C3 / C4 bounds against an independent formula
+def _bound_reference(rho: float, p_norm: float, lam: float, zeta: float) -> mpmath.mpf:
+    """(zeta + lambda^2 ||p*||^2 / 4) / (lambda rho) in mpmath at 50 digits, written from paper.md's
+    certificate inequality (not from checker.geometry.certificate)."""
+    with mpmath.workdps(50):
+        lam_m = mpmath.mpf(lam)
+        return (mpmath.mpf(zeta) + lam_m * lam_m * mpmath.mpf(p_norm) ** 2 / 4) / (lam_m * mpmath.mpf(rho))
+
+
+@given(rho=st.floats(1e-4, 2.0), rho_far=st.floats(1e-4, 1.0), p_norm=st.floats(0.1, 10.0),
+       lam=st.floats(1e-5, 0.5), zeta=st.one_of(st.just(0.0), st.floats(1e-30, 1.0)))
+def test_c3_c4_bounds_match_an_independent_formula(rho, rho_far, p_norm, lam, zeta) -> None:
+    # Float evaluation of a formula of positive terms (no cancellation): six roundings of at
+    # most eps/2 relative each, so 4 eps relative covers it; a wrong power of lambda or of
+    # ||p*||, a swapped rho / rho' or a missing 1/4 is off by far more.
+    cert = dataclasses.replace(_CERT_TEMPLATE, rho=rho, rho_far=rho_far, p_norm=p_norm)
+    assert_close(cc.c4_bound(cert, lam, zeta), _bound_reference(rho, p_norm, lam, zeta), rel=4 * EPS, what="C4")
+    assert_close(cc.c3_bound(cert, lam, zeta), _bound_reference(rho_far, p_norm, lam, zeta), rel=4 * EPS,
+                 what="C3")
+    # No certificate constant, no bound: rho <= 0 gives an infinite bound, never a finite one.
+    flat = dataclasses.replace(cert, rho=0.0, rho_far=-1e-3)
+    assert cc.c4_bound(flat, lam, zeta) == math.inf and cc.c3_bound(flat, lam, zeta) == math.inf
+
+
+_CERT_TEMPLATE = cc.Certificate(activation="relu", alpha=[2.0], beta=[[0.0, 0.0]], p_norm=1.0, radius=1.0,
+                                rho=0.5, rho_far=0.5, rho_rigorous=False, rho_far_rigorous=False,
+                                condition=1.0, degenerate=False, reason="")
+
+
+@pytest.mark.parametrize("lam,zeta", [(0.01, 0.0), (0.01, 1e-4), (0.2, 3e-3)])
+def test_certificate_terms_bounds_and_flags_against_independent_geometry(lam, zeta) -> None:
+    # Reference: the student's masses and angles from numpy (arccos of the clipped cosine, the
+    # textbook route, not checker.objective.pair_geometry), the bounds from _bound_reference,
+    # and each holds flag recomputed as measured <= bound.  1e-12 relative: arccos near 1 loses
+    # about sqrt(eps) in the angle only for angles below 1e-8, and none is drawn that small.
+    a_star, W_star = _three_teacher_relu()
+    cert = build("relu", a_star, W_star)
+    rng = np.random.default_rng(7)
+    r = cert.radius
+    # two students on either side of the cap edge of teacher 0 (angles 0.9 r and 1.5 r, towards e4,
+    # orthogonal to every teacher), so a wrong radius moves mass between the regions
+    edge = np.array([[math.cos(t), 0.0, 0.0, math.sin(t)] for t in (0.9 * r, 1.5 * r)]) * 0.7
+    W = np.concatenate([W_star + 0.05 * rng.standard_normal(W_star.shape), rng.standard_normal((3, 4)), edge])
+    a = np.concatenate([a_star * 0.9, 0.02 * rng.standard_normal(3), [0.3, -0.2]])
+    terms = cc.certificate_terms(cert, W_star, a, W, lam=lam, zeta=zeta)
+    norms = np.linalg.norm(W, axis=1)
+    cos = np.clip((W / norms[:, None]) @ W_star.T, -1, 1)
+    ang = np.arccos(cos).min(axis=1)
+    mu = np.abs(a) * norms
+    near = ang <= cert.radius
+    sq_ref, far_ref = float((mu[near] * ang[near] ** 2).sum()), float(mu[~near].sum())
+    assert 0 < near.sum() < len(a)  # both regions are exercised
+    assert np.any((ang > cert.radius) & (ang <= 2 * cert.radius))  # mass just outside a cap
+    assert_close(terms["weighted_sq_angle"], sq_ref, rel=1e-12, what="sum_near mu angle^2")
+    assert_close(terms["far_mass"], far_ref, rel=1e-12, what="far mass")
+    c4_ref = _bound_reference(cert.rho, cert.p_norm, lam, zeta)
+    c3_ref = _bound_reference(cert.rho_far, cert.p_norm, lam, zeta)
+    assert_close(terms["c4_bound"], c4_ref, rel=4 * EPS, what="C4 bound")
+    assert_close(terms["c3_bound"], c3_ref, rel=4 * EPS, what="C3 bound")
+    assert terms["c4_holds"] == (sq_ref <= c4_ref) and terms["c3_holds"] == (far_ref <= c3_ref)
+    with mpmath.workdps(50):
+        rhs = mpmath.mpf(zeta) + mpmath.mpf(lam) ** 2 * mpmath.mpf(cert.p_norm) ** 2 / 4
+        lhs = mpmath.mpf(lam) * (mpmath.mpf(cert.rho) * sq_ref + mpmath.mpf(cert.rho_far) * far_ref)
+    assert_close(terms["rhs"], rhs, rel=4 * EPS, what="certificate right-hand side")
+    assert_close(terms["combined_lhs"], lhs, rel=1e-12, what="certificate left-hand side")
+    assert terms["combined_holds"] == (lhs <= rhs)
 
 
 # --------------------------------------------------------------- degenerate and invalid

@@ -176,3 +176,47 @@ def test_wrong_single_teacher_value_fails() -> None:
     mass_wrong = single_teacher_optimum("relu", claimed_mass=lambda a_star, s, lam: a_star - lam * s / 2)
     assert not mass_wrong.verified, mass_wrong.detail
 
+
+
+def test_duality_derivations_prove_the_checkers_own_scale_and_dual_value() -> None:
+    # The derivations call checker.rigorous.duality.dual_scale / dual_objective with SymPy
+    # symbols: a planted wrong scale (lambda/U: p = 2 s r no longer feasible; or the
+    # conservative lambda/(4U), not the formula the checker states) or a wrong dual value
+    # (s instead of s^2 on ||r||^2) must make them fail, and the real ones verify.
+    from checker.rigorous import duality as cd
+    from derivations.duality import scaled_dual_feasible, scaled_dual_value
+
+    def scale(factor: int):
+        def fn(lam, U, one=1, *, round_down=None, minimum=min):
+            if lam == 0:
+                return 0 * one
+            if U == 0:
+                return one
+            return minimum(one, lam / (factor * U))
+        return fn
+
+    assert scaled_dual_feasible(cd.dual_scale).verified
+    assert scaled_dual_feasible(scale(2)).verified  # the same formula written out: verified
+    assert not scaled_dual_feasible(scale(1)).verified
+    assert not scaled_dual_feasible(scale(4)).verified
+    assert scaled_dual_value(cd.dual_objective).verified
+    assert not scaled_dual_value(lambda s, rt, loss: 2 * s * rt - s * loss).verified
+
+
+def test_certificate_chain_premises_are_separate_results(cli_run: dict[str, Any]) -> None:
+    # Each premise of the certificate inequality is its own verified Result in the report.
+    premises = ("certificate_premise_optimum_below_teacher", "certificate_premise_pairing_with_teacher",
+                "certificate_premise_cauchy_schwarz", "certificate_premise_eta_bounds",
+                "certificate_premise_am_gm", "certificate_quadratic_step", "certificate_inequality_chain",
+                "scaled_dual_feasible", "scaled_dual_value")
+    for name in premises:
+        assert cli_run["by_name"][name].verified, name
+    assert not _single_teacher_negative().verified
+
+
+def _single_teacher_negative() -> Result:
+    # A kappa that is not decreasing-with-decreasing-ratio (relu kappa with (pi - phi) -> phi)
+    # must fail the single-teacher constants derivation.
+    from derivations.certificate import single_teacher_constants
+
+    return single_teacher_constants("relu", kappa_fn=lambda phi, s, c, pi, act: (s + phi * c) / (2 * pi))

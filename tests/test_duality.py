@@ -318,3 +318,49 @@ def test_sup_reduces_to_a_smaller_sphere_when_the_span_is_degenerate_in_low_dime
         full = certified_max_abs(KernelSum("relu", V, c), 4, tol=1e-4, max_boxes=200_000, prec=80)
     assert full.rigorous
     assert Fraction(cert.lower) <= Fraction(full.upper) and Fraction(full.lower) <= Fraction(cert.upper)
+
+
+def test_dual_scale_and_value_against_exact_rationals():
+    # A student far from the single relu teacher (a* = 1, w* = e3, lambda = 0.1): sup |g| is
+    # about kappa(0) = 1/2 > lambda/2, so the scale s = min(1, lambda/(2U)) is ~0.1 < 1 and
+    # every piece of it matters.  References, none from checker.rigorous.duality:
+    # * s <= lambda/(2U) exactly (Fractions), U the reported certified upper end of sup |g|,
+    #   and s below it by no more than the Arb precision (2^-100 relative) and the 41-digit
+    #   decimal rounding: the scale rests on the upper end of the enclosure, rounded down;
+    # * D = 2 s <r, f*> - s^2 ||r||^2 recomputed at 80 digits with the independent reference
+    #   kernel (tests/reference.py) on the same binary inputs: the reported (lower-end) dual
+    #   is below it and within 1e-30 of it (Arb at 128 bits, 41-digit strings);
+    # * D <= L*_lambda = lambda - lambda^2/2 (closed form), and gap_upper >= L_lambda - D.
+    from fractions import Fraction
+    from decimal import Decimal
+
+    from tests import reference
+
+    lam = 0.1
+    a = [0.3, -0.2]
+    W = [[0.8, 0.1, -0.2], [0.1, 0.9, 0.3]]
+    inst = Instance.create(teacher_a=[1.0], teacher_W=[[0.0, 0.0, 1.0]], student_a=a, student_W=W, lam=lam)
+    problem = Problem.from_instance(inst, Float64Engine())
+    bound = gap_bound(problem)
+    assert bound.rigorous
+    U, s, lam_q = Fraction(Decimal(bound.sup_upper)), Fraction(Decimal(bound.scale)), Fraction(lam)
+    assert Fraction(Decimal(bound.extra["sup_lower"])) <= U  # an enclosure [lower, upper] of sup |g|
+    feasible = lam_q / (2 * U)
+    assert feasible < 1  # the case where the scale is lambda/(2U), not 1
+    assert s <= feasible
+    assert feasible - s <= feasible * Fraction(1, 2**100)
+    with mpmath.workdps(80):
+        am = [mpmath.mpf(x) for x in a]  # floats: exact
+        Wm = [[mpmath.mpf(x) for x in r] for r in W]
+        ast, Wst = [mpmath.mpf(1)], [[mpmath.mpf(0), mpmath.mpf(0), mpmath.mpf(1)]]
+        ref = reference.evaluate("relu", am, Wm, ast, Wst, mpmath.mpf(lam), dps=80, gradient=False)
+        ff = reference.loss_double_sum("relu", [], [], ast, Wst)
+        cross = mpmath.fsum(x * y * reference.kernel_k(w, v, "relu") for x, w in zip(am, Wm) for y, v in zip(ast, Wst))
+        sm = mpmath.mpf(s.numerator) / s.denominator
+        D = 2 * sm * (ff - cross) - sm * sm * ref.loss
+        dual = _mp(bound.dual)
+        assert dual <= D + mpmath.mpf("1e-40") and D - dual <= mpmath.mpf("1e-30")
+        lm = mpmath.mpf(lam)
+        assert dual <= lm - lm**2 / 2
+        assert _mp(bound.gap_upper) >= ref.reg_loss - dual - mpmath.mpf("1e-40")
+        assert abs(_mp(bound.reg_loss) - ref.reg_loss) <= mpmath.mpf("1e-30")

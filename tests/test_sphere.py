@@ -90,6 +90,21 @@ def test_relu_dipole_kernel_sum_max_known_by_construction():
     assert _mp(res.upper) - ref <= _mp("1e-25") + _mp("1e-35")
 
 
+@pytest.mark.parametrize("tol", [0.5, 0.05, 1e-3])
+def test_pruning_keeps_every_box_that_could_hold_the_maximum(tol):
+    # max <c, w> over the sphere is ||c|| exactly: 7 for c = (2, 3, 6) and (2, -6, 3, 0), 9 for
+    # (4, 4, 7) (maximizer off the centre of its cube face: ratios 4/7 > 1/2).  With a coarse
+    # tolerance the search stops early, but a box may be dropped only when its bound is at or
+    # below the best value found: the certified upper end must still be >= ||c|| (exact Fraction
+    # comparison, no tolerance) and the lower end <= ||c||, without seeds (the best value comes
+    # from the search itself, not from a start at the maximizer).
+    for c, n in (([2, 3, 6], 7), ([2, -6, 3, 0], 7), ([4, 4, 7], 9)):
+        res = certified_max(Linear(c), len(c), tol=tol)
+        assert res.rigorous
+        assert Fraction(res.lower) <= n <= Fraction(res.upper)
+        assert Fraction(res.upper) - Fraction(res.lower) <= Fraction(tol) + Fraction(1, 10**30) or not res.converged
+
+
 @pytest.mark.parametrize("activation,kappa0", [("relu", "0.5"), ("abs", "1")])
 def test_single_kernel_max_is_c_kappa0(activation, kappa0):
     # max_w c k(w, v) = c ||v|| kappa(0) at w = v/||v|| (kappa decreasing on [0, pi/2] and

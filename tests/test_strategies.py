@@ -182,6 +182,10 @@ BAD = [
     (S.instances, dict(student_options=dict(colour="red"))),
     (S.instances, dict(student="random", student_options=dict(min_norm=3.0, max_norm=1.0))),
     (S.instances, dict(lam=0.1)),
+    (S.non_decimal_fractions, dict(max_exponent=-1)),
+    (S.non_decimal_fractions, dict(max_bits=4)),
+    (S.dyadic_balls, dict(max_exponent=0)),
+    (S.dyadic_balls, dict(max_bits=1.5)),
 ]
 
 
@@ -199,3 +203,21 @@ def test_near_students_rejects_bad_teacher_and_lambda():
         S.near_students(teacher=t, lam=-0.1)
     with pytest.raises(TypeError):  # keyword-only
         S.near_students(t, 0.1)  # type: ignore[misc]
+
+
+@given(q=S.non_decimal_fractions(max_exponent=20))
+def test_non_decimal_fractions_have_no_finite_decimal_expansion(q):
+    # q = n / (2^i 5^j m) in lowest terms with m > 1 coprime to 10 <=> no finite decimal equals q
+    den = q.denominator
+    for p in (2, 5):
+        while den % p == 0:
+            den //= p
+    assert q != 0 and den > 1
+
+
+@given(ball=S.dyadic_balls())
+def test_dyadic_balls_are_dyadic_with_non_negative_radius(ball):
+    mid, rad = ball
+    for x in (mid, rad):
+        assert x.denominator & (x.denominator - 1) == 0  # a power of two
+    assert rad >= 0

@@ -526,7 +526,8 @@ def test_d2_instance_gets_the_directions_figure_and_forced_runs_say_so(tmp_path:
         "lambda": "0.01", "eta": "0.3"}))
     code, stdout, err = run_main(["--instance", str(inst), "--force", "--steps", "600",
                                   "--plots", str(tmp_path / "fig")], capsys)
-    assert code == theorem1.EXIT_OUTSIDE_T1, stdout + err  # forced: outside T1 whatever the conclusions
+    # Forced (H4 is unmet: the start is far): outside T1 whatever the conclusions do, exit 4 exactly.
+    assert code == theorem1.EXIT_OUTSIDE_T1, stdout + err
     assert "H4" in stdout and "T1 does not cover this run" in stdout  # H4 fails here: the start is far
     assert "verdict: outside-T1" in stdout
     assert (tmp_path / "fig" / "directions.png").stat().st_size > 0

@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from flint import arb, ctx
@@ -434,16 +434,34 @@ def _engine_pieces(problem: Problem, a: np.ndarray, W: np.ndarray, lam: Any) -> 
     return {"loss": ev.loss, "reg_loss": ev.reg_loss, "rt": rt, "mass": mass, "scale": scale}
 
 
+def dual_scale(lam: Any, U: Any, one: Any = 1, *, round_down: Callable[[Any], Any] | None = None,
+               minimum: Callable[[Any, Any], Any] = min) -> Any:
+    """s = min(1, lambda / (2 U)): the largest s for which p = 2 s r is dual feasible when U >= sup |g|.
+
+    Generic over the number type (engine numbers, Arb balls, SymPy symbols with
+    ``minimum=sympy.Min``).  ``one`` is 1 in the caller's numbers; ``round_down``
+    maps lambda / (2 U) to a number at or below it (the lower end of an Arb ball),
+    so that the rounded s never exceeds the feasible one.  lambda = 0 gives s = 0
+    and U = 0 (r orthogonal to every feature) gives s = 1.
+    """
+    if lam == 0:
+        return 0 * one
+    if U == 0:
+        return one
+    q = lam / (2 * U)
+    return minimum(one, q if round_down is None else round_down(q))
+
+
+def dual_objective(s: Any, residual_teacher: Any, loss: Any) -> Any:
+    """D(2 s r) = 2 s <r, f*> - s^2 ||r||^2, with ||r||^2 = L(theta) (generic over the number type)."""
+    return 2 * s * residual_teacher - s * s * loss
+
+
 def _engine_dual(engine: Engine, pieces: dict[str, Any], lam: Any, U: Any) -> tuple[Any, Any]:
     """(s, D) in engine numbers for an estimated U."""
     with engine.context():
-        if lam == 0:
-            s = engine.scalar(0)
-        elif U == 0:
-            s = engine.scalar(1)
-        else:
-            s = min(engine.scalar(1), lam / (2 * U))
-        return s, 2 * s * pieces["rt"] - s * s * pieces["loss"]
+        s = dual_scale(lam, U, engine.scalar(1))
+        return s, dual_objective(s, pieces["rt"], pieces["loss"])
 
 
 def dual_value(problem: Problem, U: Any, a: Any = None, W: Any = None, *, lam: Any = None) -> tuple[Any, Any]:
@@ -529,15 +547,11 @@ def gap_bound(problem: Problem, a: Any = None, W: Any = None, *, lam: Any = None
     with ctx.workprec(prec):
         enc = loss_enclosure(problem.activation, a_, W_, problem.a_star, problem.W_star, lam_)
         lam_arb = to_arb(lam_)
-        U_q = Fraction(cert.upper)
-        if lam_arb == 0:
-            s_q = Fraction(0)
-        elif U_q == 0:
-            s_q = Fraction(1)
-        else:
-            s_q = min(Fraction(1), lower_fraction(lam_arb / (2 * (arb(U_q.numerator) / U_q.denominator))))
+        U_q = Fraction(cert.upper)  # the upper end: s must not exceed lambda / (2 sup |g|)
+        U_arb = arb(U_q.numerator) / U_q.denominator
+        s_q = dual_scale(lam_arb, U_arb, Fraction(1), round_down=lower_fraction)
         s = to_arb(s_q)
-        dual = 2 * s * enc.residual_teacher - s * s * enc.loss
+        dual = dual_objective(s, enc.residual_teacher, enc.loss)
         reg_up = upper_fraction(enc.reg_loss)
         dual_low = lower_fraction(dual)
     search = (f"S^{cert.search_dim - 1} (d = {problem.W_star.shape[1]})" if cert.perturbation == "0" else
