@@ -226,7 +226,7 @@ def _sigma_is_homogeneous(activation: str) -> tuple[bool, str]:
     return all(r == 0 for r in res), f"sigma(c z) - c sigma(z) for z > 0, z < 0: {res}"
 
 
-def optimum_below_balanced_teacher() -> Result:
+def certificate_premise_optimum_below_teacher() -> Result:
     """L*_lambda <= lambda sum_i |a*_i|: the balanced teacher network is a feasible point.
 
     theta* = (a_i, w_i) = (sign(a*_i) sqrt|a*_i|, sqrt|a*_i| w*_i): by the 1-homogeneity of sigma,
@@ -267,7 +267,7 @@ def optimum_below_balanced_teacher() -> Result:
         "algebraic", check)
 
 
-def pairing_with_teacher() -> Result:
+def certificate_premise_pairing_with_teacher() -> Result:
     """<p*, f*> = sum_i a*_i eta(w*_i) = sum_i |a*_i| from the interpolation conditions eta(w*_i) = sign(a*_i)."""
 
     def check() -> tuple[bool, str]:
@@ -286,7 +286,7 @@ def pairing_with_teacher() -> Result:
         "symbolic", check)
 
 
-def pairing_cauchy_schwarz() -> Result:
+def certificate_premise_cauchy_schwarz() -> Result:
     """<p*, f_theta> >= <p*, f*> - ||p*|| sqrt(L(theta)): Cauchy-Schwarz on <p*, r>, ||r||^2 = L.
 
     Any two elements of L2 span a space isometric to R^k, k <= 2: the Lagrange identity
@@ -310,7 +310,7 @@ def pairing_cauchy_schwarz() -> Result:
         "algebraic", check)
 
 
-def pairing_below_eta_bounds() -> Result:
+def certificate_premise_eta_bounds() -> Result:
     """With |eta(u)| <= 1 - rho angle^2 near a teacher and <= 1 - rho' far (hypotheses), and
     s_j = a_j ||w_j||, mu_j = |s_j|:  <p*, f_theta> = sum_j s_j eta(u_j) <= M - rho S_near - rho' F_far.
 
@@ -348,7 +348,7 @@ def pairing_below_eta_bounds() -> Result:
         "algebraic", check)
 
 
-def am_gm_weight_decay() -> Result:
+def certificate_premise_am_gm() -> Result:
     """(lambda/2)(a^2 + ||w||^2) >= lambda |a| ||w|| per neuron, with the checker's regularizer:
     L_lambda(theta) >= L(theta) + lambda sum_j mu_j."""
 
@@ -478,11 +478,11 @@ DERIVATIONS = (
     bound(eta_gradient_formula, "eta_gradient_abs", activation="abs"),
     bound(single_teacher_certificate, "single_teacher_certificate_relu", activation="relu"),
     bound(single_teacher_certificate, "single_teacher_certificate_abs", activation="abs"),
-    optimum_below_balanced_teacher,
-    pairing_with_teacher,
-    pairing_cauchy_schwarz,
-    pairing_below_eta_bounds,
-    am_gm_weight_decay,
+    certificate_premise_optimum_below_teacher,
+    certificate_premise_pairing_with_teacher,
+    certificate_premise_cauchy_schwarz,
+    certificate_premise_eta_bounds,
+    certificate_premise_am_gm,
     bound(single_teacher_constants, "single_teacher_constants_relu", activation="relu"),
     bound(single_teacher_constants, "single_teacher_constants_abs", activation="abs"),
     certificate_inequality_chain,
