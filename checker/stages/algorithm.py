@@ -43,6 +43,7 @@ class AlgorithmOptions:
     stage1_steps: int = 20
     variant: str = "centred"
     a_value: float = 1e-3
+    orient: bool = True
     lam: str = "0.0005"
     lam2: str | None = None
     eta: str = "0.5"
@@ -212,6 +213,8 @@ def run_seed(teacher: Instance, opts: AlgorithmOptions, seed: int, *,
             W = stage1.run_stage1(engine, act, a1, W, a_star, W_star, eta=eta1, steps=1, variant=s1.variant)
             losses.append(float(objective.evaluate(engine, act, a1, W, a_star, W_star, zero,
                                                    with_gradient=False).loss))
+    if opts.orient and s1.variant == "centred":
+        W = stage1.orient(engine, act, a1, W, a_star, W_star)
     W1 = W
     fr = stage1.span_fractions(_floats(W1), Wsf)
     U0 = stage2.unit_rows(engine, engine.array(W0_f.tolist()))

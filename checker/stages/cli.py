@@ -34,7 +34,7 @@ RUN_KEYS: dict[str, tuple[type, str]] = {
     "stage1_variant": (str, "variant"), "stage1_a": (float, "a_value"), "engine": (str, "engine"),
     "dps": (int, "dps"), "schedule": (str, "schedule"), "steps": (int, "steps"),
     "gap_target": (float, "gap_target"), "time_budget": (float, "time_budget"),
-    "angle_bound": (float, "angle_bound"),
+    "angle_bound": (float, "angle_bound"), "orient": (bool, "orient"),
 }
 EXTRA_RUN_KEYS = {"seeds": int}
 
@@ -90,6 +90,8 @@ def build_parser() -> UsageParser:
     p.add_argument("--lambda2", help="ridge weight of stage 2 (default: --lambda)")
     p.add_argument("--eta", help="step of stage 3")
     p.add_argument("--variant", choices=list(("plain", "centred")), help="stage-1 gradient")
+    p.add_argument("--no-orient", action="store_true",
+                   help="keep the centred directions' signs (default: orient each by the plain correlation)")
     p.add_argument("--stage1-steps", type=int)
     p.add_argument("--stage1-eta", type=float)
     p.add_argument("--stage1-scale", type=float, help="initial row norm scale")
@@ -120,6 +122,8 @@ def options_from(args: argparse.Namespace, run: Mapping[str, Any], source: str) 
         kw["dps"] = None
     elif args.dps is not None and args.engine is None:
         kw["engine"] = "mp"
+    if args.no_orient:
+        kw["orient"] = False
     kw["progress"] = not args.no_progress
     opts = AlgorithmOptions(**kw).validate()
     if args.seed is not None:

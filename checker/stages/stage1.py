@@ -164,3 +164,21 @@ def angle_histogram(W: np.ndarray, W_star: np.ndarray, activation: str,
     counts, edges = np.histogram(ang, bins=bins, range=(0.0, math.pi))
     return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts],
             "angles": [float(x) for x in ang]}
+
+
+def orient(engine: Engine, activation: str, a: np.ndarray, W: np.ndarray, a_star: np.ndarray,
+           W_star: np.ndarray) -> np.ndarray:
+    """Each row w_j replaced by -w_j when a_j E[f*(x) sigma(<-w_j, x>)] > a_j E[f*(x) sigma(<w_j, x>)].
+
+    The centred target sum_i a*_i (sigma - its Hermite 0 and 1 parts)(<w*_i, x>) is even in
+    each w*_i for relu (relu(z) - z/2 = |z|/2), so the centred step cannot tell w*_i from
+    -w*_i; the plain correlation with f* can (k(-w*_i, w*_i) = 0 < k(w*_i, w*_i)).  This
+    checker's choice (reconstructed); a no-op for abs, where w and -w are one feature.
+    """
+    if activation == "abs":
+        return W
+    with engine.context():
+        g_plus = objective.correlation(engine, activation, W, W_star, a_star)
+        g_minus = objective.correlation(engine, activation, -W, W_star, a_star)
+        flip = np.array([bool(aj * gm > aj * gp) for aj, gp, gm in zip(a, g_plus, g_minus)])
+        return np.where(flip[:, None], -W, W)
