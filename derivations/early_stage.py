@@ -110,6 +110,25 @@ def centred_correction(activation: str = "relu") -> Result:
                    "c = m0 sum a*_i, b = m1 sum a*_i w*_i (unit teachers)", "symbolic", check)
 
 
+def centred_kernel_is_even() -> Result:
+    """relu: kappa(t) - c_0^2 - c_1^2 t is even in t, so the centred step cannot tell w*_i from -w*_i."""
+
+    def check() -> tuple[bool, str]:
+        # t = cos phi and -t = cos(pi - phi), phi in (0, pi): no inverse cosine involved
+        phi = sp.Symbol("phi", positive=True)
+        sq = hermite_squares("relu", 1)
+
+        def kc(p: Any) -> Any:
+            return ck.kappa(p, sp.sin(p), sp.cos(p), sp.pi, "relu") - sq[0] - sq[1] * sp.cos(p)
+
+        res = sp.simplify(kc(phi) - kc(sp.pi - phi))
+        return res == 0, f"kappa_c(phi) - kappa_c(pi - phi) = {res} for phi in (0, pi)"
+
+    return guarded("centred_kernel_is_even", FAMILY,
+                   "relu: the centred kernel kappa(t) - 1/(2 pi) - t/4 is even (relu(z) - z/2 = |z|/2): "
+                   "hence the orientation step after the centred stage 1", "symbolic", check)
+
+
 def ridge_solution() -> Result:
     """(K + (lambda2/2) I)^{-1} r minimizes a^T K a - 2 a^T r + (lambda2/2) ||a||^2 (3 x 3, symbolic)."""
 
@@ -140,5 +159,6 @@ DERIVATIONS = (
     bound(small_init_gradient, "small_init_gradient_abs", activation="abs"),
     bound(centred_correction, "centred_correction_relu", activation="relu"),
     bound(centred_correction, "centred_correction_abs", activation="abs"),
+    centred_kernel_is_even,
     ridge_solution,
 )

@@ -113,3 +113,29 @@ def test_options_are_validated(bad):
     from checker.errors import CheckerError
     with pytest.raises(CheckerError):
         stage1.Stage1Options(**bad).validate()
+
+
+@settings(max_examples=15)
+@given(teacher=S.teachers(activation="relu", min_d=3, max_d=6, max_m_star=3),
+       start=S.stage1_settings(min_scale=1e-2, max_scale=1.0))
+def test_orient_never_lowers_the_signed_correlation(teacher, start):
+    from checker import objective
+
+    a_star, W_star = teacher.a_array(), teacher.W_array()
+    W_star = W_star / np.linalg.norm(W_star, axis=1)[:, None]
+    a, W = stage1.initial_student(np.random.default_rng(start.seed), start.width, teacher.d,
+                                  start.scale, start.a_value)
+    Wo = stage1.orient(F64, "relu", a, W, a_star, W_star)
+    g0 = a * objective.correlation(F64, "relu", W, W_star, a_star)
+    g1 = a * objective.correlation(F64, "relu", Wo, W_star, a_star)
+    assert np.all(g1 >= g0) and np.all(np.abs(Wo) == np.abs(W))  # a sign flip per row, never worse
+
+
+def test_orient_turns_a_reversed_teacher_direction_around():
+    # Exact: at u = -w*_0 the correlation with f* misses teacher 0 (k(-w, w) = 0 for relu), at
+    # u = w*_0 it gains a*_0 / 2; a neuron with a_j a*_0 > 0 is therefore flipped.
+    W = np.array([[-1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    a = np.array([1.0, -1.0])
+    Wo = stage1.orient(F64, "relu", a, W, A_STAR, W_STAR)
+    assert np.array_equal(Wo, np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]))
+    assert np.array_equal(stage1.orient(F64, "abs", a, W, A_STAR, W_STAR), W)
