@@ -127,3 +127,38 @@ def test_list_presets(capsys):
     assert cli.main(["--list-presets"]) == 0
     out = capsys.readouterr().out
     assert "two-signs-d6" in out and "too-narrow-d5" in out
+
+
+def test_ctrl_c_writes_the_partial_result_and_exits_130(narrow_run, monkeypatch, tmp_path):
+    finished = narrow_run[1]["seeds"][0]
+
+    class Done:
+        class stage3:
+            verdict = finished["stage3"]["verdict"]
+
+        @staticmethod
+        def to_dict():
+            return finished
+
+    calls = []
+
+    def fake(teacher, opts, seed, say=None):
+        calls.append(seed)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return Done()
+
+    monkeypatch.setattr(cli, "run_seed", fake)
+    out = tmp_path / "partial.json"
+    code = cli.main(["--preset", "too-narrow-d5", "--seeds", "3", "--json", str(out), "--no-progress"])
+    res = json.loads(out.read_text())
+    assert code == 130 and res["verdict"] == "interrupted" and len(res["seeds"]) == 1
+
+
+def test_figures_are_written(narrow_run, tmp_path):
+    from checker.stages.plots import make_plots
+
+    teacher = cli.load_preset("too-narrow-d5")[0]
+    paths = make_plots(narrow_run[1]["seeds"], teacher, str(tmp_path / "fig"))
+    assert [p.name for p in paths] == ["directions.png", "losses.png", "floor_vs_stage3.png"]
+    assert all(p.stat().st_size > 0 for p in paths)

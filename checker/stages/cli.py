@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -197,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             teacher, run, desc = load_preset(name)
             source = f"preset {name}"
         opts, seeds = options_from(args, run, source)
-        from ..io import check_output_dir, check_output_file, read_json, write_json_atomic
+        from ..io import check_output_dir, check_output_file, write_json_atomic
         if args.resume and not args.checkpoint:
             raise CheckerError("--resume needs --checkpoint FILE")
         distinct = {"--teacher": args.teacher}
