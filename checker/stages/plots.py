@@ -80,6 +80,7 @@ def make_plots(results: list[dict[str, Any]], teacher: Instance, folder: str) ->
                     label="stage 3 (T1 descent)")
     ax.axhline(r0["stage1"]["floor"], color="k", ls="--", lw=0.8, label="frozen-feature floor after stage 1")
     ax.set_xscale("symlog", linthresh=max(k1 + 2, 2))
+    ax.set_xlim(left=0)
     ax.set_xlabel("step (stage 1 | stage 2 | stage 3)")
     ax.set_ylabel("L")
     ax.legend(fontsize=8)
