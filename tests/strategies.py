@@ -544,3 +544,32 @@ def _dyadic_balls(draw: Any, max_exponent: int, max_bits: int) -> tuple[Fraction
              "relative": draw(st.integers(1, max_bits)),
              "wide": draw(st.integers(-20, 0))}[kind]
     return mid, Fraction(rman) * Fraction(2) ** (scale - shift - 30)
+
+
+# --------------------------------------------------------------------- early stage
+@dataclass(frozen=True)
+class Stage1Setting:
+    """A stage-1 start: width, seed, initial scale, output-weight size."""
+
+    width: int
+    seed: int
+    scale: float
+    a_value: float
+
+
+def stage1_settings(*, min_width: int = 1, max_width: int = 6, min_scale: float = 1e-9,
+                    max_scale: float = 1e-2) -> SearchStrategy[Stage1Setting]:
+    """A seeded small random start for ``checker.stages.stage1.initial_student``."""
+    _check_int("min_width", min_width, 1)
+    _check_int("max_width", max_width, 1)
+    _check_range("min_width", min_width, "max_width", max_width)
+    lo, hi = _check_real("min_scale", min_scale), _check_real("max_scale", max_scale)
+    _check(lo > 0, f"min_scale must be > 0, got {lo}")
+    _check_range("min_scale", lo, "max_scale", hi)
+    return _stage1_settings(min_width, max_width, lo, hi)
+
+
+@st.composite
+def _stage1_settings(draw: Any, min_width: int, max_width: int, lo: float, hi: float) -> Stage1Setting:
+    return Stage1Setting(draw(st.integers(min_width, max_width)), draw(st.integers(0, 2**32 - 1)),
+                         _log_uniform(draw, lo, hi), _log_uniform(draw, 1e-3, 1.0))
