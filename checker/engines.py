@@ -42,8 +42,28 @@ class Float64Engine:
     sin = staticmethod(np.sin)
     cos = staticmethod(np.cos)
 
+    #: Bytes of one number in a pair array (for the memory estimate of checker.objective).
+    bytes_per_number = 8
+
     def context(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
+
+    def row_scales(self, X: np.ndarray) -> np.ndarray:
+        """Per row, the power of two 2^e with max |x| in [2^(e-1), 2^e) (1 for zero rows).
+
+        Dividing a row by it is exact and brings its squares into range, so the
+        norms and unit vectors of rows from 1e-300 to 1e300 neither underflow
+        nor overflow (the robust-norm scaling).
+        """
+        if X.shape[1] == 0:
+            return np.ones(len(X))
+        _, e = np.frexp(np.max(np.abs(X), axis=1))
+        return np.ldexp(1.0, e)
+
+    @staticmethod
+    def all_finite(x: Any) -> bool:
+        """True if every entry is finite (no overflow to inf, no nan)."""
+        return bool(np.all(np.isfinite(x)))
 
     def scalar(self, value: Any) -> float:
         x = float(value)
@@ -77,6 +97,8 @@ class MpEngine:
     """mpmath at ``dps`` significant decimal digits (plus guard digits inside)."""
 
     name = "mp"
+    #: Bytes of one mpf in an object array (pointer, object, mantissa), for memory estimates.
+    bytes_per_number = 200
 
     def __init__(self, dps: int = 50) -> None:
         if isinstance(dps, bool) or not isinstance(dps, int):

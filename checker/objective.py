@@ -7,10 +7,31 @@ With x ~ N(0, I_d), f_theta(x) = sum_j a_j sigma(<w_j, x>) and the teacher f*,
 
 with K(U, V)_{jl} = k(u_j, v_l) from ``checker.kernel``.  No factor 1/2 in L.
 
-Angles are computed as phi = 2 atan2(||u^ - v^||, ||u^ + v^||) (u^ = u/||u||),
-which keeps full relative accuracy at t = cos phi = +-1 where arccos(t) loses
-half the digits (at t = 1 - 1e-18 float64 arccos returns 0 instead of ~1.4e-9).
-Then sin phi = ||u^ - v^|| ||u^ + v^|| / 2 and cos phi = <u^, v^>.
+Angles: with u^ = u/||u||, v^ = v/||v||, t = <u^, v^> (one Gram product for all
+pairs) and the half-angle norms a = ||u^ - v^||, b = ||u^ + v^||,
+
+    phi = 2 atan2(a, b),  sin phi = a b / 2,  cos phi = t,
+
+which keeps full relative accuracy at t = +-1 where arccos(t) loses half the
+digits (at t = 1 - 1e-18 float64 arccos returns 0 instead of ~1.4e-9).  For
+|t| <= ACCURATE_T the norms come from the Gram entries, a^2 = |u^|^2 + |v^|^2 - 2t
+and b^2 = |u^|^2 + |v^|^2 + 2t (cancellation costs at most a factor
+1 / (1 - ACCURATE_T) in relative error); only the pairs with |t| > ACCURATE_T
+form the difference (or sum) vector, so no (m, n, d) array is ever built.  The
+gradient contraction sum_l c_l grad_u k(u_j, v_l) is two matrix products
+(``grad_gram_dot``).
+
+Unit vectors: an engine with ``row_scales`` (float64) divides each row by a
+power of two near its largest entry before squaring, as a robust norm does, so
+norms from 1e-300 to 1e300 keep their directions (no underflow to 0, no overflow
+to inf of the squares).  A result that is still not finite (the objective itself
+overflows float64) raises CheckerError naming the overflow.
+
+Memory: ``evaluate``, ``correlation`` and ``correlation_grad`` process the
+student rows in blocks whose pair arrays stay below ``PAIR_BLOCK_BYTES``; the
+functions that return whole pair arrays (``gram``, ``grad_gram``,
+``pair_geometry``) refuse sizes above ``PAIR_MEMORY_LIMIT`` with a CheckerError
+before allocating.
 
 Zero-norm neurons: k(0, v) = 0, so a neuron with w_j = 0 contributes nothing to
 f_theta.  k is not differentiable at u = 0 (it is 1-homogeneous); we return
@@ -22,12 +43,30 @@ sigma(0) = 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from . import kernel
 from .engines import Engine
+from .errors import CheckerError
+
+#: |t| = |cos phi| above which a = ||u^ - v^|| (t > 0) or b = ||u^ + v^|| (t < 0)
+#: is computed from the difference (sum) vector instead of the Gram entry.
+#: Below it the Gram route loses at most log10(1 / (1 - ACCURATE_T)) digits of
+#: relative accuracy in a, b, phi and sin phi; measured in float64 against 50
+#: digits over 10^6 random pairs (benchmarks/bench.py --angle-error), the largest
+#: relative error of phi and sin phi on the Gram route is below 2e-15 (9 ulp)
+#: for ACCURATE_T = 0.5.
+ACCURATE_T = 0.9
+
+#: Bytes of pair arrays (all (m, n) intermediates together) a block of
+#: ``evaluate`` / ``correlation`` / ``correlation_grad`` may hold at once.
+PAIR_BLOCK_BYTES = 256 * 2**20
+#: Functions that return whole pair arrays refuse to allocate more than this.
+PAIR_MEMORY_LIMIT = 2 * 2**30
+#: (m, n) arrays alive at once inside one block (geometry, kernel, coefficients, temporaries).
+_PAIR_ARRAYS = 16
 
 
 @dataclass(frozen=True)
@@ -44,24 +83,99 @@ class PairGeometry:
     u_nonzero: np.ndarray  # (m,) bool
 
 
-def _norms_and_units(engine: Engine, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    norms = engine.sqrt((X * X).sum(axis=1))
-    nonzero = np.array([bool(n > 0) for n in norms], dtype=bool)
-    safe = np.where(nonzero, norms, 1)
-    return norms, X / safe[:, None], nonzero
+def pair_bytes(engine: Engine, m: int, n: int, d: int = 0) -> int:
+    """Estimated bytes of the pair arrays for m x n pairs (plus m x n x d if d > 0)."""
+    per = getattr(engine, "bytes_per_number", 8)
+    return int(per * m * n * (_PAIR_ARRAYS + 3 * d))
+
+
+def check_pair_memory(engine: Engine, m: int, n: int, d: int = 0, *, what: str = "pair arrays") -> None:
+    """Refuse (CheckerError) before allocating more than PAIR_MEMORY_LIMIT bytes of pair arrays."""
+    need = pair_bytes(engine, m, n, d)
+    if need > PAIR_MEMORY_LIMIT:
+        raise CheckerError(
+            f"{what} of {m} x {n} neuron pairs need about {need / 2**30:.1f} GiB, above the "
+            f"limit of {PAIR_MEMORY_LIMIT / 2**30:.0f} GiB (checker.objective.PAIR_MEMORY_LIMIT); "
+            "use fewer neurons")
+
+
+def _row_blocks(engine: Engine, m: int, n: int) -> Iterator[slice]:
+    """Slices of the m rows such that each block's pair arrays fit in PAIR_BLOCK_BYTES."""
+    rows = max(1, PAIR_BLOCK_BYTES // max(1, pair_bytes(engine, 1, n)))
+    if m == 0:
+        yield slice(0, 0)
+    for start in range(0, m, rows):
+        yield slice(start, min(m, start + rows))
+
+
+Units = tuple  # (norms (m,), unit rows (m, d), non-zero mask (m,)) from ``_norms_and_units``
+
+
+def _norms_and_units(engine: Engine, X: np.ndarray) -> Units:
+    """Row norms, unit rows (zero rows stay zero) and the non-zero mask.
+
+    An engine with ``row_scales`` (float64) has each row divided by a power of
+    two near its largest entry first, so the squares neither underflow nor
+    overflow; the division and the scaling back are exact.
+    """
+    scales = getattr(engine, "row_scales", None)
+    s = None if scales is None else scales(X)
+    Xs = X if s is None else X / s[:, None]
+    r = engine.sqrt((Xs * Xs).sum(axis=1))
+    nonzero = np.asarray(r > 0, dtype=bool)
+    safe = np.where(nonzero, r, 1)
+    norms = r if s is None else r * s
+    return norms, Xs / safe[:, None], nonzero
+
+
+def _rows(units: Units, rows: slice) -> Units:
+    return tuple(x[rows] for x in units)
+
+
+def half_angle_norms(engine: Engine, uhat: np.ndarray, vhat: np.ndarray, t: np.ndarray,
+                     threshold: float = ACCURATE_T) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) = (||u^_j - v^_l||, ||u^_j + v^_l||) for all pairs, from the Gram matrix t.
+
+    Gram route where |t| <= threshold; the difference (t > 0) or sum (t < 0)
+    vector for the others, where the Gram route would cancel.  (threshold > 1
+    forces the Gram route everywhere: used to measure its error.)
+    """
+    su = (uhat * uhat).sum(axis=1)
+    sv = (vhat * vhat).sum(axis=1)
+    ss = su[:, None] + sv[None, :]
+    a2 = ss - 2 * t
+    b2 = ss + 2 * t
+    I, J = np.nonzero(abs(t) > threshold)
+    if not len(I):
+        return engine.sqrt(a2), engine.sqrt(b2)
+    pos = np.asarray(t[I, J] > 0, dtype=bool)
+    a2[I[pos], J[pos]] = 1  # placeholders (the Gram route may be < 0 there), overwritten below
+    b2[I[~pos], J[~pos]] = 1
+    a, b = engine.sqrt(a2), engine.sqrt(b2)
+    step = max(1, PAIR_BLOCK_BYTES // (8 * max(1, uhat.shape[1])))
+    for k in range(0, len(I), step):  # bounded (k, d) temporaries
+        i, j, p = I[k:k + step], J[k:k + step], pos[k:k + step]
+        D = uhat[i] - np.where(p, 1, -1)[:, None] * vhat[j]
+        r = engine.sqrt((D * D).sum(axis=1))
+        a[i[p], j[p]] = r[p]
+        b[i[~p], j[~p]] = r[~p]
+    return a, b
+
+
+def _geometry(engine: Engine, uu: Units, vu: Units) -> PairGeometry:
+    nu, uhat, u_nonzero = uu
+    nv, vhat, _ = vu
+    t = uhat.dot(vhat.T)
+    a, b = half_angle_norms(engine, uhat, vhat, t)
+    phi = 2 * engine.atan2(a, b)
+    sin_phi = a * b / 2
+    return PairGeometry(nu, nv, uhat, vhat, phi, sin_phi, t, u_nonzero)
 
 
 def pair_geometry(engine: Engine, U: np.ndarray, V: np.ndarray) -> PairGeometry:
-    nu, uhat, u_nonzero = _norms_and_units(engine, U)
-    nv, vhat, _ = _norms_and_units(engine, V)
-    diff = uhat[:, None, :] - vhat[None, :, :]
-    summ = uhat[:, None, :] + vhat[None, :, :]
-    a = engine.sqrt((diff * diff).sum(axis=2))
-    b = engine.sqrt((summ * summ).sum(axis=2))
-    phi = 2 * engine.atan2(a, b)
-    sin_phi = a * b / 2
-    cos_phi = (uhat[:, None, :] * vhat[None, :, :]).sum(axis=2)
-    return PairGeometry(nu, nv, uhat, vhat, phi, sin_phi, cos_phi, u_nonzero)
+    """Norms, unit vectors and (phi, sin phi, cos phi) of every pair (u_j, v_l)."""
+    check_pair_memory(engine, len(U), len(V))
+    return _geometry(engine, _norms_and_units(engine, U), _norms_and_units(engine, V))
 
 
 def gram_from(engine: Engine, g: PairGeometry, activation: str) -> np.ndarray:
@@ -72,9 +186,22 @@ def gram_from(engine: Engine, g: PairGeometry, activation: str) -> np.ndarray:
 
 def grad_gram_from(engine: Engine, g: PairGeometry, activation: str) -> np.ndarray:
     """G_{jl:} = grad_u k(u_j, v_l) = ||v_l|| (A v^_l + B u^_j); zero where u_j = 0."""
+    check_pair_memory(engine, len(g.nu), len(g.nv), g.uhat.shape[1], what="gradient arrays")
     A, B = kernel.grad_coefficients(g.phi, g.sin_phi, engine.pi, activation)
     G = g.nv[None, :, None] * (A[:, :, None] * g.vhat[None, :, :] + B[:, :, None] * g.uhat[:, None, :])
     return G * g.u_nonzero[:, None, None]
+
+
+def grad_gram_dot(engine: Engine, g: PairGeometry, activation: str, c: np.ndarray) -> np.ndarray:
+    """sum_l c_l grad_u k(u_j, v_l) for every j, as two matrix products.
+
+    From grad_u k(u_j, v_l) = ||v_l|| (A_jl v^_l + B_jl u^_j):
+    (A * (c ||v||)) @ V^ + (B @ (c ||v||)) u^_j, zero where u_j = 0.
+    """
+    A, B = kernel.grad_coefficients(g.phi, g.sin_phi, engine.pi, activation)
+    cn = c * g.nv
+    out = (A * cn[None, :]).dot(g.vhat) + B.dot(cn)[:, None] * g.uhat
+    return out * g.u_nonzero[:, None]
 
 
 def gram(engine: Engine, U: np.ndarray, V: np.ndarray, activation: str) -> np.ndarray:
@@ -82,6 +209,7 @@ def gram(engine: Engine, U: np.ndarray, V: np.ndarray, activation: str) -> np.nd
 
 
 def grad_gram(engine: Engine, U: np.ndarray, V: np.ndarray, activation: str) -> np.ndarray:
+    check_pair_memory(engine, len(U), len(V), U.shape[1], what="gradient arrays")
     return grad_gram_from(engine, pair_geometry(engine, U, V), activation)
 
 
@@ -102,6 +230,19 @@ def regularizer(a: np.ndarray, W: np.ndarray) -> Any:
     return ((a * a).sum() + (W * W).sum()) / 2
 
 
+def _check_finite(engine: Engine, ev: Evaluation) -> Evaluation:
+    """Raise CheckerError if a result is not finite (float64 overflow); never return inf/nan."""
+    check = getattr(engine, "all_finite", None)
+    if check is None:
+        return ev
+    for name in ("loss", "reg_loss", "grad_a", "grad_W"):
+        if not check(getattr(ev, name)):
+            raise CheckerError(
+                f"the {name.replace('_', ' ')} overflows {engine.name} (a non-finite result from "
+                "finite inputs: the numbers are too large for this engine); use --engine mp")
+    return ev
+
+
 def evaluate(
     engine: Engine,
     activation: str,
@@ -115,28 +256,37 @@ def evaluate(
 ) -> Evaluation:
     """Exact L, L_lambda and (optionally) their gradients in (a, W).
 
-    Call inside ``engine.context()`` when the arrays are mp numbers.
+    Call inside ``engine.context()`` when the arrays are mp numbers.  The student
+    rows are processed in blocks (``PAIR_BLOCK_BYTES``); a non-finite result
+    raises CheckerError.
     """
     with engine.context():
         V = np.concatenate([W, W_star], axis=0)
         c = np.concatenate([a, -a_star])
-        geo = pair_geometry(engine, W, V)
-        K = gram_from(engine, geo, activation)  # (m, m + m*)
-        Ktt = gram(engine, W_star, W_star, activation)
-        Kc = K.dot(c)  # (m,) = K_ss a - K_st a*
         m = len(a)
+        vu = _norms_and_units(engine, V)
+        Kc = engine.zeros((m,))  # K_ss a - K_st a*
+        Kst_a = engine.zeros((m,))  # K_st a*
+        lgW = engine.zeros(W.shape)
+        for rows in _row_blocks(engine, m, len(V)):
+            geo = _geometry(engine, _rows(vu, rows), vu)
+            K = gram_from(engine, geo, activation)  # (block, m + m*)
+            Kc[rows] = K.dot(c)
+            Kst_a[rows] = K[:, m:].dot(a_star)
+            if with_gradient:
+                lgW[rows] = 2 * a[rows, None] * grad_gram_dot(engine, geo, activation, c)
+        tu = _rows(vu, slice(m, None))
+        Ktt = gram_from(engine, _geometry(engine, tu, tu), activation)
         # L = a^T K_ss a - 2 a^T K_st a* + a*^T K_tt a*, and a^T Kc = a^T K_ss a - a^T K_st a*.
-        loss = a.dot(Kc) - a.dot(K[:, m:].dot(a_star)) + a_star.dot(Ktt.dot(a_star))
+        loss = a.dot(Kc) - a.dot(Kst_a) + a_star.dot(Ktt.dot(a_star))
         reg = regularizer(a, W)
         reg_loss = loss + lam * reg
         if not with_gradient:
             z = engine.zeros(a.shape)
             zW = engine.zeros(W.shape)
-            return Evaluation(loss, reg_loss, z, zW, z, zW)
-        G = grad_gram_from(engine, geo, activation)  # (m, m + m*, d)
+            return _check_finite(engine, Evaluation(loss, reg_loss, z, zW, z, zW))
         lga = 2 * Kc
-        lgW = 2 * a[:, None] * (G * c[None, :, None]).sum(axis=1)
-        return Evaluation(loss, reg_loss, lga + lam * a, lgW + lam * W, lga, lgW)
+        return _check_finite(engine, Evaluation(loss, reg_loss, lga + lam * a, lgW + lam * W, lga, lgW))
 
 
 def correlation(
@@ -148,7 +298,12 @@ def correlation(
 ) -> np.ndarray:
     """g(q) = sum_l c_l k(q, v_l) for each row q of Q (e.g. E[r(x) sigma(<q,x>)])."""
     with engine.context():
-        return gram(engine, Q, V, activation).dot(c)
+        out = engine.zeros((len(Q),))
+        vu = _norms_and_units(engine, V)
+        for rows in _row_blocks(engine, len(Q), len(V)):
+            geo = _geometry(engine, _norms_and_units(engine, Q[rows]), vu)
+            out[rows] = gram_from(engine, geo, activation).dot(c)
+        return out
 
 
 def correlation_grad(
@@ -160,5 +315,9 @@ def correlation_grad(
 ) -> np.ndarray:
     """grad_q g(q) = sum_l c_l grad_u k(q, v_l) for each row q of Q."""
     with engine.context():
-        G = grad_gram(engine, Q, V, activation)
-        return (G * c[None, :, None]).sum(axis=1)
+        out = engine.zeros(Q.shape)
+        vu = _norms_and_units(engine, V)
+        for rows in _row_blocks(engine, len(Q), len(V)):
+            geo = _geometry(engine, _norms_and_units(engine, Q[rows]), vu)
+            out[rows] = grad_gram_dot(engine, geo, activation, c)
+        return out

@@ -7,6 +7,8 @@ engine's own loss, seeded Monte Carlo, and exact values.
 
 from __future__ import annotations
 
+import math
+
 import mpmath
 import numpy as np
 import pytest
@@ -301,3 +303,82 @@ def test_correlation_and_its_gradient_match_reference(activation):
             ref_gg.append([mpmath.diff(lambda x, k=k: g_ref(q[:k] + [x] + q[k + 1:]), q[k]) for k in range(3)])
     assert_close_scaled(g, ref_g, digits=40, what="correlation")
     assert_close_scaled(gg, ref_gg, digits=40, what="correlation_grad")
+
+
+# ---------------------------------------------------------------- Gram route and accurate route
+def _rows_at_angles(angles: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """u = e1 and v = (cos theta, sin theta, 0.3 sin theta) / ||.|| for each theta, in float64.
+
+    Both engines read the same binary rows, so any difference is the engine's own.
+    """
+    U = np.array([[1.0, 0.0, 0.0]])
+    V = np.array([[math.cos(t), math.sin(t), 0.3 * math.sin(t)] for t in angles])
+    return U, V
+
+
+def _mp_geometry(U: np.ndarray, V: np.ndarray) -> objective.PairGeometry:
+    eng = MpEngine(50)
+    with eng.context():
+        return objective.pair_geometry(eng, eng.array(U.tolist()), eng.array(V.tolist()))
+
+
+@pytest.mark.parametrize("theta", [1e-9, 1e-12, math.pi - 1e-9, math.pi - 1e-12])
+def test_float64_angle_near_pm1_matches_mp(theta):
+    # Reference: the mp engine at 50 digits on the same binary rows (its angle route
+    # is exact to 1e-50 at any t).  float64 must keep full relative accuracy of phi
+    # and of sin phi (the small quantity near t = +-1): a few ulp, so 1e-14.
+    # These pairs have |t| > ACCURATE_T and take the difference / sum vector route.
+    U, V = _rows_at_angles([theta])
+    g64 = objective.pair_geometry(Float64Engine(), U, V)
+    gmp = _mp_geometry(U, V)
+    assert abs(g64.cos_phi[0, 0]) > objective.ACCURATE_T
+    assert_close(g64.phi, gmp.phi, rel="1e-14", what=f"phi at {theta}")
+    assert_close(g64.sin_phi, gmp.sin_phi, rel="1e-14", what=f"sin phi at {theta}")
+
+
+@pytest.mark.parametrize("side", [-1, 1])
+def test_gram_route_and_accurate_route_agree_at_the_threshold(side):
+    # Reference: mp at 50 digits.  Pairs with |t| just below ACCURATE_T take the Gram
+    # route (a^2 = 2 - 2t), just above it the difference vector.  Measured
+    # (benchmarks/bench.py, angle error): the Gram route's relative error for
+    # |t| <= 0.9 is below 2e-15 in d = 4..100, so 1e-14 on both sides of the
+    # threshold, for phi and sin phi, leaves a factor 5.
+    tau = objective.ACCURATE_T
+    angles = [math.acos(side * tau) + dt for dt in (-1e-6, -1e-12, 1e-12, 1e-6)]
+    U, V = _rows_at_angles(angles)
+    g64 = objective.pair_geometry(Float64Engine(), U, V)
+    gmp = _mp_geometry(U, V)
+    assert_close(g64.phi, gmp.phi, rel="1e-14", what="phi at the threshold")
+    assert_close(g64.sin_phi, gmp.sin_phi, rel="1e-14", what="sin phi at the threshold")
+
+
+@pytest.mark.parametrize("activation", ACTS)
+def test_grad_gram_dot_is_the_contraction_of_grad_gram(activation):
+    # Reference: the (m, n, d) array grad_gram_from contracted with c by an explicit
+    # sum, at 50 digits (60 working); grad_gram_dot uses two matrix products
+    # instead.  Same numbers up to summation order: 45 digits relative to the
+    # largest entry.  Includes a zero row (its entries must be exactly 0).
+    eng = MpEngine(50)
+    rng = np.random.default_rng(3)
+    with eng.context():
+        U = eng.array(np.vstack([rng.normal(size=(3, 4)), np.zeros((1, 4))]).tolist())
+        V = eng.array(rng.normal(size=(5, 4)).tolist())
+        c = eng.array(rng.normal(size=5).tolist())
+        g = objective.pair_geometry(eng, U, V)
+        fast = objective.grad_gram_dot(eng, g, activation, c)
+        slow = (objective.grad_gram_from(eng, g, activation) * c[None, :, None]).sum(axis=1)
+    assert_close_scaled(fast, slow, digits=45, what="grad_gram_dot")
+    assert all(x == 0 for x in fast[3])
+
+
+def test_evaluate_in_blocks_equals_one_block(monkeypatch):
+    # Reference: the same evaluation with one block.  Blocks only split the rows of
+    # the pair arrays, so the results agree to rounding: 14 digits relative to the
+    # largest entry (float64, sums of ~10 terms).
+    inst = random_instance(4, "relu", m=7)
+    prob = Problem.from_instance(inst, Float64Engine())
+    whole = prob.evaluate()
+    monkeypatch.setattr(objective, "PAIR_BLOCK_BYTES", 1)  # one row per block
+    assert len(list(objective._row_blocks(prob.engine, 7, 10))) == 7
+    blocks = prob.evaluate()
+    compare(blocks, whole, 14, "blocks")
