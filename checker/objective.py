@@ -17,7 +17,9 @@ digits (at t = 1 - 1e-18 float64 arccos returns 0 instead of ~1.4e-9).  For
 |t| <= ACCURATE_T the norms come from the Gram entries, a^2 = |u^|^2 + |v^|^2 - 2t
 and b^2 = |u^|^2 + |v^|^2 + 2t (cancellation costs at most a factor
 1 / (1 - ACCURATE_T) in relative error); only the pairs with |t| > ACCURATE_T
-form the difference (or sum) vector, so no (m, n, d) array is ever built.  The
+form the difference (or sum) vector, so the float64 and mp engines build no
+(m, n, d) array (an engine without ``accurate_t``, such as the Arb balls of
+``checker.geometry.certificate``, keeps the vector route for every pair).  The
 gradient contraction sum_l c_l grad_u k(u_j, v_l) is two matrix products
 (``grad_gram_dot``).
 
@@ -48,17 +50,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from . import kernel
-from .engines import Engine
+from .engines import ACCURATE_T, Engine
 from .errors import CheckerError
 
-#: |t| = |cos phi| above which a = ||u^ - v^|| (t > 0) or b = ||u^ + v^|| (t < 0)
-#: is computed from the difference (sum) vector instead of the Gram entry.
-#: Below it the Gram route loses at most log10(1 / (1 - ACCURATE_T)) digits of
-#: relative accuracy in a, b, phi and sin phi; measured in float64 against 50
-#: digits over 10^6 random pairs (benchmarks/bench.py --angle-error), the largest
-#: relative error of phi and sin phi on the Gram route is below 2e-15 (9 ulp)
-#: for ACCURATE_T = 0.5.
-ACCURATE_T = 0.9
 
 #: Bytes of pair arrays (all (m, n) intermediates together) a block of
 #: ``evaluate`` / ``correlation`` / ``correlation_grad`` may hold at once.
@@ -125,7 +119,11 @@ def _norms_and_units(engine: Engine, X: np.ndarray) -> Units:
     nonzero = np.asarray(r > 0, dtype=bool)
     safe = np.where(nonzero, r, 1)
     norms = r if s is None else r * s
-    return norms, Xs / safe[:, None], nonzero
+    units = Xs / safe[:, None]
+    point = getattr(engine, "point", None)  # ball engines: the midpoints, so u^ - u^ = 0 exactly
+    if point is not None:
+        norms, units = point(norms), point(units)
+    return norms, units, nonzero
 
 
 def _rows(units: Units, rows: slice) -> Units:
@@ -133,13 +131,23 @@ def _rows(units: Units, rows: slice) -> Units:
 
 
 def half_angle_norms(engine: Engine, uhat: np.ndarray, vhat: np.ndarray, t: np.ndarray,
-                     threshold: float = ACCURATE_T) -> tuple[np.ndarray, np.ndarray]:
+                     threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(a, b) = (||u^_j - v^_l||, ||u^_j + v^_l||) for all pairs, from the Gram matrix t.
 
     Gram route where |t| <= threshold; the difference (t > 0) or sum (t < 0)
     vector for the others, where the Gram route would cancel.  (threshold > 1
-    forces the Gram route everywhere: used to measure its error.)
+    forces the Gram route everywhere: used to measure its error.)  The default
+    is the engine's ``accurate_t`` (ACCURATE_T for float64 and mp); an engine
+    without it (the Arb balls of ``checker.geometry.certificate``, whose
+    enclosures the Gram route would widen) takes both norms from the vectors
+    for every pair, as before.
     """
+    if threshold is None:
+        threshold = getattr(engine, "accurate_t", -1.0)
+    if threshold < 0:  # both norms from the (m, n, d) vectors, for every pair
+        diff = uhat[:, None, :] - vhat[None, :, :]
+        summ = uhat[:, None, :] + vhat[None, :, :]
+        return engine.sqrt((diff * diff).sum(axis=2)), engine.sqrt((summ * summ).sum(axis=2))
     su = (uhat * uhat).sum(axis=1)
     sv = (vhat * vhat).sum(axis=1)
     ss = su[:, None] + sv[None, :]
@@ -148,24 +156,32 @@ def half_angle_norms(engine: Engine, uhat: np.ndarray, vhat: np.ndarray, t: np.n
     I, J = np.nonzero(abs(t) > threshold)
     if not len(I):
         return engine.sqrt(a2), engine.sqrt(b2)
-    pos = np.asarray(t[I, J] > 0, dtype=bool)
-    a2[I[pos], J[pos]] = 1  # placeholders (the Gram route may be < 0 there), overwritten below
-    b2[I[~pos], J[~pos]] = 1
+    sel_a = np.asarray(t[I, J] > 0, dtype=bool)
+    sel_b = ~sel_a
+    # Placeholders in the engine's numbers (the Gram route may be < 0 there), overwritten below.
+    a2[I[sel_a], J[sel_a]] = ss[I[sel_a], J[sel_a]]
+    b2[I[sel_b], J[sel_b]] = ss[I[sel_b], J[sel_b]]
     a, b = engine.sqrt(a2), engine.sqrt(b2)
-    step = max(1, PAIR_BLOCK_BYTES // (8 * max(1, uhat.shape[1])))
-    for k in range(0, len(I), step):  # bounded (k, d) temporaries
-        i, j, p = I[k:k + step], J[k:k + step], pos[k:k + step]
-        D = uhat[i] - np.where(p, 1, -1)[:, None] * vhat[j]
-        r = engine.sqrt((D * D).sum(axis=1))
-        a[i[p], j[p]] = r[p]
-        b[i[~p], j[~p]] = r[~p]
+    step = max(1, PAIR_BLOCK_BYTES // (8 * max(1, uhat.shape[1])))  # bounded (k, d) temporaries
+    for out, sel, op in ((a, sel_a, np.subtract), (b, sel_b, np.add)):
+        i_all, j_all = I[sel], J[sel]
+        for k in range(0, len(i_all), step):
+            i, j = i_all[k:k + step], j_all[k:k + step]
+            D = op(uhat[i], vhat[j])
+            out[i, j] = engine.sqrt((D * D).sum(axis=1))
     return a, b
+
+
+def _matmul(engine: Engine, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """X @ Y (2-D), by the engine's own matrix product if it has one (Arb)."""
+    mm = getattr(engine, "matmul", None)
+    return X.dot(Y) if mm is None else mm(X, Y)
 
 
 def _geometry(engine: Engine, uu: Units, vu: Units) -> PairGeometry:
     nu, uhat, u_nonzero = uu
     nv, vhat, _ = vu
-    t = uhat.dot(vhat.T)
+    t = _matmul(engine, uhat, vhat.T)
     a, b = half_angle_norms(engine, uhat, vhat, t)
     phi = 2 * engine.atan2(a, b)
     sin_phi = a * b / 2
@@ -200,17 +216,30 @@ def grad_gram_dot(engine: Engine, g: PairGeometry, activation: str, c: np.ndarra
     """
     A, B = kernel.grad_coefficients(g.phi, g.sin_phi, engine.pi, activation)
     cn = c * g.nv
-    out = (A * cn[None, :]).dot(g.vhat) + B.dot(cn)[:, None] * g.uhat
+    out = _matmul(engine, A * cn[None, :], g.vhat) + B.dot(cn)[:, None] * g.uhat
     return out * g.u_nonzero[:, None]
 
 
+def _work(engine: Engine) -> Any:
+    """The engine whose numbers the pair arithmetic runs in (``engine.work``, else itself)."""
+    return getattr(engine, "work", engine)
+
+
 def gram(engine: Engine, U: np.ndarray, V: np.ndarray, activation: str) -> np.ndarray:
-    return gram_from(engine, pair_geometry(engine, U, V), activation)
+    """K_{jl} = k(u_j, v_l) for all rows of U and V, in the engine's numbers."""
+    w = _work(engine)
+    with engine.context():
+        K = gram_from(w, pair_geometry(w, engine.to_work(U), engine.to_work(V)), activation)
+        return engine.from_work(K)
 
 
 def grad_gram(engine: Engine, U: np.ndarray, V: np.ndarray, activation: str) -> np.ndarray:
+    """(m, n, d) array of grad_u k(u_j, v_l), in the engine's numbers."""
     check_pair_memory(engine, len(U), len(V), U.shape[1], what="gradient arrays")
-    return grad_gram_from(engine, pair_geometry(engine, U, V), activation)
+    w = _work(engine)
+    with engine.context():
+        G = grad_gram_from(w, pair_geometry(w, engine.to_work(U), engine.to_work(V)), activation)
+        return engine.from_work(G)
 
 
 @dataclass(frozen=True)
@@ -261,32 +290,40 @@ def evaluate(
     raises CheckerError.
     """
     with engine.context():
-        V = np.concatenate([W, W_star], axis=0)
-        c = np.concatenate([a, -a_star])
-        m = len(a)
-        vu = _norms_and_units(engine, V)
-        Kc = engine.zeros((m,))  # K_ss a - K_st a*
-        Kst_a = engine.zeros((m,))  # K_st a*
-        lgW = engine.zeros(W.shape)
-        for rows in _row_blocks(engine, m, len(V)):
-            geo = _geometry(engine, _rows(vu, rows), vu)
-            K = gram_from(engine, geo, activation)  # (block, m + m*)
-            Kc[rows] = K.dot(c)
-            Kst_a[rows] = K[:, m:].dot(a_star)
-            if with_gradient:
-                lgW[rows] = 2 * a[rows, None] * grad_gram_dot(engine, geo, activation, c)
-        tu = _rows(vu, slice(m, None))
-        Ktt = gram_from(engine, _geometry(engine, tu, tu), activation)
-        # L = a^T K_ss a - 2 a^T K_st a* + a*^T K_tt a*, and a^T Kc = a^T K_ss a - a^T K_st a*.
-        loss = a.dot(Kc) - a.dot(Kst_a) + a_star.dot(Ktt.dot(a_star))
-        reg = regularizer(a, W)
-        reg_loss = loss + lam * reg
+        parts = _loss_parts(_work(engine), activation, *(engine.to_work(x) for x in (a, W, a_star, W_star)),
+                            with_gradient=with_gradient)
+        loss, lga, lgW = (engine.from_work(x) for x in parts)
+        # The regularizer in the engine's own numbers: dL_lambda/da_j = lam a_j exactly where dL/da_j = 0.
+        reg_loss = loss + lam * regularizer(a, W)
         if not with_gradient:
-            z = engine.zeros(a.shape)
-            zW = engine.zeros(W.shape)
-            return _check_finite(engine, Evaluation(loss, reg_loss, z, zW, z, zW))
-        lga = 2 * Kc
-        return _check_finite(engine, Evaluation(loss, reg_loss, lga + lam * a, lgW + lam * W, lga, lgW))
+            ev = Evaluation(loss, reg_loss, lga, lgW, lga, lgW)
+        else:
+            ev = Evaluation(loss, reg_loss, lga + lam * a, lgW + lam * W, lga, lgW)
+    return _check_finite(engine, ev)
+
+
+def _loss_parts(engine: Engine, activation: str, a: np.ndarray, W: np.ndarray, a_star: np.ndarray,
+                W_star: np.ndarray, *, with_gradient: bool) -> tuple[Any, np.ndarray, np.ndarray]:
+    """(L, grad_a L, grad_W L) in the working numbers of ``engine`` (zeros without gradient)."""
+    V = np.concatenate([W, W_star], axis=0)
+    c = np.concatenate([a, -a_star])
+    m = len(a)
+    vu = _norms_and_units(engine, V)
+    Kc = engine.zeros((m,))  # K_ss a - K_st a*
+    Kst_a = engine.zeros((m,))  # K_st a*
+    lgW = engine.zeros(W.shape)
+    for rows in _row_blocks(engine, m, len(V)):
+        geo = _geometry(engine, _rows(vu, rows), vu)
+        K = gram_from(engine, geo, activation)  # (block, m + m*)
+        Kc[rows] = K.dot(c)
+        Kst_a[rows] = K[:, m:].dot(a_star)
+        if with_gradient:
+            lgW[rows] = 2 * a[rows, None] * grad_gram_dot(engine, geo, activation, c)
+    tu = _rows(vu, slice(m, None))
+    Ktt = gram_from(engine, _geometry(engine, tu, tu), activation)
+    # L = a^T K_ss a - 2 a^T K_st a* + a*^T K_tt a*, and a^T Kc = a^T K_ss a - a^T K_st a*.
+    loss = a.dot(Kc) - a.dot(Kst_a) + a_star.dot(Ktt.dot(a_star))
+    return loss, (2 * Kc if with_gradient else engine.zeros(a.shape)), lgW
 
 
 def correlation(
@@ -297,13 +334,15 @@ def correlation(
     c: np.ndarray,
 ) -> np.ndarray:
     """g(q) = sum_l c_l k(q, v_l) for each row q of Q (e.g. E[r(x) sigma(<q,x>)])."""
+    w = _work(engine)
     with engine.context():
-        out = engine.zeros((len(Q),))
-        vu = _norms_and_units(engine, V)
-        for rows in _row_blocks(engine, len(Q), len(V)):
-            geo = _geometry(engine, _norms_and_units(engine, Q[rows]), vu)
-            out[rows] = gram_from(engine, geo, activation).dot(c)
-        return out
+        Q, V, c = (engine.to_work(x) for x in (Q, V, c))
+        out = w.zeros((len(Q),))
+        vu = _norms_and_units(w, V)
+        for rows in _row_blocks(w, len(Q), len(V)):
+            geo = _geometry(w, _norms_and_units(w, Q[rows]), vu)
+            out[rows] = gram_from(w, geo, activation).dot(c)
+        return engine.from_work(out)
 
 
 def correlation_grad(
@@ -314,10 +353,12 @@ def correlation_grad(
     c: np.ndarray,
 ) -> np.ndarray:
     """grad_q g(q) = sum_l c_l grad_u k(q, v_l) for each row q of Q."""
+    w = _work(engine)
     with engine.context():
-        out = engine.zeros(Q.shape)
-        vu = _norms_and_units(engine, V)
-        for rows in _row_blocks(engine, len(Q), len(V)):
-            geo = _geometry(engine, _norms_and_units(engine, Q[rows]), vu)
-            out[rows] = grad_gram_dot(engine, geo, activation, c)
-        return out
+        Q, V, c = (engine.to_work(x) for x in (Q, V, c))
+        out = w.zeros(Q.shape)
+        vu = _norms_and_units(w, V)
+        for rows in _row_blocks(w, len(Q), len(V)):
+            geo = _geometry(w, _norms_and_units(w, Q[rows]), vu)
+            out[rows] = grad_gram_dot(w, geo, activation, c)
+        return engine.from_work(out)

@@ -7,6 +7,7 @@ engine's own loss, seeded Monte Carlo, and exact values.
 
 from __future__ import annotations
 
+import json
 import math
 
 import mpmath
@@ -15,6 +16,7 @@ import pytest
 
 from checker import objective
 from checker.engines import Float64Engine, MpEngine
+from checker.errors import CheckerError
 from checker.model import Instance
 from checker.problem import Problem
 from tests import reference
@@ -382,3 +384,76 @@ def test_evaluate_in_blocks_equals_one_block(monkeypatch):
     assert len(list(objective._row_blocks(prob.engine, 7, 10))) == 7
     blocks = prob.evaluate()
     compare(blocks, whole, 14, "blocks")
+
+
+# ---------------------------------------------------------------- float64 range and memory
+def _scaled_instance(scale: str) -> Instance:
+    """Generic 3-student instance whose student neuron 1 has norm ~ scale (exact decimals)."""
+    sW = [["0.9", "0.1", "0.2"], ["0.3", "-0.7", "0.5"], ["0.1", "0.8", "-0.6"]]
+    sW[1] = [f"{x}e{scale.split('e')[1]}" for x in sW[1]]
+    return Instance.create(activation="relu", teacher_a=TEACHER_A, teacher_W=TEACHER_W,
+                           student_a=["0.4", "0.8", "-0.5"], student_W=sW, lam="0.01")
+
+
+@pytest.mark.parametrize("scale", ["1e-300", "1e-200", "1e-160", "1e-20", "1e20", "1e100"])
+def test_float64_agrees_with_mp_for_tiny_and_large_neurons(scale):
+    # Reference: the mp engine at 50 digits (exponent range unbounded).  With rows
+    # scaled by a power of two before squaring, float64 keeps the direction of a
+    # neuron of norm 1e-300 (before: its gradient in W was ~1e-202 instead of O(1)).
+    # Every entry to 1e-11 relative to itself (the float64 target of the issue), with
+    # an absolute floor 1e-21 of the largest entry for entries that cancel.
+    inst = _scaled_instance(scale)
+    ev64 = Problem.from_instance(inst, Float64Engine()).evaluate()
+    evmp = Problem.from_instance(inst, MpEngine(50)).evaluate()
+    compare_entrywise(ev64, evmp, 11, f"float64 vs mp, neuron norm {scale}")
+    assert abs(float(evmp.loss_grad_W[1][0])) > 1e-3  # the tiny neuron's O(1) gradient is tested
+
+
+@pytest.mark.parametrize("scale", ["1e160", "1e200", "1e300"])
+def test_float64_refuses_an_objective_that_overflows(scale):
+    # Contract: a non-finite float64 result from finite inputs is a CheckerError
+    # naming the overflow and suggesting --engine mp, never inf or nan.  Reference:
+    # the mp engine gives a finite loss of order scale^2 (beyond 1.8e308 for these).
+    inst = _scaled_instance(scale)
+    evmp = Problem.from_instance(inst, MpEngine(30)).evaluate()
+    assert mpmath.isfinite(evmp.loss) and abs(evmp.reg_loss) > 1e308
+    with pytest.raises(CheckerError) as info:
+        Problem.from_instance(inst, Float64Engine()).evaluate()
+    msg = str(info.value)
+    assert "overflow" in msg and "--engine mp" in msg and "\n" not in msg
+
+
+def test_evaluate_command_exits_2_on_overflow(tmp_path, capsys):
+    # Contract of the command line: exit 2 and one line on stderr, nothing on stdout
+    # (before: exit 0 printing "loss": "nan").
+    from checker.evaluate import main
+
+    path = tmp_path / "i.json"
+    path.write_text(json.dumps(_scaled_instance("1e300").to_dict()))
+    assert main([str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "--engine mp" in err
+
+
+def test_pair_memory_is_refused_before_allocating(monkeypatch):
+    # Contract: the functions that return whole pair arrays estimate their memory
+    # first and refuse above PAIR_MEMORY_LIMIT (10,000 x 10,000 pairs in float64
+    # would need ~12 GiB); evaluate() never needs the limit: it works in row blocks
+    # of at most PAIR_BLOCK_BYTES.
+    eng = Float64Engine()
+    assert objective.pair_bytes(eng, 10_000, 10_003) > objective.PAIR_MEMORY_LIMIT
+    with pytest.raises(CheckerError, match="PAIR_MEMORY_LIMIT"):
+        objective.check_pair_memory(eng, 10_000, 10_003)
+    monkeypatch.setattr(objective, "PAIR_MEMORY_LIMIT", 1000)
+    U = np.ones((20, 3))
+    for fn in (objective.gram, objective.grad_gram):
+        with pytest.raises(CheckerError, match="GiB"):
+            fn(eng, U, U, "relu")
+    # evaluate stays within its block budget whatever the size.
+    for m, n in [(10_000, 10_003), (5, 8), (1, 10**7)]:
+        for rows in objective._row_blocks(eng, m, n):
+            assert rows.stop > rows.start
+            size = rows.stop - rows.start
+            assert size == 1 or objective.pair_bytes(eng, size, n) <= objective.PAIR_BLOCK_BYTES
+    inst = _scaled_instance("1e-20")
+    Problem.from_instance(inst, eng).evaluate()  # fine under the tiny limit: blocks, no refusal
