@@ -113,9 +113,12 @@ def _norms_and_units(engine: Engine, X: np.ndarray) -> Units:
     overflow; the division and the scaling back are exact.
     """
     scales = getattr(engine, "row_scales", None)
-    s = None if scales is None else scales(X)
+    sq = (X * X).sum(axis=1)
+    # Scaling is needed only where a square under- or overflows (or may have): float64 below
+    # 1e-150 or above 1e150 in norm; otherwise the plain squares are exact to rounding.
+    s = None if scales is None or len(sq) == 0 or 1e-300 < sq.min() and sq.max() < 1e300 else scales(X)
     Xs = X if s is None else X / s[:, None]
-    r = engine.sqrt((Xs * Xs).sum(axis=1))
+    r = engine.sqrt(sq if s is None else (Xs * Xs).sum(axis=1))
     nonzero = np.asarray(r > 0, dtype=bool)
     safe = np.where(nonzero, r, 1)
     norms = r if s is None else r * s
@@ -151,24 +154,21 @@ def half_angle_norms(engine: Engine, uhat: np.ndarray, vhat: np.ndarray, t: np.n
     su = (uhat * uhat).sum(axis=1)
     sv = (vhat * vhat).sum(axis=1)
     ss = su[:, None] + sv[None, :]
-    a2 = ss - 2 * t
-    b2 = ss + 2 * t
+    t2 = 2 * t
+    # abs(): the Gram route may dip below 0 where |t| > threshold; those entries are replaced below.
+    a = engine.sqrt(abs(ss - t2))
+    b = engine.sqrt(abs(ss + t2))
     I, J = np.nonzero(abs(t) > threshold)
     if not len(I):
-        return engine.sqrt(a2), engine.sqrt(b2)
-    sel_a = np.asarray(t[I, J] > 0, dtype=bool)
-    sel_b = ~sel_a
-    # Placeholders in the engine's numbers (the Gram route may be < 0 there), overwritten below.
-    a2[I[sel_a], J[sel_a]] = ss[I[sel_a], J[sel_a]]
-    b2[I[sel_b], J[sel_b]] = ss[I[sel_b], J[sel_b]]
-    a, b = engine.sqrt(a2), engine.sqrt(b2)
+        return a, b
     step = max(1, PAIR_BLOCK_BYTES // (8 * max(1, uhat.shape[1])))  # bounded (k, d) temporaries
-    for out, sel, op in ((a, sel_a, np.subtract), (b, sel_b, np.add)):
-        i_all, j_all = I[sel], J[sel]
-        for k in range(0, len(i_all), step):
-            i, j = i_all[k:k + step], j_all[k:k + step]
-            D = op(uhat[i], vhat[j])
-            out[i, j] = engine.sqrt((D * D).sum(axis=1))
+    for k in range(0, len(I), step):
+        i, j = I[k:k + step], J[k:k + step]
+        pos = np.asarray(t[i, j] > 0, dtype=bool)
+        D = uhat[i] - vhat[j] * np.where(pos, 1, -1)[:, None]  # u^ - v^ (t > 0) or u^ + v^ (t < 0)
+        r = engine.sqrt((D * D).sum(axis=1))
+        a[i, j] = np.where(pos, r, a[i, j])
+        b[i, j] = np.where(pos, b[i, j], r)
     return a, b
 
 
@@ -264,12 +264,14 @@ def _check_finite(engine: Engine, ev: Evaluation) -> Evaluation:
     check = getattr(engine, "all_finite", None)
     if check is None:
         return ev
-    for name in ("loss", "reg_loss", "grad_a", "grad_W"):
-        if not check(getattr(ev, name)):
-            raise CheckerError(
-                f"the {name.replace('_', ' ')} overflows {engine.name} (a non-finite result from "
-                "finite inputs: the numbers are too large for this engine); use --engine mp")
-    return ev
+    # One sum first: any inf or nan entry makes it non-finite (near 1e308 it may also overflow
+    # from finite entries, which is refused as well: float64 has no room left there).
+    if check(ev.reg_loss + ev.loss + ev.grad_a.sum() + ev.grad_W.sum()):
+        return ev
+    bad = next((f for f in ("loss", "reg_loss", "grad_a", "grad_W") if not check(getattr(ev, f))), "result")
+    raise CheckerError(
+        f"the {bad.replace('_', ' ')} overflows {engine.name} (a non-finite result from finite "
+        "inputs: the numbers are too large for this engine); use --engine mp")
 
 
 def evaluate(
@@ -304,26 +306,26 @@ def evaluate(
 
 def _loss_parts(engine: Engine, activation: str, a: np.ndarray, W: np.ndarray, a_star: np.ndarray,
                 W_star: np.ndarray, *, with_gradient: bool) -> tuple[Any, np.ndarray, np.ndarray]:
-    """(L, grad_a L, grad_W L) in the working numbers of ``engine`` (zeros without gradient)."""
+    """(L, grad_a L, grad_W L) in the working numbers of ``engine`` (zeros without gradient).
+
+    With all neurons V = (W, W*) and c = (a, -a*), L = c^T K(V, V) c (no factor 1/2),
+    grad_a L = 2 (K c)[:m] and grad_{w_j} L = 2 a_j sum_l c_l grad_u k(w_j, v_l).
+    """
     V = np.concatenate([W, W_star], axis=0)
     c = np.concatenate([a, -a_star])
-    m = len(a)
+    m, n = len(a), len(V)
     vu = _norms_and_units(engine, V)
-    Kc = engine.zeros((m,))  # K_ss a - K_st a*
-    Kst_a = engine.zeros((m,))  # K_st a*
+    Kc = engine.zeros((n,))
     lgW = engine.zeros(W.shape)
-    for rows in _row_blocks(engine, m, len(V)):
+    for rows in _row_blocks(engine, n, n):
         geo = _geometry(engine, _rows(vu, rows), vu)
-        K = gram_from(engine, geo, activation)  # (block, m + m*)
-        Kc[rows] = K.dot(c)
-        Kst_a[rows] = K[:, m:].dot(a_star)
-        if with_gradient:
-            lgW[rows] = 2 * a[rows, None] * grad_gram_dot(engine, geo, activation, c)
-    tu = _rows(vu, slice(m, None))
-    Ktt = gram_from(engine, _geometry(engine, tu, tu), activation)
-    # L = a^T K_ss a - 2 a^T K_st a* + a*^T K_tt a*, and a^T Kc = a^T K_ss a - a^T K_st a*.
-    loss = a.dot(Kc) - a.dot(Kst_a) + a_star.dot(Ktt.dot(a_star))
-    return loss, (2 * Kc if with_gradient else engine.zeros(a.shape)), lgW
+        Kc[rows] = gram_from(engine, geo, activation).dot(c)
+        students = slice(rows.start, min(rows.stop, m))
+        if with_gradient and students.stop > students.start:
+            G = grad_gram_dot(engine, geo, activation, c)
+            lgW[students] = 2 * a[students, None] * G[:students.stop - students.start]
+    loss = c.dot(Kc)
+    return loss, (2 * Kc[:m] if with_gradient else engine.zeros(a.shape)), lgW
 
 
 def correlation(
