@@ -106,8 +106,8 @@ def gd_step_time(P: Problem, steps: int, repeat: int) -> float:
             for _ in range(steps):
                 t = time.perf_counter()
                 ev = P.evaluate(a, W)
-                a = a - P.eta * ev.grad_a
-                W = W - P.eta * ev.grad_W
+                a = a - ev.grad_a * P.eta  # array on the left: mpf * ndarray is slow in mpmath
+                W = W - ev.grad_W * P.eta
                 if record:
                     times.append(time.perf_counter() - t)
 

@@ -300,7 +300,9 @@ def evaluate(
         if not with_gradient:
             ev = Evaluation(loss, reg_loss, lga, lgW, lga, lgW)
         else:
-            ev = Evaluation(loss, reg_loss, lga + lam * a, lgW + lam * W, lga, lgW)
+            # Array on the left: mpf * ndarray first fails inside mpmath after formatting the
+            # whole array into its error message (milliseconds), then falls back to numpy.
+            ev = Evaluation(loss, reg_loss, lga + a * lam, lgW + W * lam, lga, lgW)
     return _check_finite(engine, ev)
 
 
