@@ -259,6 +259,10 @@ def regularizer(a: np.ndarray, W: np.ndarray) -> Any:
     return ((a * a).sum() + (W * W).sum()) / 2
 
 
+class NonFiniteResult(CheckerError):
+    """The objective overflows the engine's number range from finite inputs (float64)."""
+
+
 def _check_finite(engine: Engine, ev: Evaluation) -> Evaluation:
     """Raise CheckerError if a result is not finite (float64 overflow); never return inf/nan."""
     check = getattr(engine, "all_finite", None)
@@ -269,7 +273,7 @@ def _check_finite(engine: Engine, ev: Evaluation) -> Evaluation:
     if check(ev.reg_loss + ev.loss + ev.grad_a.sum() + ev.grad_W.sum()):
         return ev
     bad = next((f for f in ("loss", "reg_loss", "grad_a", "grad_W") if not check(getattr(ev, f))), "result")
-    raise CheckerError(
+    raise NonFiniteResult(
         f"the {bad.replace('_', ' ')} overflows {engine.name} (a non-finite result from finite "
         "inputs: the numbers are too large for this engine); use --engine mp")
 
