@@ -225,12 +225,27 @@ def _work(engine: Engine) -> Any:
     return getattr(engine, "work", engine)
 
 
+def _to_work(engine: Engine, x: Any) -> Any:
+    fn = getattr(engine, "to_work", None)  # duck-typed engines (Arb balls) compute in their own numbers
+    return x if fn is None else fn(x)
+
+
+def _zeros(engine: Engine, shape: Any) -> np.ndarray:
+    fn = getattr(engine, "zeros", None)
+    return np.zeros(shape, dtype=object) if fn is None else fn(shape)
+
+
+def _from_work(engine: Engine, x: Any) -> Any:
+    fn = getattr(engine, "from_work", None)
+    return x if fn is None else fn(x)
+
+
 def gram(engine: Engine, U: np.ndarray, V: np.ndarray, activation: str) -> np.ndarray:
     """K_{jl} = k(u_j, v_l) for all rows of U and V, in the engine's numbers."""
     w = _work(engine)
     with engine.context():
-        K = gram_from(w, pair_geometry(w, engine.to_work(U), engine.to_work(V)), activation)
-        return engine.from_work(K)
+        K = gram_from(w, pair_geometry(w, _to_work(engine, U), _to_work(engine, V)), activation)
+        return _from_work(engine, K)
 
 
 def grad_gram(engine: Engine, U: np.ndarray, V: np.ndarray, activation: str) -> np.ndarray:
@@ -238,8 +253,8 @@ def grad_gram(engine: Engine, U: np.ndarray, V: np.ndarray, activation: str) -> 
     check_pair_memory(engine, len(U), len(V), U.shape[1], what="gradient arrays")
     w = _work(engine)
     with engine.context():
-        G = grad_gram_from(w, pair_geometry(w, engine.to_work(U), engine.to_work(V)), activation)
-        return engine.from_work(G)
+        G = grad_gram_from(w, pair_geometry(w, _to_work(engine, U), _to_work(engine, V)), activation)
+        return _from_work(engine, G)
 
 
 @dataclass(frozen=True)
@@ -296,9 +311,9 @@ def evaluate(
     raises CheckerError.
     """
     with engine.context():
-        parts = _loss_parts(_work(engine), activation, *(engine.to_work(x) for x in (a, W, a_star, W_star)),
+        parts = _loss_parts(_work(engine), activation, *(_to_work(engine, x) for x in (a, W, a_star, W_star)),
                             with_gradient=with_gradient)
-        loss, lga, lgW = (engine.from_work(x) for x in parts)
+        loss, lga, lgW = (_from_work(engine, x) for x in parts)
         # The regularizer in the engine's own numbers: dL_lambda/da_j = lam a_j exactly where dL/da_j = 0.
         reg_loss = loss + lam * regularizer(a, W)
         if not with_gradient:
@@ -344,13 +359,13 @@ def correlation(
     """g(q) = sum_l c_l k(q, v_l) for each row q of Q (e.g. E[r(x) sigma(<q,x>)])."""
     w = _work(engine)
     with engine.context():
-        Q, V, c = (engine.to_work(x) for x in (Q, V, c))
-        out = w.zeros((len(Q),))
+        Q, V, c = (_to_work(engine, x) for x in (Q, V, c))
+        out = _zeros(w, (len(Q),))
         vu = _norms_and_units(w, V)
         for rows in _row_blocks(w, len(Q), len(V)):
             geo = _geometry(w, _norms_and_units(w, Q[rows]), vu)
             out[rows] = gram_from(w, geo, activation).dot(c)
-        return engine.from_work(out)
+        return _from_work(engine, out)
 
 
 def correlation_grad(
@@ -363,10 +378,10 @@ def correlation_grad(
     """grad_q g(q) = sum_l c_l grad_u k(q, v_l) for each row q of Q."""
     w = _work(engine)
     with engine.context():
-        Q, V, c = (engine.to_work(x) for x in (Q, V, c))
-        out = w.zeros(Q.shape)
+        Q, V, c = (_to_work(engine, x) for x in (Q, V, c))
+        out = _zeros(w, Q.shape)
         vu = _norms_and_units(w, V)
         for rows in _row_blocks(w, len(Q), len(V)):
             geo = _geometry(w, _norms_and_units(w, Q[rows]), vu)
             out[rows] = grad_gram_dot(w, geo, activation, c)
-        return engine.from_work(out)
+        return _from_work(engine, out)
