@@ -770,9 +770,14 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
                     lam_changes = lam_changes + ((k, _to_float(lam)),)
                     window_step, window_reg_loss, best_gap = k, ev.reg_loss, None
 
-                a2 = s.a if train == "first" else s.a - eta_e * ev.grad_a
-                W2 = s.W if train == "second" else s.W - eta_e * ev.grad_W
-                ev2 = problem.evaluate(a2, W2, lam=lam)
+                # Array on the left: mpf * ndarray formats the whole array inside mpmath first.
+                a2 = s.a if train == "first" else s.a - ev.grad_a * eta_e
+                W2 = s.W if train == "second" else s.W - ev.grad_W * eta_e
+                try:
+                    ev2 = problem.evaluate(a2, W2, lam=lam)
+                except objective.NonFiniteResult:  # the trial step overflows the engine: diverged
+                    reason = "diverged"
+                    break
                 if not _all_finite(a2, W2, ev2.reg_loss, ev2.loss) or _to_float(ev2.reg_loss) > diverge_at:
                     reason = "diverged"
                     break

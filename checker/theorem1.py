@@ -57,7 +57,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import __version__
+from . import __version__, objective
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
 from .engines import Engine, make_engine
 from .errors import CheckerError
@@ -485,7 +485,10 @@ class TheoremCheck:
         a, W, eta = fp.a.copy(), fp.W.copy(), float(self.instance.eta)
         with np.errstate(all="ignore"):
             for _ in range(max_steps):
-                ev = fp.evaluate(a, W)
+                try:
+                    ev = fp.evaluate(a, W)
+                except objective.NonFiniteResult:  # the descent overflowed float64
+                    return None
                 a, W = a - eta * ev.grad_a, W - eta * ev.grad_W
                 if not (np.all(np.isfinite(a)) and np.all(np.isfinite(W))):
                     return None

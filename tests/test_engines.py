@@ -13,6 +13,8 @@ from checker.engines import (GUARD_DIGITS, MAX_DPS, MIN_DPS, Float64Engine, MpEn
 from checker.errors import CheckerError
 from checker.model import Instance
 from checker.problem import Problem
+from tests import reference
+from tests.tolerance import assert_close_scaled
 
 
 @pytest.mark.parametrize("dps", [MIN_DPS - 1, 0, -30, MAX_DPS + 1, 10 ** 9])
@@ -136,3 +138,77 @@ def test_to_strings_keeps_shape():
     assert [len(r) for r in out] == [3, 3] and all(isinstance(x, str) for r in out for x in r)
     assert to_strings(eng, eng.array(["7"])) == ["7.000000000"]
     assert to_strings(Float64Engine(), np.array([0.5, -1.0])) == ["0.5", "-1.0"]
+
+
+# ---------------------------------------------------------------- the Arb backend of the mp engine
+def test_backends_and_engine_names():
+    assert make_engine("mp").backend == "arb"
+    pure = make_engine("mpmath", 30)
+    assert isinstance(pure, MpEngine) and pure.backend == "mpmath" and pure.dps == 30
+    assert pure.work is pure and make_engine("mp").work is not None
+    with pytest.raises(CheckerError, match="unknown mp backend"):
+        MpEngine(30, backend="quad")
+
+
+def test_arb_backend_precision_is_scoped():
+    # The flint precision is scoped like mpmath's: set inside context(), restored after.
+    from flint import ctx
+
+    before, eng = ctx.prec, MpEngine(60)
+    with eng.context():
+        assert ctx.prec == eng.work_prec >= (60 + GUARD_DIGITS) * 3.32
+    assert ctx.prec == before
+
+
+def test_arb_conversions_are_exact():
+    # mpf -> arb -> mpf is the identity (both are binary numbers; arb(man, exp) is exact).
+    eng = MpEngine(100)
+    with eng.context():
+        xs = np.array([mpmath.mpf(1) / 3, -mpmath.mpf(2) ** -1000, mpmath.mpf(0), mpmath.mpf("1e300") * 7],
+                      dtype=object)
+        back = eng.from_work(eng.to_work(xs))
+    assert all(x == y and isinstance(y, mpmath.mpf) for x, y in zip(xs, back))
+
+
+def _generic(seed: int, activation: str, m: int = 5, m_star: int = 3, d: int = 4) -> Instance:
+    rng = np.random.default_rng(seed)
+    return Instance.create(
+        activation=activation,
+        teacher_a=[f"{x:.17g}" for x in rng.uniform(0.5, 1.5, m_star) * rng.choice([-1, 1], m_star)],
+        teacher_W=[[f"{x:.17g}" for x in row] for row in rng.normal(size=(m_star, d))],
+        # two nearly collinear rows (1 - t ~ 1e-19) besides generic ones: both angle routes run
+        student_a=[f"{x:.17g}" for x in rng.normal(size=m)],
+        student_W=[[f"{x:.17g}" for x in row] for row in
+                   np.vstack([rng.normal(size=(m - 2, d)), np.ones((1, d)), np.ones((1, d)) + 1e-9])],
+        lam="0.01", normalize_teacher=True)
+
+
+@pytest.mark.parametrize("dps", [30, 50, 100])
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+def test_arb_backend_agrees_with_pure_mpmath(dps, activation):
+    # Reference: the same mp engine computing in pure mpmath (the engine of every
+    # earlier release).  Both work at dps + 10 digits from the same binary inputs;
+    # the objective sums O((m + m*)^2) = 64 terms of size O(1), so both round to
+    # within ~1e-(dps + 8) of the exact value: dps digits relative to the largest
+    # entry is the precision promised.
+    inst = _generic(dps, activation)
+    fast = Problem.from_instance(inst, MpEngine(dps)).evaluate()
+    pure = Problem.from_instance(inst, MpEngine(dps, backend="mpmath")).evaluate()
+    for f in ("loss", "reg_loss", "grad_a", "grad_W", "loss_grad_a", "loss_grad_W"):
+        x, y = getattr(fast, f), getattr(pure, f)
+        assert all(isinstance(v, mpmath.mpf) for v in np.asarray(x, dtype=object).ravel())
+        assert_close_scaled(x, y, digits=dps, what=f"arb vs mpmath {f} at {dps} digits")
+
+
+@pytest.mark.parametrize("dps", [30, 50, 100])
+def test_arb_backend_agrees_with_the_reference(dps):
+    # Reference: tests/reference.py at 110 digits (t-form kernel, explicit double sum,
+    # gradients by mpmath.diff), sharing no code with checker/.  dps - 2 digits
+    # relative to the largest entry: the engine's rounding (dps + 10 working digits)
+    # is far below; the margin covers the reference's numerical differentiation.
+    inst = _generic(7, "relu")
+    ev = Problem.from_instance(inst, MpEngine(dps)).evaluate()
+    ref = reference.evaluate(inst.activation, inst.student_a, inst.student_W, inst.teacher_a, inst.teacher_W,
+                             inst.lam, normalize_teacher=True, dps=max(reference.REF_DPS, dps + 20))
+    for f in ("loss", "reg_loss", "grad_a", "grad_W"):
+        assert_close_scaled(getattr(ev, f), getattr(ref, f), digits=dps - 2, what=f"arb vs reference {f}")

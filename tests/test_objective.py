@@ -7,12 +7,16 @@ engine's own loss, seeded Monte Carlo, and exact values.
 
 from __future__ import annotations
 
+import json
+import math
+
 import mpmath
 import numpy as np
 import pytest
 
 from checker import objective
 from checker.engines import Float64Engine, MpEngine
+from checker.errors import CheckerError
 from checker.model import Instance
 from checker.problem import Problem
 from tests import reference
@@ -301,3 +305,156 @@ def test_correlation_and_its_gradient_match_reference(activation):
             ref_gg.append([mpmath.diff(lambda x, k=k: g_ref(q[:k] + [x] + q[k + 1:]), q[k]) for k in range(3)])
     assert_close_scaled(g, ref_g, digits=40, what="correlation")
     assert_close_scaled(gg, ref_gg, digits=40, what="correlation_grad")
+
+
+# ---------------------------------------------------------------- Gram route and accurate route
+def _rows_at_angles(angles: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """u = e1 and v = (cos theta, sin theta, 0.3 sin theta) / ||.|| for each theta, in float64.
+
+    Both engines read the same binary rows, so any difference is the engine's own.
+    """
+    U = np.array([[1.0, 0.0, 0.0]])
+    V = np.array([[math.cos(t), math.sin(t), 0.3 * math.sin(t)] for t in angles])
+    return U, V
+
+
+def _mp_geometry(U: np.ndarray, V: np.ndarray) -> objective.PairGeometry:
+    eng = MpEngine(50)
+    with eng.context():
+        return objective.pair_geometry(eng, eng.array(U.tolist()), eng.array(V.tolist()))
+
+
+@pytest.mark.parametrize("theta", [1e-9, 1e-12, math.pi - 1e-9, math.pi - 1e-12])
+def test_float64_angle_near_pm1_matches_mp(theta):
+    # Reference: the mp engine at 50 digits on the same binary rows (its angle route
+    # is exact to 1e-50 at any t).  float64 must keep full relative accuracy of phi
+    # and of sin phi (the small quantity near t = +-1): a few ulp, so 1e-14.
+    # These pairs have |t| > ACCURATE_T and take the difference / sum vector route.
+    U, V = _rows_at_angles([theta])
+    g64 = objective.pair_geometry(Float64Engine(), U, V)
+    gmp = _mp_geometry(U, V)
+    assert abs(g64.cos_phi[0, 0]) > objective.ACCURATE_T
+    assert_close(g64.phi, gmp.phi, rel="1e-14", what=f"phi at {theta}")
+    assert_close(g64.sin_phi, gmp.sin_phi, rel="1e-14", what=f"sin phi at {theta}")
+
+
+@pytest.mark.parametrize("side", [-1, 1])
+def test_gram_route_and_accurate_route_agree_at_the_threshold(side):
+    # Reference: mp at 50 digits.  Pairs with |t| just below ACCURATE_T take the Gram
+    # route (a^2 = 2 - 2t), just above it the difference vector.  Measured
+    # (benchmarks/bench.py, angle error): the Gram route's relative error for
+    # |t| <= 0.9 is below 2e-15 in d = 4..100, so 1e-14 on both sides of the
+    # threshold, for phi and sin phi, leaves a factor 5.
+    tau = objective.ACCURATE_T
+    angles = [math.acos(side * tau) + dt for dt in (-1e-6, -1e-12, 1e-12, 1e-6)]
+    U, V = _rows_at_angles(angles)
+    g64 = objective.pair_geometry(Float64Engine(), U, V)
+    gmp = _mp_geometry(U, V)
+    assert_close(g64.phi, gmp.phi, rel="1e-14", what="phi at the threshold")
+    assert_close(g64.sin_phi, gmp.sin_phi, rel="1e-14", what="sin phi at the threshold")
+
+
+@pytest.mark.parametrize("activation", ACTS)
+def test_grad_gram_dot_is_the_contraction_of_grad_gram(activation):
+    # Reference: the (m, n, d) array grad_gram_from contracted with c by an explicit
+    # sum, at 50 digits (60 working); grad_gram_dot uses two matrix products
+    # instead.  Same numbers up to summation order: 45 digits relative to the
+    # largest entry.  Includes a zero row (its entries must be exactly 0).
+    eng = MpEngine(50)
+    rng = np.random.default_rng(3)
+    with eng.context():
+        U = eng.array(np.vstack([rng.normal(size=(3, 4)), np.zeros((1, 4))]).tolist())
+        V = eng.array(rng.normal(size=(5, 4)).tolist())
+        c = eng.array(rng.normal(size=5).tolist())
+        g = objective.pair_geometry(eng, U, V)
+        fast = objective.grad_gram_dot(eng, g, activation, c)
+        slow = (objective.grad_gram_from(eng, g, activation) * c[None, :, None]).sum(axis=1)
+    assert_close_scaled(fast, slow, digits=45, what="grad_gram_dot")
+    assert all(x == 0 for x in fast[3])
+
+
+def test_evaluate_in_blocks_equals_one_block(monkeypatch):
+    # Reference: the same evaluation with one block.  Blocks only split the rows of
+    # the pair arrays, so the results agree to rounding: 14 digits relative to the
+    # largest entry (float64, sums of ~10 terms).
+    inst = random_instance(4, "relu", m=7)
+    prob = Problem.from_instance(inst, Float64Engine())
+    whole = prob.evaluate()
+    monkeypatch.setattr(objective, "PAIR_BLOCK_BYTES", 1)  # one row per block
+    assert len(list(objective._row_blocks(prob.engine, 7, 10))) == 7
+    blocks = prob.evaluate()
+    compare(blocks, whole, 14, "blocks")
+
+
+# ---------------------------------------------------------------- float64 range and memory
+def _scaled_instance(scale: str) -> Instance:
+    """Generic 3-student instance whose student neuron 1 has norm ~ scale (exact decimals)."""
+    sW = [["0.9", "0.1", "0.2"], ["0.3", "-0.7", "0.5"], ["0.1", "0.8", "-0.6"]]
+    sW[1] = [f"{x}e{scale.split('e')[1]}" for x in sW[1]]
+    return Instance.create(activation="relu", teacher_a=TEACHER_A, teacher_W=TEACHER_W,
+                           student_a=["0.4", "0.8", "-0.5"], student_W=sW, lam="0.01")
+
+
+@pytest.mark.parametrize("scale", ["1e-300", "1e-200", "1e-160", "1e-20", "1e20", "1e100"])
+def test_float64_agrees_with_mp_for_tiny_and_large_neurons(scale):
+    # Reference: the mp engine at 50 digits (exponent range unbounded).  With rows
+    # scaled by a power of two before squaring, float64 keeps the direction of a
+    # neuron of norm 1e-300 (before: its gradient in W was ~1e-202 instead of O(1)).
+    # Every entry to 1e-11 relative to itself (the float64 target of the issue), with
+    # an absolute floor 1e-21 of the largest entry for entries that cancel.
+    inst = _scaled_instance(scale)
+    ev64 = Problem.from_instance(inst, Float64Engine()).evaluate()
+    evmp = Problem.from_instance(inst, MpEngine(50)).evaluate()
+    compare_entrywise(ev64, evmp, 11, f"float64 vs mp, neuron norm {scale}")
+    assert abs(float(evmp.loss_grad_W[1][0])) > 1e-3  # the tiny neuron's O(1) gradient is tested
+
+
+@pytest.mark.parametrize("scale", ["1e160", "1e200", "1e300"])
+def test_float64_refuses_an_objective_that_overflows(scale):
+    # Contract: a non-finite float64 result from finite inputs is a CheckerError
+    # naming the overflow and suggesting --engine mp, never inf or nan.  Reference:
+    # the mp engine gives a finite loss of order scale^2 (beyond 1.8e308 for these).
+    inst = _scaled_instance(scale)
+    evmp = Problem.from_instance(inst, MpEngine(30)).evaluate()
+    assert mpmath.isfinite(evmp.loss) and abs(evmp.reg_loss) > 1e308
+    with pytest.raises(objective.NonFiniteResult) as info:  # a CheckerError: exit 2 in every command
+        Problem.from_instance(inst, Float64Engine()).evaluate()
+    assert isinstance(info.value, CheckerError)
+    msg = str(info.value)
+    assert "overflow" in msg and "--engine mp" in msg and "\n" not in msg
+
+
+def test_evaluate_command_exits_2_on_overflow(tmp_path, capsys):
+    # Contract of the command line: exit 2 and one line on stderr, nothing on stdout
+    # (before: exit 0 printing "loss": "nan").
+    from checker.evaluate import main
+
+    path = tmp_path / "i.json"
+    path.write_text(json.dumps(_scaled_instance("1e300").to_dict()))
+    assert main([str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "--engine mp" in err
+
+
+def test_pair_memory_is_refused_before_allocating(monkeypatch):
+    # Contract: the functions that return whole pair arrays estimate their memory
+    # first and refuse above PAIR_MEMORY_LIMIT (10,000 x 10,000 pairs in float64
+    # would need ~12 GiB); evaluate() never needs the limit: it works in row blocks
+    # of at most PAIR_BLOCK_BYTES.
+    eng = Float64Engine()
+    assert objective.pair_bytes(eng, 10_000, 10_003) > objective.PAIR_MEMORY_LIMIT
+    with pytest.raises(CheckerError, match="PAIR_MEMORY_LIMIT"):
+        objective.check_pair_memory(eng, 10_000, 10_003)
+    monkeypatch.setattr(objective, "PAIR_MEMORY_LIMIT", 1000)
+    U = np.ones((20, 3))
+    for fn in (objective.gram, objective.grad_gram):
+        with pytest.raises(CheckerError, match="GiB"):
+            fn(eng, U, U, "relu")
+    # evaluate stays within its block budget whatever the size.
+    for m, n in [(10_000, 10_003), (5, 8), (1, 10**7)]:
+        for rows in objective._row_blocks(eng, m, n):
+            assert rows.stop > rows.start
+            size = rows.stop - rows.start
+            assert size == 1 or objective.pair_bytes(eng, size, n) <= objective.PAIR_BLOCK_BYTES
+    inst = _scaled_instance("1e-20")
+    Problem.from_instance(inst, eng).evaluate()  # fine under the tiny limit: blocks, no refusal

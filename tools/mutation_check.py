@@ -96,8 +96,8 @@ MUTATIONS: tuple[Mutation, ...] = (
              "sign of the B (sin phi) term of the relu grad_u k flipped"),
     # ---------------------------------------------------------------- objective
     Mutation("objective-no-decay-in-W-gradient", "objective", "checker/objective.py",
-             "return Evaluation(loss, reg_loss, lga + lam * a, lgW + lam * W, lga, lgW)",
-             "return Evaluation(loss, reg_loss, lga + lam * a, lgW, lga, lgW)",
+             "ev = Evaluation(loss, reg_loss, lga + a * lam, lgW + W * lam, lga, lgW)",
+             "ev = Evaluation(loss, reg_loss, lga + a * lam, lgW, lga, lgW)",
              (f"{T_OBJECTIVE}::test_mp_gradient_matches_central_differences_at_60_digits",),
              "lambda W dropped from the W-gradient of L_lambda", quick=True),
     Mutation("objective-regularizer-factor", "objective", "checker/objective.py",
@@ -118,8 +118,8 @@ MUTATIONS: tuple[Mutation, ...] = (
              "float64 results printed with 12 digits (no longer the exact binary number)"),
     # ---------------------------------------------------------------- gradient descent
     Mutation("gd-step-drops-decay", "gd", "checker/gd.py",
-             "a2 = s.a if train == \"first\" else s.a - eta_e * ev.grad_a",
-             "a2 = s.a if train == \"first\" else s.a - eta_e * ev.loss_grad_a",
+             "a2 = s.a if train == \"first\" else s.a - ev.grad_a * eta_e",
+             "a2 = s.a if train == \"first\" else s.a - ev.loss_grad_a * eta_e",
              (f"{T_GD}::test_balance_identity_residual_is_at_rounding_level",
               f"{T_GD}::test_fixed_schedule_stops_at_the_first_gap_below_target"),
              "the a-step uses the gradient of L instead of L_lambda", quick=True),

@@ -1,0 +1,436 @@
+"""Benchmark of the exact objective: engines, arithmetic floor, Monte Carlo, naive mpmath.
+
+    python benchmarks/bench.py [--smoke] [--repeat N] [--json FILE] [--no-progress]
+
+Prints a table and writes JSON (default benchmarks/results.json; --smoke writes
+nothing unless --json is given).  Every ratio is measured in the same run, so
+machine load affects both sides alike; each figure is the median over
+``--repeat`` repeats.  Reference instances (seeded, built below): small (d=4,
+m*=3, m=8), medium (d=20, m*=5, m=64), large (d=100, m*=10, m=512; float64 only).
+
+Sections:
+
+* steps/s: gradient-descent steps (one evaluation of L_lambda and its gradient
+  plus the update) per second of each engine;
+* float64 over floor: the float64 engine's time per step over the time numpy
+  needs just for the arithmetic on all neuron pairs once (norms, one Gram
+  product, arccos, kappa, the gradient coefficients, the two products that
+  assemble the gradient: ``floor_step`` below);
+* Monte Carlo: the numpy gradient a user would otherwise write (sample x,
+  average the pathwise gradient) against the exact one, on the small instance:
+  the constant C of err = C / sqrt(n) is measured, the samples for a relative
+  gradient error of 1e-3 are run and timed, those for 1e-6 are extrapolated
+  from the 1/sqrt(n) law (labelled so).  PyTorch is used too if installed;
+* high precision: the default high-precision engine against the
+  straightforward mpmath implementation of ``naive_mpmath.py`` (scalar loops
+  over pairs) at 50 and 100 digits, on the small and medium instances;
+* angle error: the largest relative error of phi and sin phi on the Gram route
+  of ``checker.objective.half_angle_norms`` for |t| <= threshold, against 40
+  digits, which justifies ``checker.objective.ACCURATE_T``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The checker measured: this checkout's, or (for --baseline) the one in BENCH_CHECKER_SRC.
+SRC = Path(os.environ.get("BENCH_CHECKER_SRC") or ROOT)
+sys.path.insert(0, str(SRC))  # that checkout's checker, not an installed copy
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import mpmath  # noqa: E402
+import numpy as np  # noqa: E402
+
+import naive_mpmath  # noqa: E402
+from checker import objective  # noqa: E402
+from checker.engines import make_engine  # noqa: E402
+from checker.io import write_json_atomic  # noqa: E402
+from checker.model import Instance  # noqa: E402
+from checker.problem import Problem  # noqa: E402
+
+VERSION = 1
+SIZES = {"small": (3, 8, 4), "medium": (5, 64, 20), "large": (10, 512, 100)}
+SMOKE_SIZES = {"small": (2, 3, 3), "medium": (3, 6, 4), "large": (3, 12, 8)}
+#: Keys filled by other benchmarks (the certified optimum, the hybrid run): null here.
+PLACEHOLDERS = ("certified_optimum_seconds_1e-30", "certified_optimum_speedup_vs_hp_gd_1e-20",
+                "hybrid_gd_speedup_to_1e-20")
+
+
+def reference_instance(m_star: int, m: int, d: int, seed: int = 0) -> Instance:
+    """Orthonormal teacher, students = teacher rows + 0.1 N(0, I), mass split evenly."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    Wt = Q[:m_star]
+    a_t = rng.uniform(0.5, 1.5, m_star) * rng.choice([-1, 1], m_star)
+    idx = np.arange(m) % m_star
+    W = Wt[idx] + 0.1 * rng.standard_normal((m, d))
+    a = a_t[idx] / np.bincount(idx, minlength=m_star)[idx]
+    return Instance.create(teacher_a=[repr(float(x)) for x in a_t], teacher_W=Wt.tolist(),
+                           student_a=a.tolist(), student_W=W.tolist(), lam="0.01", eta="0.1",
+                           normalize_teacher=True)
+
+
+def median_time(fn: Callable[[], object], repeat: int) -> float:
+    """Median wall time of ``repeat`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def gd_step_time(P: Problem, steps: int, repeat: int) -> float:
+    """Median seconds of one gradient-descent step of the problem's engine.
+
+    The median over all ``steps * repeat`` steps timed one by one: robust to the
+    moments the process is descheduled on a shared machine (as is the floor's).
+    """
+    engine = P.engine
+    times: list[float] = []
+
+    def run(record: bool) -> None:
+        a, W = P.a, P.W
+        with engine.context():
+            for _ in range(steps):
+                t = time.perf_counter()
+                ev = P.evaluate(a, W)
+                a = a - ev.grad_a * P.eta  # array on the left: mpf * ndarray is slow in mpmath
+                W = W - ev.grad_W * P.eta
+                if record:
+                    times.append(time.perf_counter() - t)
+
+    run(False)  # warm-up
+    for _ in range(repeat):
+        run(True)
+    return statistics.median(times)
+
+
+def floor_step(a: np.ndarray, W: np.ndarray, a_star: np.ndarray, W_star: np.ndarray) -> np.ndarray:
+    """The arithmetic floor of one relu evaluation: what numpy needs at the least on all pairs."""
+    V = np.concatenate([W, W_star])
+    c = np.concatenate([a, -a_star])
+    nv = np.sqrt(np.einsum("ij,ij->i", V, V))
+    Vh = V / nv[:, None]
+    m = len(a)
+    t = Vh[:m] @ Vh.T
+    np.clip(t, -1, 1, out=t)
+    phi = np.arccos(t)
+    s = np.sqrt(1 - t * t)
+    K = nv[:m, None] * nv[None, :] * ((s + (math.pi - phi) * t) / (2 * math.pi))
+    A = (math.pi - phi) / (2 * math.pi)
+    B = s / (2 * math.pi)
+    cn = c * nv
+    G = (A * cn) @ Vh + (B @ cn)[:, None] * Vh[:m]
+    return K @ c + G.sum()
+
+
+def engine_names() -> list[str]:
+    """The high-precision engines this checkout has: "mp" and, if present, "mpmath"."""
+    names = ["mp"]
+    try:
+        make_engine("mpmath", 30)
+        names.append("mpmath")
+    except Exception:  # an older checkout without the pure-mpmath engine name
+        pass
+    return names
+
+
+# ---------------------------------------------------------------- sections
+def bench_engines(sizes: dict, repeat: int, smoke: bool, log: Callable[[str], None]) -> dict:
+    out: dict[str, Any] = {}
+    hp = engine_names()
+    for label, (m_star, m, d) in sizes.items():
+        inst = reference_instance(m_star, m, d)
+        row: dict[str, Any] = {"m_star": m_star, "m": m, "d": d}
+        P = Problem.from_instance(inst, make_engine("float64"))
+        f64 = gd_step_time(P, 3 if smoke else (200 if label == "small" else 100 if label == "medium" else 5),
+                           repeat)
+        row["float64_steps_per_s"] = 1 / f64
+        with np.errstate(all="ignore"):
+            fl = median_time(lambda: floor_step(P.a, P.W, P.a_star, P.W_star),
+                             max(repeat, 5) * (50 if label != "large" else 3))
+        row["floor_s"] = fl
+        row["float64_over_floor"] = f64 / fl
+        if label != "large":
+            for name in hp:
+                for dps in (30, 50):
+                    Ph = Problem.from_instance(inst, make_engine(name, dps))
+                    steps = 1 if (smoke or label == "medium") else 3
+                    row[f"{name}{dps}_steps_per_s"] = 1 / gd_step_time(Ph, steps, repeat)
+        out[label] = row
+        log(f"  {label:<7} m*={m_star:<3} m={m:<4} d={d:<4} float64 {row['float64_steps_per_s']:9.1f}/s "
+            f"(floor {fl * 1e3:.3f} ms, ratio {row['float64_over_floor']:.2f})  "
+            + "  ".join(f"{k.replace('_steps_per_s', '')} {v:.2f}/s" for k, v in row.items()
+                        if k.endswith("_steps_per_s") and not k.startswith("float64")))
+    return out
+
+
+def mc_gradient(P: Problem, n: int, rng: np.random.Generator, batch: int = 500_000) -> np.ndarray:
+    """The numpy Monte-Carlo gradient of L a user would write: mean of the pathwise gradient."""
+    ga = np.zeros(len(P.a))
+    gW = np.zeros(P.W.shape)
+    done = 0
+    while done < n:
+        k = min(batch, n - done)
+        X = rng.standard_normal((k, P.W.shape[1]))
+        Zs = X @ P.W.T
+        act = np.maximum(Zs, 0)
+        r = act @ P.a - np.maximum(X @ P.W_star.T, 0) @ P.a_star  # f_theta - f*
+        ga += 2 * act.T @ r
+        gW += 2 * P.a[:, None] * (((Zs > 0) * r[:, None]).T @ X)
+        done += k
+    return np.concatenate([ga, gW.ravel()]) / n
+
+
+def bench_monte_carlo(size: tuple, repeat: int, smoke: bool, log: Callable[[str], None]) -> dict:
+    P = Problem.from_instance(reference_instance(*size), make_engine("float64"))
+    ev = P.evaluate()
+    exact = np.concatenate([ev.loss_grad_a, ev.loss_grad_W.ravel()])
+    t_exact = median_time(lambda: P.evaluate(), max(repeat, 20))
+    norm = float(np.linalg.norm(exact))
+    rng = np.random.default_rng(1)
+    n0 = 2_000 if smoke else 100_000
+    consts = []
+    for _ in range(max(repeat, 5)):
+        err = float(np.linalg.norm(mc_gradient(P, n0, rng) - exact)) / norm
+        consts.append(err * math.sqrt(n0))
+    C = statistics.median(consts)
+    out: dict[str, Any] = {"instance": "small" if not smoke else "smoke", "error_constant_C": C,
+                           "exact_gradient_s": t_exact, "error_measure": "||g_mc - g|| / ||g||"}
+    target = 1e-2 if smoke else 1e-3
+    n_need = math.ceil((C / target) ** 2)
+    times, errs = [], []
+    for _ in range(1 if smoke else repeat):
+        t = time.perf_counter()
+        g = mc_gradient(P, n_need, rng)
+        times.append(time.perf_counter() - t)
+        errs.append(float(np.linalg.norm(g - exact)) / norm)
+    t_need = statistics.median(times)
+    out["measured"] = {"target_rel_error": target, "samples": n_need, "seconds": t_need,
+                       "rel_error_reached": statistics.median(errs), "over_exact": t_need / t_exact}
+    n6 = math.ceil((C / 1e-6) ** 2)
+    out["extrapolated_1e-6"] = {"samples": n6, "seconds": t_need * n6 / n_need,
+                                "note": "extrapolated from the measured 1/sqrt(n) law"}
+    log(f"  exact gradient {t_exact * 1e6:.0f} us; Monte Carlo err = {C:.2f}/sqrt(n): "
+        f"{target:g} needs {n_need:.3g} samples, {t_need:.2f} s (measured, error reached "
+        f"{out['measured']['rel_error_reached']:.2g}); 1e-6 needs {n6:.3g} samples, "
+        f"{out['extrapolated_1e-6']['seconds']:.3g} s (extrapolated)")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        out["torch"] = "not installed: skipped"
+        log("  PyTorch not installed: skipped")
+    return out
+
+
+def naive_time(inst: Instance, dps: int, repeat: int) -> float:
+    with mpmath.workdps(dps):
+        a = [mpmath.mpf(x) for x in inst.student_a]
+        W = [[mpmath.mpf(x) for x in row] for row in inst.student_W]
+        a_star = [mpmath.mpf(x) for x in inst.teacher_a]
+        W_star = [[mpmath.mpf(x) for x in row] for row in inst.teacher_W]
+        W_star = [[x / mpmath.sqrt(sum(y * y for y in row)) for x in row] for row in W_star]
+        lam = mpmath.mpf(inst.lam)
+        return median_time(lambda: naive_mpmath.evaluate(a, W, a_star, W_star, lam), repeat)
+
+
+def bench_high_precision(sizes: dict, repeat: int, smoke: bool, log: Callable[[str], None]) -> dict:
+    out: dict[str, Any] = {}
+    for label in ("small", "medium"):
+        inst = reference_instance(*sizes[label])
+        for dps in (50, 100):
+            row: dict[str, Any] = {"naive_mpmath_s": naive_time(inst, dps, 1 if smoke or label == "medium" else repeat)}
+            for name in engine_names():
+                P = Problem.from_instance(inst, make_engine(name, dps))
+                with P.engine.context():
+                    P.evaluate()
+                    row[f"{name}_s"] = median_time(P.evaluate, 1 if smoke else repeat)
+                row[f"{name}_speedup"] = row["naive_mpmath_s"] / row[f"{name}_s"]
+            out[f"{label}_{dps}dps"] = row
+            log(f"  {label:<7} {dps:>3} digits: naive mpmath {row['naive_mpmath_s'] * 1e3:8.1f} ms, "
+                + ", ".join(f"{n} {row[f'{n}_s'] * 1e3:.1f} ms ({row[f'{n}_speedup']:.1f}x)"
+                            for n in engine_names()))
+    return out
+
+
+def bench_angle_error(pairs: int, log: Callable[[str], None]) -> dict:
+    """Largest relative error of phi, sin phi on the Gram route, by |t| threshold, vs 40 digits."""
+    e = make_engine("float64")
+    rng = np.random.default_rng(0)
+    errs_all, onemt_all = [], []
+    for d in (4, 20, 100):
+        U = rng.standard_normal((pairs, d))
+        delta = 10 ** rng.uniform(-4, 0, pairs)  # 1 - |t| log-uniform in [1e-4, 1]
+        phi0 = np.arccos(1 - delta)
+        phi0 = np.where(rng.random(pairs) < 0.5, phi0, np.pi - phi0)
+        Uh = U / np.linalg.norm(U, axis=1)[:, None]
+        R = rng.standard_normal((pairs, d))
+        R -= (R * Uh).sum(1)[:, None] * Uh
+        V = np.cos(phi0)[:, None] * Uh + np.sin(phi0)[:, None] * (R / np.linalg.norm(R, axis=1)[:, None])
+        _, uh, _ = objective._norms_and_units(e, U)
+        _, vh, _ = objective._norms_and_units(e, V)
+        for k in range(pairs):
+            t = uh[k:k + 1] @ vh[k:k + 1].T
+            a, b = objective.half_angle_norms(e, uh[k:k + 1], vh[k:k + 1], t, threshold=2.0)
+            phi, sp = float(2 * np.arctan2(a, b)[0, 0]), float((a * b / 2)[0, 0])
+            with mpmath.workdps(40):
+                u = [mpmath.mpf(float(x)) for x in U[k]]
+                v = [mpmath.mpf(float(x)) for x in V[k]]
+                nu, nv = mpmath.sqrt(mpmath.fsum(x * x for x in u)), mpmath.sqrt(mpmath.fsum(x * x for x in v))
+                dd = mpmath.sqrt(mpmath.fsum((x / nu - y / nv) ** 2 for x, y in zip(u, v)))
+                ss = mpmath.sqrt(mpmath.fsum((x / nu + y / nv) ** 2 for x, y in zip(u, v)))
+                ref = 2 * mpmath.atan2(dd, ss)
+                errs_all.append(float(max(abs(phi - ref) / ref, abs(sp - mpmath.sin(ref)) / mpmath.sin(ref))))
+            onemt_all.append(1 - abs(float(t[0, 0])))
+    errs, onemt = np.array(errs_all), np.array(onemt_all)
+    out = {"pairs": len(errs), "reference": "40-digit mpmath of the same float64 rows"}
+    for tau in (0.5, 0.9, 0.99, 0.999):
+        sel = onemt >= 1 - tau
+        out[f"max_rel_error_t_le_{tau}"] = float(errs[sel].max()) if sel.any() else None
+    out["threshold_used"] = objective.ACCURATE_T
+    log("  Gram-route max rel. error of phi, sin phi for |t| <= tau: "
+        + ", ".join(f"tau={tau}: {out[f'max_rel_error_t_le_{tau}']:.1e}" for tau in (0.5, 0.9, 0.99, 0.999)
+                    if out[f"max_rel_error_t_le_{tau}"] is not None)
+        + f"  (ACCURATE_T = {objective.ACCURATE_T})")
+    return out
+
+
+def machine() -> dict:
+    import flint
+
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    try:
+        import gmpy2
+        gmpy = gmpy2.version()
+    except ImportError:
+        gmpy = None
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "load_average_at_start": load,
+            "versions": {"python": platform.python_version(), "numpy": np.__version__,
+                         "mpmath": mpmath.__version__, "mpmath_backend": mpmath.libmp.BACKEND,
+                         "gmpy2": gmpy, "python-flint": flint.__version__}}
+
+
+def bench_baseline(src: str, smoke: bool, repeat: int, log: Callable[[str], None]) -> dict:
+    """The engines section run against another checkout's checker (e.g. a worktree of main)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "baseline.json")
+        cmd = [sys.executable, __file__, "--engines-only", "--repeat", str(repeat), "--json", out]
+        proc = subprocess.run(cmd + (["--smoke"] if smoke else []), capture_output=True, text=True,
+                              env={**os.environ, "BENCH_CHECKER_SRC": src})
+        if proc.returncode != 0:
+            log(f"  baseline failed: {proc.stderr.strip().splitlines()[-1:]}")
+            return {"source": src, "error": proc.stderr.strip()[-500:]}
+        with open(out, encoding="utf-8") as fh:
+            data = json.load(fh)
+    log(proc.stdout.rstrip())
+    head = subprocess.run(["git", "-C", src, "rev-parse", "HEAD"], capture_output=True, text=True)
+    return {"source": src, "commit": head.stdout.strip() or None, "engines": data["engines"]}
+
+
+def run(smoke: bool, repeat: int, log: Callable[[str], None]) -> dict:
+    sizes = SMOKE_SIZES if smoke else SIZES
+    res: dict[str, Any] = {"version": VERSION, "smoke": smoke, "repeat": repeat, "machine": machine()}
+    t0 = time.perf_counter()
+    log("Steps per second (gradient descent, exact population gradient), float64 over the floor")
+    res["engines"] = bench_engines(sizes, repeat, smoke, log)
+    log("Exact gradient against the Monte-Carlo gradient (numpy), small instance")
+    res["monte_carlo"] = bench_monte_carlo(sizes["small"], repeat, smoke, log)
+    log("High-precision engine against naive mpmath (scalar loops over pairs), one evaluation")
+    res["high_precision"] = bench_high_precision(sizes, repeat, smoke, log)
+    log("Accuracy of the Gram route of the angle (the threshold ACCURATE_T)")
+    res["angle_error"] = bench_angle_error(20 if smoke else 1000, log)
+    res["float64_over_floor"] = {k: res["engines"][k]["float64_over_floor"] for k in ("medium", "large")}
+    res["hp_engine"] = "mp"
+    res["hp_speedup_vs_naive_mpmath_50dps"] = {k: res["high_precision"][f"{k}_50dps"]["mp_speedup"]
+                                               for k in ("small", "medium")}
+    res["hp_speedup_vs_naive_mpmath_100dps"] = {k: res["high_precision"][f"{k}_100dps"]["mp_speedup"]
+                                                for k in ("small", "medium")}
+    res["mc_samples_for_1e-3"] = (res["monte_carlo"]["measured"]["samples"] if not smoke else
+                                  math.ceil((res["monte_carlo"]["error_constant_C"] / 1e-3) ** 2))
+    res["mc_samples_for_1e-6"] = res["monte_carlo"]["extrapolated_1e-6"]["samples"]
+    for key in PLACEHOLDERS:
+        res[key] = None
+    res["seconds"] = time.perf_counter() - t0
+    res["machine"]["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return res
+
+
+def before_after(res: dict, log: Callable[[str], None]) -> dict:
+    """Steps/s of this checkout over the baseline's, per instance and engine, from the same run."""
+    base = res["baseline"].get("engines")
+    if not base:
+        return {}
+    out: dict[str, dict] = {}
+    for label, row in res["engines"].items():
+        b = base.get(label, {})
+        out[label] = {k.replace("_steps_per_s", ""): {"before": b[k], "after": v, "speedup": v / b[k]}
+                      for k, v in row.items() if k.endswith("_steps_per_s") and k in b}
+        if "float64_over_floor" in b:
+            out[label]["float64_over_floor"] = {"before": b["float64_over_floor"],
+                                                "after": row["float64_over_floor"]}
+    log("Before -> after (steps/s, same run): " + "; ".join(
+        f"{label} " + ", ".join(f"{k} {v['before']:.3g} -> {v['after']:.3g}" for k, v in r.items())
+        for label, r in out.items()))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny instances, a few seconds (for CI)")
+    ap.add_argument("--repeat", type=int, default=3, help="repeats per figure (median), 1..50")
+    ap.add_argument("--json", help="output file (default benchmarks/results.json; none with --smoke)")
+    ap.add_argument("--note", default="", help="free text stored in the JSON (e.g. machine load)")
+    ap.add_argument("--no-progress", action="store_true", help="print only the final JSON path")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also time the engines of the checker in DIR (e.g. a worktree of main): before/after")
+    ap.add_argument("--engines-only", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.baseline is not None and not (Path(args.baseline) / "checker" / "objective.py").is_file():
+        print(f"bench: --baseline {args.baseline}: no checker/objective.py there", file=sys.stderr)
+        return 2
+    if not 1 <= args.repeat <= 50:
+        print("bench: --repeat must be between 1 and 50", file=sys.stderr)
+        return 2
+    path = args.json or (None if args.smoke else str(ROOT / "benchmarks" / "results.json"))
+    if path is not None:
+        from checker.io import check_output_file
+        from checker.errors import CheckerError
+        try:
+            check_output_file("--json", path)
+        except CheckerError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 2
+    log = (lambda s: None) if args.no_progress else (lambda s: print(s, flush=True))
+    if args.engines_only:
+        log(f"Baseline engines ({SRC})")
+        res = {"engines": bench_engines(SMOKE_SIZES if args.smoke else SIZES, args.repeat, args.smoke, log)}
+    else:
+        res = run(args.smoke, args.repeat, log)
+        if args.baseline:
+            res["baseline"] = bench_baseline(args.baseline, args.smoke, args.repeat, log)
+            res["before_after"] = before_after(res, log)
+    res["note"] = args.note
+    if path is not None:
+        write_json_atomic(path, res)
+        log(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The angle routes and the gradient contraction of ``checker/objective.py``.
+
+The objective computes the angle triple of a pair of unit vectors (u^, v^) from
+t = <u^, v^> (one Gram product for all pairs) and the half-angle norms
+a = ||u^ - v^||, b = ||u^ + v^||:
+
+    phi = 2 atan2(a, b),  sin phi = a b / 2,  cos phi = t,
+
+taking a^2 = |u^|^2 + |v^|^2 - 2t and b^2 = |u^|^2 + |v^|^2 + 2t from the Gram
+entry when |t| is not close to 1, and the vectors themselves otherwise.  And it
+assembles sum_l c_l grad_u k(u_j, v_l) by two matrix products
+(``grad_gram_dot``) instead of the (m, n, d) array of ``grad_gram_from``.
+Both are proved here, the second on the checker's own functions called with
+SymPy symbols.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from checker import objective
+
+from .result import Result, bound, guarded
+
+FAMILY = "angles"
+
+
+def half_angle_route() -> Result:
+    """For phi in [0, pi): with a = sqrt(2 - 2 cos phi), b = sqrt(2 + 2 cos phi),
+    2 atan2(a, b) = phi and a b / 2 = sin phi; a^2, b^2 are ||u^ -+ v^||^2 (Gram route)."""
+
+    def check() -> tuple[bool, str]:
+        phi = sp.Symbol("phi", nonnegative=True)
+        t = sp.cos(phi)
+        a = sp.sqrt(2 - 2 * t)
+        b = sp.sqrt(2 + 2 * t)
+        # On [0, pi): a = 2 sin(phi/2) >= 0 and b = 2 cos(phi/2) > 0 (half-angle formulas).
+        half_a = sp.simplify(a**2 - (2 * sp.sin(phi / 2))**2)
+        half_b = sp.simplify(b**2 - (2 * sp.cos(phi / 2))**2)
+        # With a, b as above, b > 0, so atan2(a, b) = atan(a / b) = atan(tan(phi / 2)) = phi / 2.
+        ratio = sp.simplify(2 * sp.sin(phi / 2) / (2 * sp.cos(phi / 2)) - sp.tan(phi / 2))
+        sine = sp.simplify(2 * sp.sin(phi / 2) * 2 * sp.cos(phi / 2) / 2 - sp.sin(phi))
+        d = 3
+        u = sp.Matrix(sp.symbols(f"u0:{d}", real=True))
+        v = sp.Matrix(sp.symbols(f"v0:{d}", real=True))
+        gram_a = sp.expand((u - v).dot(u - v) - (u.dot(u) + v.dot(v) - 2 * u.dot(v)))
+        gram_b = sp.expand((u + v).dot(u + v) - (u.dot(u) + v.dot(v) + 2 * u.dot(v)))
+        ok = all(x == 0 for x in (half_a, half_b, ratio, sine, gram_a, gram_b))
+        return ok, (f"a^2 - 4 sin^2(phi/2) = {half_a}, b^2 - 4 cos^2(phi/2) = {half_b}, "
+                    f"a/b - tan(phi/2) = {ratio}, ab/2 - sin phi = {sine}; "
+                    f"||u -+ v||^2 - (|u|^2 + |v|^2 -+ 2<u,v>) = {gram_a}, {gram_b} (d = {d})")
+
+    return guarded("half_angle_route", FAMILY,
+                   "phi = 2 atan2(a, b), sin phi = a b / 2 with a, b = ||u^ -+ v^|| = sqrt(|u^|^2 + |v^|^2 -+ 2t)",
+                   "symbolic", check)
+
+
+class _SymbolicEngine:
+    """The part of the engine interface grad_gram_from / grad_gram_dot use, on SymPy objects."""
+
+    name = "sympy"
+    pi = sp.pi
+
+
+def gradient_contraction(activation: str = "relu") -> Result:
+    """grad_gram_dot(c) = sum_l c_l grad_gram_from[:, l, :] (checker functions on SymPy symbols)."""
+
+    def check() -> tuple[bool, str]:
+        m, n, d = 2, 3, 2
+        sym = lambda name, shape: np.array(sp.symbols(f"{name}0:{int(np.prod(shape))}", real=True),  # noqa: E731
+                                           dtype=object).reshape(shape)
+        g = objective.PairGeometry(nu=sym("nu", (m,)), nv=sym("nv", (n,)), uhat=sym("uh", (m, d)),
+                                   vhat=sym("vh", (n, d)), phi=sym("phi", (m, n)), sin_phi=sym("s", (m, n)),
+                                   cos_phi=sym("t", (m, n)),
+                                   u_nonzero=np.array([sp.Integer(1)] * m, dtype=object))  # mask 1: u_j != 0
+        c = sym("c", (n,))
+        eng = _SymbolicEngine()
+        fast = objective.grad_gram_dot(eng, g, activation, c)
+        G = objective.grad_gram_from(eng, g, activation)
+        slow = (G * c[None, :, None]).sum(axis=1)
+        diffs = [sp.simplify(sp.expand(x - y)) for x, y in zip(fast.ravel(), slow.ravel())]
+        return all(x == 0 for x in diffs), f"{m} x {n} pairs in d = {d}: all {len(diffs)} entries equal"
+
+    return guarded(f"gradient_contraction_{activation}", FAMILY,
+                   "sum_l c_l ||v_l|| (A_jl v^_l + B_jl u^_j) = (A * c||v||) V^ + (B c||v||) u^_j "
+                   f"(checker.objective.grad_gram_dot, '{activation}')",
+                   "symbolic", check)
+
+
+DERIVATIONS = (
+    half_angle_route,
+    bound(gradient_contraction, "gradient_contraction_relu", activation="relu"),
+    bound(gradient_contraction, "gradient_contraction_abs", activation="abs"),
+)
