@@ -128,6 +128,9 @@ class Options:
     progress: bool = True
     #: mp engine: float64 steps until float64's precision floor, then mp (checker.hybrid)
     hybrid: bool = True
+    #: evaluate every hypothesis even after one failed (no descent without --force);
+    #: for callers that report which hypothesis a start misses (checker.algorithm)
+    all_hypotheses: bool = False
 
 
 @dataclass
@@ -399,7 +402,9 @@ class TheoremCheck:
                 for h in HYPOTHESES]
 
     def _stop_early(self) -> bool:
-        return not self.options.force and any(c.holds is False for c in self.checks.values())
+        if self.options.force or self.options.all_hypotheses:
+            return False
+        return any(c.holds is False for c in self.checks.values())
 
     def _refuse_outside_t1(self) -> None:
         """Instances T1 says nothing about, refused in seconds (exit 2) before any long work."""

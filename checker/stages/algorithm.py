@@ -182,6 +182,14 @@ def heavy_angles(a: np.ndarray, W: np.ndarray, W_star: np.ndarray, a_star: np.nd
     return float(ang.max()), per
 
 
+def _number_or_none(text: str) -> float | None:
+    """A check's value as a number; None when T1 did not evaluate it (an earlier hypothesis failed)."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def run_seed(teacher: Instance, opts: AlgorithmOptions, seed: int, *,
              say: Callable[[str], None] = lambda s: None) -> SeedResult:
     """The three stages on one seed (results as data)."""
@@ -243,7 +251,7 @@ def run_seed(teacher: Instance, opts: AlgorithmOptions, seed: int, *,
                            lam=opts.lam, eta=opts.eta, name=f"{teacher.name or 'teacher'}-seed{seed}")
     t_opts = Options(engine=opts.engine, dps=opts.dps, schedule=opts.schedule, steps=opts.steps,
                      gap_target=opts.gap_target, time_budget=opts.time_budget, seed=seed,
-                     progress=opts.progress)
+                     progress=opts.progress, all_hypotheses=True)
     check = TheoremCheck(RunFile(inst, {}, "stage 2 output", f"seed {seed}"), t_opts)
     check.say = say
     report = check.run()
@@ -251,7 +259,7 @@ def run_seed(teacher: Instance, opts: AlgorithmOptions, seed: int, *,
     h4 = hyps.get("H4")
     eps0 = report.constants.get("eps_0")
     st2 = Stage2Result(float(ev2.loss), float(ev2.reg_loss), lam2_text,
-                       float(h4.value) if h4 is not None else None, eps0,
+                       _number_or_none(h4.value) if h4 is not None else None, eps0,
                        h4.holds if h4 is not None else None, max2,
                        bool(h4.rigorous) if h4 is not None else False)
     final_loss = max3 = far3 = None
