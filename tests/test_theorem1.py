@@ -59,7 +59,7 @@ def test_default_preset_holds_and_writes_the_documented_json(tmp_path: Path, cap
     # C6/C7 measured on points of the run, and the implied linear rate is a valid contraction factor
     assert data["constants"]["c_D_points"] > 0 and data["constants"]["c_D"] > 0
     assert 0 <= data["constants"]["implied_rate_per_step"] < 1
-    for fig in ("gap_loss.png", "mass_angle.png", "certificate.png"):
+    for fig in ("gap_loss.png", "mass_angle.png", "certificate.png", "descent_direction.png"):
         assert (tmp_path / "fig" / fig).stat().st_size > 0
 
 
