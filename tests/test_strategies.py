@@ -182,6 +182,11 @@ BAD = [
     (S.instances, dict(student_options=dict(colour="red"))),
     (S.instances, dict(student="random", student_options=dict(min_norm=3.0, max_norm=1.0))),
     (S.instances, dict(lam=0.1)),
+    (S.near_optimal_instances, dict(spread=0.0)),
+    (S.near_optimal_instances, dict(spread=1.0)),
+    (S.near_optimal_instances, dict(min_lambda=0.0)),
+    (S.near_optimal_instances, dict(min_lambda=0.2, max_lambda=0.1)),
+    (S.near_optimal_instances, dict(min_separation=0.0)),
 ]
 
 
@@ -199,3 +204,10 @@ def test_near_students_rejects_bad_teacher_and_lambda():
         S.near_students(teacher=t, lam=-0.1)
     with pytest.raises(TypeError):  # keyword-only
         S.near_students(t, 0.1)  # type: ignore[misc]
+
+
+@given(inst=S.near_optimal_instances(max_d=3, max_m_star=2, spread=0.2, min_lambda=0.02, max_lambda=0.05))
+def test_near_optimal_instances_honour_parameters(inst):
+    assert 0.02 <= float(inst.lam) <= 0.05
+    assert inst.d <= 3 and inst.m_star <= 2
+    assert inst.separation >= 0.8 * (1 - 1e-9)  # the default min_separation
