@@ -257,7 +257,6 @@ def descent_direction(engine: Engine, activation: str, a: np.ndarray, W: np.ndar
             for k, j in enumerate(nz):
                 angles[j] = float(ang[k])
                 assign[j] = int(idx[k]) if ang[k] <= radius else -1
-        mu = np.abs(af) * norms
         q = [0.0] * m
         covered = []
         a_hat = engine.zeros(m) if engine.name != "float64" else np.zeros(m)
@@ -266,10 +265,13 @@ def descent_direction(engine: Engine, activation: str, a: np.ndarray, W: np.ndar
             s_i = reduced.signed_mass[i]
             mine = [j for j in range(m) if assign[j] == i and af[j] != 0 and (af[j] > 0) == (s_i > 0)]
             covered.append(bool(mine))
-            total = float(sum(mu[j] for j in mine))
+            # q in the engine's numbers, so that sum_j q_ij = 1 (theta-hat's mass s_i) to working precision
+            mu_e = {j: abs(a[j]) * engine.sqrt((W[j] * W[j]).sum()) for j in mine}
+            total = sum(mu_e.values())
             for j in mine:
-                q[j] = float(mu[j] / total)
-                root = engine.sqrt(engine.scalar(q[j]) if engine.name != "float64" else q[j])
+                q_e = mu_e[j] / total
+                q[j] = float(q_e)
+                root = engine.sqrt(q_e)
                 orient = 1
                 if activation == "abs" and float(Wf[j] @ np.array([float(y) for y in reduced.W[i]])) < 0:
                     orient = -1
