@@ -106,7 +106,8 @@ def kernel_directional_derivative(activation: str = "relu") -> Result:
         kk = rho * nu * ck.kappa(al, sp.sin(al), sp.cos(al), sp.pi, activation)
         claimed = kk - nu * (a * p1 + b * (sp.cos(al) * p1 + sp.sin(al) * p2))
         residue = sp.simplify(sp.expand_trig(sp.simplify(dk - claimed)))
-        return residue == 0, f"difference simplifies to {residue} (u = rho(cos alpha, sin alpha), v = nu e_1, 0 < alpha < pi)"
+        return residue == 0, (f"difference simplifies to {residue} "
+                              f"(u = rho(cos alpha, sin alpha), v = nu e_1, 0 < alpha < pi)")
 
     return guarded(
         f"kernel_directional_derivative_{activation}", FAMILY,
