@@ -258,8 +258,10 @@ def test_c_D_and_c_PL_are_positive_near_the_optimum(inst):
     terms, D = ds.descent_terms(p.engine, p.activation, p.a, p.W, p.a_star, p.W_star, p.lam, zeta, red,
                                 inst.separation / 3)
     note(f"zeta={zeta:.3g}, terms={terms}")
-    if terms.excluded:
-        return  # stated exclusion; nothing to measure at this point
+    if terms.excluded:  # one of the two stated exclusions; nothing to measure at this point
+        assert terms.c_D is None and terms.excluded.startswith(("zeta", "a teacher has no near neuron"))
+        assert (zeta <= terms.zeta_floor) or not D.complete
+        return
     detail = dict(zeta=zeta, lam=float(inst.lam), dir_deriv=terms.dir_deriv, grad_sq=terms.grad_sq)
     _record("c_D", terms.c_D, "<grad L_lambda, D> >= c_D zeta with c_D > 0; ratio recorded = -c_D "
             "(holds iff < 0; worst = -smallest c_D)", inst, **detail)
