@@ -3,7 +3,11 @@
 * ``gap_loss.png``: L, L_lambda - min and the gap estimate against steps, log scale;
 * ``mass_angle.png``: neuron mass against angle to the nearest teacher, start and end;
 * ``certificate.png``: the dual certificate eta along great circles through teacher directions;
-* ``directions.png`` (d = 2 only): teacher and student directions on the circle.
+* ``directions.png`` (d = 2 only): teacher and student directions on the circle;
+* ``descent_direction.png``: the paper's Figure 1 ("Illustration of descent direction") reproduced
+  at the starting student: each neuron w_j and the arrow of -D to its target (sqrt(q_ij) times the
+  optimal neuron of its teacher, or 0 when far), in the plane itself for d = 2, else projected on
+  the plane of the two leading principal directions of the teacher neurons.
 """
 
 from __future__ import annotations
@@ -33,6 +37,59 @@ def _great_circle(e1: np.ndarray, e2: np.ndarray, n: int = 721) -> tuple[np.ndar
     e2 = e2 / np.linalg.norm(e2)
     t = np.linspace(-np.pi, np.pi, n)
     return t, np.cos(t)[:, None] * e1 + np.sin(t)[:, None] * e2
+
+
+def descent_direction_figure(check: Any, plt: Any) -> Any:
+    """Figure 1 reproduced: students w_j, targets w-hat_j and the arrows -D_w (start of the run).
+
+    Float64 at the instance's lambda; the construction is ``checker.geometry.descent`` (reconstructed
+    details: mass-proportional q_ij, targets balanced).  For d > 2 the plane is spanned by the two
+    leading right singular vectors of the teacher matrix (for m* = 1: w*_1 and the largest student
+    component orthogonal to it); the projection can shorten arrows, never lengthen them.
+    """
+    from .engines import Float64Engine
+    from .geometry import descent
+    from .problem import Problem
+
+    eng = Float64Engine()
+    p = Problem.from_instance(check.instance, eng)
+    red = descent.reduced_optimum(eng, p.activation, p.a_star, p.W_star, p.lam)
+    D = descent.descent_direction(eng, p.activation, p.a, p.W, p.W_star, red, check.radius)
+    Ws = np.asarray(p.W_star, float)
+    d = Ws.shape[1]
+    if d == 2:
+        P = np.eye(2)
+    else:
+        basis = list(np.linalg.svd(Ws)[2][:2])
+        if len(Ws) == 1:
+            rest = p.W - np.outer(p.W @ Ws[0], Ws[0])
+            k = int(np.argmax(np.linalg.norm(rest, axis=1)))
+            e2 = rest[k] if np.linalg.norm(rest[k]) > 0 else np.roll(Ws[0], 1)
+            e2 = e2 - Ws[0] * (Ws[0] @ e2)
+            basis = [Ws[0], e2 / np.linalg.norm(e2)]
+        P = np.array(basis)
+    fig, ax = plt.subplots(figsize=(5.6, 5.6))
+    for i, (w, wo) in enumerate(zip(Ws, np.asarray(red.W, float))):
+        u, uo = P @ w, P @ wo
+        ax.plot([0, u[0]], [0, u[1]], "k:", lw=1, label="teacher direction w*_i" if i == 0 else None)
+        ax.plot([0, uo[0]], [0, uo[1]], "k-", lw=2, label="optimal neuron of teacher i" if i == 0 else None)
+        ax.annotate(f"teacher {i}", uo, fontsize=8)
+    for j, (a, w, wh) in enumerate(zip(p.a, p.W, D.W_hat)):
+        x, y = P @ w, P @ wh
+        colour = "tab:blue" if a >= 0 else "tab:red"
+        ax.plot(*x, "o", color=colour, ms=5)
+        ax.annotate("", xy=y, xytext=x, arrowprops=dict(arrowstyle="->", color=colour, lw=1.2))
+        region = "far" if D.assignment[j] < 0 else f"q={D.q[j]:.2f}"
+        ax.annotate(f"{j} ({region})", x, fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.plot([], [], "o", color="tab:blue", label="student w_j (a_j > 0)")
+    ax.plot([], [], "o", color="tab:red", label="student w_j (a_j < 0)")
+    ax.plot(0, 0, "k+")
+    ax.set_aspect("equal")
+    ax.legend(fontsize=7, loc="best")
+    plane = "the plane itself" if d == 2 else "projection on the teachers' leading plane"
+    ax.set_title(f"descent direction: arrows -D move each neuron to its target\n({plane}; start of the run, "
+                 f"lambda = {float(p.lam):.3g})", fontsize=9)
+    return fig
 
 
 def make_plots(check: Any, report: Any, folder: str) -> list[Path]:
@@ -125,4 +182,9 @@ def make_plots(check: Any, report: Any, folder: str) -> list[Path]:
         ax.legend()
         ax.set_title("directions (d = 2): teacher solid, students dashed")
         paths.append(save(fig, "directions.png"))
+
+    try:
+        paths.append(save(descent_direction_figure(check, plt), "descent_direction.png"))
+    except CheckerError as exc:  # the construction does not apply (a teacher dropped at this lambda)
+        print(f"note: no descent_direction.png: {exc}")
     return paths

@@ -610,8 +610,39 @@ class TheoremCheck:
 
         gb = duality.gap_bound(problem, a, W, lam=lam, rigorous=False, seed=self.options.seed)
         zeta = max(float(gb.gap_upper), 0.0)
+        self._descent_state()["lam"][float(lam)] = lam  # the schedule's lambda in engine numbers (C6/C7)
         self.monitor.append(self._terms(a, W, float(lam), zeta, float(gb.reg_loss)))
         return zeta
+
+    def _descent_state(self) -> dict[str, dict[float, Any]]:
+        """Per-lambda cache of the C6/C7 construction: engine lambdas and reduced optima."""
+        return self.__dict__.setdefault("_descent_cache", {"lam": {}, "reduced": {}})
+
+    def _descent(self, a: np.ndarray, W: np.ndarray, lam: float, zeta: float) -> dict[str, Any]:
+        """The C6/C7 terms at a point: <grad L_lambda, D>, ||grad L_lambda||^2 and their ratios to zeta.
+
+        The reduced lambda-optimum (one neuron per teacher) is computed once per lambda, in the
+        run's engine at the run's own lambda (``checker.geometry.descent``).
+        """
+        from .geometry import descent
+
+        state = self._descent_state()
+        lam_e = state["lam"].get(lam)
+        if lam_e is None:
+            lam_e = self.problem.lam if lam == float(self.problem.lam) else self.engine.scalar(lam)
+        if lam not in state["reduced"]:
+            try:
+                state["reduced"][lam] = descent.reduced_optimum(
+                    self.engine, self.problem.activation, self.problem.a_star, self.problem.W_star, lam_e)
+            except CheckerError as exc:
+                state["reduced"][lam] = str(exc)
+        red = state["reduced"][lam]
+        if isinstance(red, str):
+            return {"dir_deriv": None, "grad_sq": None, "c_D_ratio": None, "c_PL_ratio": None,
+                    "descent_excluded": red}
+        terms, _ = descent.descent_terms(self.engine, self.problem.activation, a, W, self.problem.a_star,
+                                         self.problem.W_star, lam_e, zeta, red, self.radius)
+        return terms.to_dict()
 
     def _terms(self, a: np.ndarray, W: np.ndarray, lam: float, zeta: float, reg_loss: float,
                loss: float | None = None) -> dict[str, Any]:
@@ -631,6 +662,7 @@ class TheoremCheck:
             "C3_bound": cert_mod.c3_bound(cert, lam, zeta) if lam > 0 else math.inf,
             "C4_bound": cert_mod.c4_bound(cert, lam, zeta) if lam > 0 else math.inf,
             "max_heavy_angle": max(heavy) if heavy else 0.0,
+            **(self._descent(a, W, lam, zeta) if lam > 0 else {}),
         }
 
     # ------------------------------------------------------------ the run
@@ -858,7 +890,86 @@ class TheoremCheck:
             out.append(Check("C5", "along the lambda schedule the loss and the largest angle of "
                              "non-negligible neurons decrease to 0", None, "-", "-",
                              "not applicable: one lambda only (use --schedule geometric)"))
+        out.extend(self._descent_conclusions(result, measured))
         return out, measured
+
+    def _descent_conclusions(self, result: Any, measured: dict[str, Any]) -> list[Check]:
+        """C6 (descent direction) and C7 (gradient domination) from the monitored ratios.
+
+        Measured constants of this checker, not the paper's: the smallest ratio seen along the run.
+        A point enters only when the construction of D applies (every teacher covered) and zeta is
+        above ZETA_FLOOR_ULPS ulps of |L_lambda| + ||f*||^2 (``checker.geometry.descent``).
+        """
+        from .geometry import descent
+        from .geometry.smoothness import hessian_norm_estimate
+
+        rows = [m for m in self.monitor if "c_D_ratio" in m or "descent_excluded" in m]
+        cd = [m["c_D_ratio"] for m in rows if m.get("c_D_ratio") is not None]
+        cpl = [m["c_PL_ratio"] for m in rows if m.get("c_PL_ratio") is not None]
+        reasons = sorted({m["descent_excluded"].split(" ")[0] == "zeta" and "zeta at the rounding floor"
+                          or m["descent_excluded"] for m in rows if m.get("descent_excluded")})
+        excluded = f"{len(rows) - len(cd)} point(s) excluded ({'; '.join(reasons)})" if len(rows) > len(cd) else \
+            "no point excluded"
+        rule = (f"points with zeta <= {descent.ZETA_FLOOR_ULPS} ulps of |L_lambda| + ||f*||^2 are excluded "
+                "(both sides at rounding level)")
+        c_D = min(cd) if cd else None
+        c_PL = min(cpl) if cpl else None
+        measured["c_D"], measured["c_PL"] = c_D, c_PL
+        measured["c_D_points"], measured["c_PL_points"] = len(cd), len(cpl)
+        reduced = {lam: r for lam, r in self._descent_state()["reduced"].items() if not isinstance(r, str)}
+        if reduced:
+            lam_f = min(reduced)
+            r = reduced[lam_f]
+            measured["reduced_optimum"] = {"lambda": lam_f, "signed_mass": r.signed_mass,
+                                           "angle_to_teacher": r.angle_to_teacher,
+                                           "min_hessian_eig": r.min_hessian_eig, "converged": r.converged}
+        out: list[Check] = []
+        neg = ("a non-positive value means that at some monitored point the gradient does not point along "
+               "D = theta - theta-hat by a positive multiple of the gap: the reconstructed direction is not "
+               "a descent direction there (against this checker's construction, not a disproof of the paper)")
+        out.append(Check(
+            "C6", "descent direction: <grad L_lambda(theta), D> >= c_D zeta(theta) with c_D > 0 along the run "
+            "(c_D measured by this checker)",
+            (c_D > 0) if c_D is not None else None, _fmt(c_D), "> 0",
+            (f"smallest ratio over {len(cd)} monitored points; {excluded}; {rule}; " + neg) if cd else
+            f"undetermined: no monitored point qualifies ({excluded}; {rule})"))
+        # The rate gradient domination implies at the final lambda, next to the C2 fit.
+        lam_final = float(result.lam)
+        final_cpl = [m["c_PL_ratio"] for m in rows if m.get("c_PL_ratio") is not None and m["lam"] == lam_final]
+        eta = float(self.instance.eta)
+        betas = [hessian_norm_estimate(self.instance, seed=self.options.seed)]
+        try:
+            end = self.instance.replace(student_a=[repr(float(x)) for x in result.a],
+                                        student_W=[[repr(float(x)) for x in row] for row in result.W],
+                                        lam=repr(lam_final))
+            betas.append(hessian_norm_estimate(end, seed=self.options.seed))
+        except CheckerError:
+            pass
+        beta = max(betas)
+        c_final = min(final_cpl) if final_cpl else None
+        implied = descent.implied_rate(c_final, eta, beta) if c_final is not None else None
+        observed = measured.get("gap_rate_per_step")
+        measured["c_PL_final_lambda"] = c_final
+        measured["beta_max_estimate"] = beta
+        measured["implied_rate_per_step"] = implied
+        measured["observed_rate_per_step"] = observed
+        consistent = (implied is not None and observed is not None and observed <= implied * (1 + 1e-9))
+        measured["implied_rate_bounds_observed"] = consistent if implied is not None and observed is not None else None
+        rate_text = (f"implied rate 1 - eta c_PL (1 - eta beta/2) = {_fmt(implied)} per step (eta = {eta:.4g}, "
+                     f"c_PL = {_fmt(c_final)} at the final lambda, beta = {beta:.4g}, the larger Hessian-norm "
+                     f"estimate at the start and the end) vs observed {_fmt(observed)} (C2 fit)"
+                     + ("; the implied rate bounds the observed one" if consistent else
+                        "; the implied rate does NOT bound the observed one (beta or c_PL is only an estimate "
+                        "between monitored points)" if implied is not None and observed is not None else ""))
+        out.append(Check(
+            "C7", "gradient domination: ||grad L_lambda(theta)||^2 >= c_PL zeta(theta) with c_PL > 0 along the run "
+            "(c_PL measured by this checker)",
+            (c_PL > 0) if c_PL is not None else None, _fmt(c_PL), "> 0",
+            (f"smallest ratio over {len(cpl)} monitored points; {excluded}; {rate_text}; a non-positive value "
+             "means a monitored point with a positive gap and a vanishing gradient (a stationary point "
+             "above the optimum)") if cpl else
+            f"undetermined: no monitored point qualifies ({excluded}; {rule})"))
+        return out
 
     def _stage_ends(self) -> list[dict[str, Any]]:
         """The last monitored point of each lambda (stage ends of the schedule)."""
@@ -912,9 +1023,14 @@ def print_report(report: Report, out: Any = None) -> None:
     if report.constants:
         print("\nMeasured constants (this checker's measurements, not the paper's constants):", file=out)
         for k, v in report.constants.items():
-            if k == "stages":
+            if k in ("stages", "reduced_optimum"):
                 continue
             print(f"  {k:<30} {_fmt(v)}", file=out)
+    red = report.constants.get("reduced_optimum")
+    if red:
+        print(f"\nReduced lambda-optimum (one neuron per teacher, lambda = {red['lambda']:.4g}; the target of D): "
+              f"signed masses {[f'{x:.6g}' for x in red['signed_mass']]}, angles to the teachers "
+              f"{[f'{x:.3g}' for x in red['angle_to_teacher']]} rad", file=out)
     for n in report.notes:
         print(f"note: {n}", file=out)
     print(f"\nverdict: {report.verdict}" + (f" — {report.message}" if report.message else ""), file=out)

@@ -24,6 +24,7 @@ FAMILIES: tuple[str, ...] = (
     "certificate",
     "angles",
     "early_stage",
+    "descent",
 )
 
 

@@ -8,6 +8,10 @@ record is written to ``reports/worst_ratios.json`` when the module finishes; any
 profile writes it when ``WORST_RATIOS_FILE`` names a path.  A ratio above 1 is a
 violation (the test that measured it fails); the file keeps the instance that
 reached the worst ratio of each kind so that it can be replayed.
+
+Several test modules record into the one file (``tests/test_descent.py`` adds the
+measured constants c_D and c_PL): ``write`` replaces the kinds it measured and keeps
+the others already in the file, each entry with the command that produced it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ DEFAULT_PATH = Path(__file__).with_name("worst_ratios.json")
 class Entry:
     """The worst ratio of one kind seen so far."""
 
-    bound: str  # the inequality, in words
+    bound: str  # the inequality, in words (and how the ratio is formed when it is not measured / bound)
     worst: float = -math.inf
     examples: int = 0
     instance: dict[str, Any] | None = None
@@ -57,6 +61,7 @@ class WorstRatios:
         for kind, e in sorted(self.entries.items()):
             d = asdict(e)
             d["worst"] = e.worst if math.isfinite(e.worst) else None
+            d["command"] = command
             ratios[kind] = d
         return {
             "format": FORMAT,
@@ -72,7 +77,19 @@ class WorstRatios:
         }
 
     def write(self, path: str | Path, *, profile: str, command: str) -> None:
-        """Atomic JSON write (temporary file, then rename)."""
+        """Atomic JSON write (temporary file, then rename), keeping the other kinds of an existing record."""
+        import json
+
         from checker.io import write_json_atomic
 
-        write_json_atomic(path, self.to_dict(profile=profile, command=command))
+        out = self.to_dict(profile=profile, command=command)
+        try:
+            old = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict) and old.get("format") == FORMAT and isinstance(old.get("ratios"), dict):
+            kept = {k: v for k, v in old["ratios"].items() if k not in out["ratios"] and isinstance(v, dict)}
+            for v in kept.values():
+                v.setdefault("command", old.get("command"))
+            out["ratios"] = dict(sorted({**kept, **out["ratios"]}.items()))
+        write_json_atomic(path, out)

@@ -573,3 +573,24 @@ def stage1_settings(*, min_width: int = 1, max_width: int = 6, min_scale: float 
 def _stage1_settings(draw: Any, min_width: int, max_width: int, lo: float, hi: float) -> Stage1Setting:
     return Stage1Setting(draw(st.integers(min_width, max_width)), draw(st.integers(0, 2**32 - 1)),
                          _log_uniform(draw, lo, hi), _log_uniform(draw, 1e-3, 1.0))
+
+
+def near_optimal_instances(*, max_d: int = 3, max_m_star: int = 3, min_separation: float = 0.8,
+                           spread: float = 0.3, min_lambda: float = 0.01,
+                           max_lambda: float = 0.1) -> SearchStrategy[Instance]:
+    """Instances whose student is near the teacher's lambda-optimum, for the local-phase constants.
+
+    ``spread`` in (0, 1) scales every perturbation of ``near_students`` together: angles up to
+    spread (rad), mass error up to spread, layers unbalanced up to 1 + 3 spread, up to two small
+    neurons of total mass spread / 2.  Teachers are separated by >= min_separation (their dual
+    certificate and the neighbourhoods r = Delta/3 of T1 are then well defined).
+    """
+    sp_ = _check_real("spread", spread)
+    _check(0 < sp_ < 1, f"spread must be in (0, 1), got {sp_}")
+    lo, hi = _check_real("min_lambda", min_lambda), _check_real("max_lambda", max_lambda)
+    _check(lo > 0, f"min_lambda must be > 0, got {lo}")
+    _check_range("min_lambda", lo, "max_lambda", hi)
+    return instances(teacher=teachers(max_d=max_d, max_m_star=max_m_star, min_separation=min_separation),
+                     student_options=dict(max_angle=sp_, max_mass_error=sp_, max_split=3, max_small=2,
+                                          small_mass=sp_ / 2, max_imbalance=1 + 3 * sp_),
+                     lam=lambdas(min_value=lo, max_value=hi))

@@ -186,6 +186,11 @@ BAD = [
     (S.non_decimal_fractions, dict(max_bits=4)),
     (S.dyadic_balls, dict(max_exponent=0)),
     (S.dyadic_balls, dict(max_bits=1.5)),
+    (S.near_optimal_instances, dict(spread=0.0)),
+    (S.near_optimal_instances, dict(spread=1.0)),
+    (S.near_optimal_instances, dict(min_lambda=0.0)),
+    (S.near_optimal_instances, dict(min_lambda=0.2, max_lambda=0.1)),
+    (S.near_optimal_instances, dict(min_separation=0.0)),
 ]
 
 
@@ -221,3 +226,8 @@ def test_dyadic_balls_are_dyadic_with_non_negative_radius(ball):
     for x in (mid, rad):
         assert x.denominator & (x.denominator - 1) == 0  # a power of two
     assert rad >= 0
+@given(inst=S.near_optimal_instances(max_d=3, max_m_star=2, spread=0.2, min_lambda=0.02, max_lambda=0.05))
+def test_near_optimal_instances_honour_parameters(inst):
+    assert 0.02 <= float(inst.lam) <= 0.05
+    assert inst.d <= 3 and inst.m_star <= 2
+    assert inst.separation >= 0.8 * (1 - 1e-9)  # the default min_separation

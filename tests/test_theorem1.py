@@ -44,7 +44,7 @@ def test_default_preset_holds_and_writes_the_documented_json(tmp_path: Path, cap
     assert data["version"] == theorem1.SCHEMA_VERSION
     assert data["verdict"] == "holds"
     assert [h["id"] for h in data["hypotheses"]] == ["H1", "H1-certificate", "H2", "H3", "H4"]
-    assert [c["id"] for c in data["conclusions"]] == ["C1", "C2", "C3", "C4", "C5"]
+    assert [c["id"] for c in data["conclusions"]] == ["C1", "C2", "C3", "C4", "C5", "C6", "C7"]
     for item in data["hypotheses"] + data["conclusions"]:
         assert set(item) >= {"id", "holds", "value", "bound"}
     assert all(c["holds"] is True for c in data["conclusions"])  # default runs a schedule: C5 applies
@@ -53,9 +53,13 @@ def test_default_preset_holds_and_writes_the_documented_json(tmp_path: Path, cap
         Decimal(data["final"][key])  # a decimal string
     assert data["final"]["gap_rigorous"] is True
     assert data["engine"] == "float64" and data["dps"] == 15
-    for key in ("C3_worst_ratio", "C4_worst_ratio", "gap_rate_per_step", "rho", "rho_far", "p_norm"):
+    for key in ("C3_worst_ratio", "C4_worst_ratio", "gap_rate_per_step", "rho", "rho_far", "p_norm",
+                "c_D", "c_PL", "implied_rate_per_step", "observed_rate_per_step"):
         assert key in data["constants"]
-    for fig in ("gap_loss.png", "mass_angle.png", "certificate.png"):
+    # C6/C7 measured on points of the run, and the implied linear rate is a valid contraction factor
+    assert data["constants"]["c_D_points"] > 0 and data["constants"]["c_D"] > 0
+    assert 0 <= data["constants"]["implied_rate_per_step"] < 1
+    for fig in ("gap_loss.png", "mass_angle.png", "certificate.png", "descent_direction.png"):
         assert (tmp_path / "fig" / fig).stat().st_size > 0
 
 
