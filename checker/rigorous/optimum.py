@@ -161,7 +161,7 @@ def newton_polish(problem: Problem, a: np.ndarray, W: np.ndarray, *, max_steps: 
     The Hessian is formed from central differences of the exact gradient with
     step h = 10^(-dps/3): its error O(h^2) = 10^(-2 dps/3) only slows the
     quadratic convergence to a linear one with that factor.  A Newton step that
-    does not lower L_lambda is halved (up to 30 times).  ``basis`` (s x d,
+    lowers neither L_lambda nor the gradient norm is halved (up to 30 times).  ``basis`` (s x d,
     orthonormal rows, engine numbers): the neurons are kept in its span,
     W = X basis, and Newton runs on (a, X); the span of the teachers is invariant
     under the descent, and staying exactly in it lets the certificate search a
@@ -215,7 +215,9 @@ def newton_polish(problem: Problem, a: np.ndarray, W: np.ndarray, *, max_steps: 
             t = mpmath.mpf(1)
             for _ in range(30):
                 f2, g2 = grad(x + t * step)
-                if f2 <= f:
+                # Near the optimum a Newton step changes L_lambda by less than its rounding
+                # (a cancelling sum of O(1) terms): a smaller gradient also accepts the step.
+                if f2 <= f or mpmath.fsum(v * v for v in g2) < gnorm * gnorm:
                     break
                 t /= 2
             else:
