@@ -24,6 +24,7 @@ quantile is computed with mpmath from the regularized incomplete beta function
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping, Sequence
@@ -139,6 +140,7 @@ def start_instance(spec: PointSpec) -> Instance:
 
 
 # --------------------------------------------------------------------------- fits
+@functools.lru_cache(maxsize=256)
 def t_quantile(p: float, dof: int, *, dps: int = 30) -> float:
     """Quantile of Student's t distribution with ``dof`` degrees of freedom (0.5 < p < 1).
 
