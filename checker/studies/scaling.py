@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, Sequence
 
 import mpmath
@@ -235,6 +235,7 @@ class MeasureConfig:
     trial_gap_target: float = 1e-9
     max_trials: int = 6
     rel_tol: float = 0.05
+    ranges: dict[str, list[float]] = field(default_factory=dict)  # family -> [lo, hi] (default: the family's)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "MeasureConfig":
@@ -251,6 +252,16 @@ class MeasureConfig:
             for x in d["families"]:
                 family(x)
             d["families"] = tuple(d["families"])
+        ranges = d.get("ranges", {})
+        if not isinstance(ranges, Mapping) or not all(
+                isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, (int, float))
+                                                                     and not isinstance(x, bool) for x in v)
+                for v in ranges.values()):
+            raise CheckerError("measure.ranges: expected {family: [lo, hi]}")
+        for k in ranges:
+            from .families import family
+            family(k)
+        d["ranges"] = {k: [float(x) for x in v] for k, v in ranges.items()}
         cfg = cls(**d)
         for name in ("gap_target", "trial_time", "trial_gap_target", "rel_tol"):
             v = getattr(cfg, name)
@@ -325,11 +336,13 @@ def measure_point(spec: PointSpec, cfg: MeasureConfig) -> dict[str, Any]:
             tcfg = thr.TrialConfig(steps=cfg.trial_steps, time_budget=cfg.trial_time,
                                    gap_target=cfg.trial_gap_target, seed=spec.seed)
             for name in cfg.families:
-                res, _ = thr.find_threshold(RunFile(ref, {}, "", ref.name), name, tcfg,
+                lo, hi = cfg.ranges.get(name, (None, None))
+                res, _ = thr.find_threshold(RunFile(ref, {}, "", ref.name), name, tcfg, lo=lo, hi=hi,
                                             rel_tol=cfg.rel_tol, max_trials=cfg.max_trials)
                 out["threshold"][name] = {
-                    k: getattr(res, k) for k in ("status", "threshold_size", "threshold_gap", "threshold_loss",
-                                                 "eps0_checker", "ratio_to_eps0", "counterexample", "failure")}
+                    k: getattr(res, k) for k in ("status", "size_range", "threshold_size", "threshold_gap",
+                                                 "threshold_loss", "eps0_checker", "ratio_to_eps0",
+                                                 "counterexample", "failure")}
                 out["threshold"][name]["trials"] = len(res.trials)
         elif cfg.families:
             out["threshold_skipped"] = "the constants run did not reach the gap target: no reference student"

@@ -244,6 +244,9 @@ def diagnose(check: Any, report: Any) -> list[str]:
         notes.append(f"L_lambda went up along GD ({failed['C1'].detail}): the step is too large for this start")
     if not report.run or "a" not in report.run:
         return notes
+    if report.run.get("stop_reason") == "diverged":
+        notes.append(f"GD diverged after {report.run.get('steps')} step(s)")
+        return notes
     a = np.array([float(x) for x in np.ravel(engine_from_json(check.engine, report.run["a"]))])
     W = np.array([[float(x) for x in r] for r in engine_from_json(check.engine, report.run["W"])])
     a_star = np.array([float(x) for x in check.instance.teacher_a])
@@ -530,7 +533,9 @@ def print_result(r: ThresholdResult, out: Any = None) -> None:
     if r.ratio_to_eps0 is not None:
         print(f"empirical threshold (lower end) / eps_0 = {r.ratio_to_eps0:.4g}", file=out)
     if r.failure:
-        print(f"failing start at s = {r.failure['size']:.5g}: "
+        unmet = r.failure["hypotheses_unmet"]
+        print(f"failing start at s = {r.failure['size']:.5g} (failed: {', '.join(r.failure['conclusions_failed'])}"
+              + (f"; {', '.join(unmet)} unmet there" if unmet else "") + "): "
               + "; ".join(r.failure["diagnosis"] or r.failure["conclusions_failed"]), file=out)
     for n in r.notes:
         print(f"note: {n}", file=out)
