@@ -21,7 +21,7 @@ from .scaling import AXES, QUANTITIES, loglog_fit
 
 AXIS_LABEL = {"lam": "lambda", "delta": "Delta", "m_star": "m*", "d": "d", "a_min": "a_min"}
 QUANTITY_LABEL = {
-    "rho": "rho (certificate, near)", "rho_far": "rho' (certificate, far)", "p_norm": "||p*||",
+    "rho": "rho (certificate, near)", "rho_far": "rho' (certificate, far)", "p_norm": "‖p*‖",
     "eps_0": "eps_0 (checker's threshold)", "lambda_max": "lambda_max (checker's)",
     "conv_rate": "convergence rate (per unit time)", "C3_worst_ratio": "worst C3 ratio",
     "C4_worst_ratio": "worst C4 ratio", "angle_over_lambda": "max angle at the optimum / lambda",
