@@ -22,6 +22,7 @@ FAMILIES: tuple[str, ...] = (
     "optimum",
     "duality",
     "certificate",
+    "studies",
 )
 
 

@@ -96,6 +96,12 @@ def random_rotation(d: int, rng: np.random.Generator) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
+def cone_cos2_alpha(m_star: Any, cos_delta: Any) -> Any:
+    """cos^2 alpha of the equiangular cone whose m* rays are pairwise at angle Delta
+    (derived in ``derivations/studies.py``); generic over the number type."""
+    return ((m_star - 1) * cos_delta + 1) / m_star
+
+
 def cone_teacher(m_star: int, d: int, delta: float, rng: np.random.Generator) -> np.ndarray:
     """m* unit vectors in R^d with every pairwise angle exactly delta (rows), randomly rotated."""
     E = np.zeros((m_star, d))
@@ -107,7 +113,7 @@ def cone_teacher(m_star: int, d: int, delta: float, rng: np.random.Generator) ->
         u, _, _ = np.linalg.svd(S)
         V = S @ u[:, :m_star - 1]
         V /= np.linalg.norm(V, axis=1)[:, None]
-        cos2 = ((m_star - 1) * math.cos(delta) + 1) / m_star
+        cos2 = cone_cos2_alpha(m_star, math.cos(delta))
         ca, sa = math.sqrt(max(cos2, 0.0)), math.sqrt(max(1 - cos2, 0.0))
         E[:, 0] = ca
         E[:, 1:m_star] = sa * V
