@@ -51,20 +51,20 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return out
 
 
-def threshold_estimate(t: Mapping[str, Any]) -> float | None:
-    """One number for a bracketed threshold gap: the geometric mean of its ends (None unless bracketed)."""
+def threshold_ends(t: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """(largest gap seen to converge, smallest seen to fail) of a bracketed threshold, else (None, None)."""
     g = t.get("threshold_gap") or {}
     lo, hi = g.get("lower"), g.get("upper")
     if t.get("status") != "bracketed" or not lo or not hi or lo <= 0 or hi <= 0:
-        return None
-    return math.sqrt(lo * hi)
+        return None, None
+    return lo, hi
 
 
 def _quantities(rec: Mapping[str, Any]) -> dict[str, float | None]:
     res = rec.get("result") or {}
     q = {k: (res.get("constants") or {}).get(k) for k in QUANTITIES}
     for fam, t in (res.get("threshold") or {}).items():
-        q[f"threshold_{fam}"] = threshold_estimate(t)
+        q[f"threshold_{fam}_converged"], q[f"threshold_{fam}_failed"] = threshold_ends(t)
     return q
 
 
@@ -159,12 +159,15 @@ def render(records: list[Mapping[str, Any]], *, source: str, figures: list[Path]
         for r, fam, t in thr:
             g, lo = t.get("threshold_gap") or {}, t.get("threshold_loss") or {}
             fail = t.get("failure") or {}
+            sz = t.get("threshold_size") or {}
             rows.append([_f(r["spec"]["lam"]), _f(r["spec"]["delta"]), str(r["spec"]["m_star"]),
                          str(r["spec"]["d"]), _f(r["spec"]["a_min"]), fam, t.get("status", "—"),
+                         sz.get("lower"), sz.get("upper"),
                          g.get("lower"), g.get("upper"), lo.get("lower"), lo.get("upper"), t.get("eps0_checker"),
                          t.get("ratio_to_eps0"), "**YES**" if t.get("counterexample") else "no",
                          "; ".join(fail.get("diagnosis") or fail.get("conclusions_failed") or []) or "—"])
-        L += _table(["lambda", "Delta", "m*", "d", "a_min", "family", "status", "gap conv.", "gap fail",
+        L += _table(["lambda", "Delta", "m*", "d", "a_min", "family", "status", "size conv.", "size fail",
+                     "gap conv.", "gap fail",
                      "loss conv.", "loss fail", "eps_0", "gap conv. / eps_0", "counterexample", "failure"],
                     rows) + [""]
         if any(t.get("counterexample") for _, _, t in thr):
@@ -174,7 +177,10 @@ def render(records: list[Mapping[str, Any]], *, source: str, figures: list[Path]
           "Fit: least squares of log y on log x over the points of one axis (the others at the base values); "
           "standard error from the residuals with n - 2 degrees of freedom; 95% two-sided t-interval (quantile "
           "from the regularized incomplete beta function in mpmath). n = 2 gives a slope without an interval. "
-          "A threshold enters a fit only when bracketed (geometric mean of its ends).", ""]
+          "A threshold enters a fit only when bracketed, each end separately: `threshold_F_converged` is the "
+          "largest initial gap seen to converge along family F, `threshold_F_failed` the smallest seen to fail; "
+          "when the bracket's lower end is the reference start itself (size at the family's lower end) the "
+          "`converged` fit measures the reference, not the basin.", ""]
     rows = []
     for f in fits(ok):
         ci = "—" if f["ci_low"] is None else f"[{f['ci_low']:.3g}, {f['ci_high']:.3g}]"
