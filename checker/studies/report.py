@@ -10,6 +10,7 @@ the same results give the same report.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -47,7 +48,8 @@ def _f(x: Any, digits: int = 4) -> str:
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(_f(c) if not isinstance(c, str) else c for c in r) + " |" for r in rows]
+    out += ["| " + " | ".join((_f(c) if not isinstance(c, str) else c).replace("|", "\\|") for c in r) + " |"
+            for r in rows]
     return out
 
 
@@ -85,6 +87,14 @@ def fits(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
             xs = [float(r["spec"][axis]) for r in pts]
             ys = [_quantities(r).get(name) for r in pts]
             fit = loglog_fit(xs, [y if isinstance(y, (int, float)) else None for y in ys])
+            if name.startswith("threshold_") and fit.n >= 2:
+                fam = name[len("threshold_"):].rsplit("_", 1)[0]
+                sizes = {json.dumps(((r["result"].get("threshold") or {}).get(fam) or {}).get("threshold_size"),
+                                    sort_keys=True) for r in pts}
+                if len(sizes) == 1:
+                    extra = ("the same size bracket at every point: the slope is that of the family's gap at "
+                             "fixed size, not a change of the basin")
+                    fit.note = f"{fit.note}; {extra}" if fit.note else extra
             out.append({"axis": axis, "quantity": name, "range": [min(xs), max(xs)], **fit.to_dict()})
     return out
 
@@ -141,13 +151,17 @@ def render(records: list[Mapping[str, Any]], *, source: str, figures: list[Path]
           "(`checker/studies/scaling.py`), not the paper's constants; eps_0 and lambda_max are the operational "
           "thresholds of `checker.theorem1`. Gaps are upper bounds from the duality bound.", ""]
     L += ["## Measured constants per point", ""]
-    head = ["lambda", "Delta", "m*", "d", "a_min"] + [QUANTITY_LABEL[q] for q in QUANTITIES] + ["C2 holds", "s"]
+    head = (["lambda", "Delta", "m*", "d", "a_min"] + [QUANTITY_LABEL[q] for q in QUANTITIES]
+            + ["H1-H3 hold", "C2 holds", "s"])
     rows = []
     for r in sorted(ok, key=lambda r: tuple(r["spec"][a] for a in AXES)):
         res = r["result"]
         c = res.get("constants") or {}
+        hyps = res.get("hypotheses") or {}
+        unmet = [k for k, v in sorted(hyps.items()) if v is False and k != "H4"]
         rows.append([r["spec"][a] for a in AXES] + [c.get(q) for q in QUANTITIES]
-                    + [(res.get("conclusions") or {}).get("C2"), res.get("seconds")])
+                    + [("no: " + ", ".join(unmet)) if unmet else ("yes" if hyps else "—"),
+                       (res.get("conclusions") or {}).get("C2"), res.get("seconds")])
     L += _table(head, rows) + [""]
     thr = [(r, fam, t) for r in ok for fam, t in sorted(((r["result"].get("threshold") or {}).items()))]
     if thr:
