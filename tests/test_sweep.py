@@ -209,3 +209,13 @@ def test_cli_runs_the_sweep_and_a_rerun_adds_nothing(tmp_path: Path, capsys, mon
     assert "6 computed" in capsys.readouterr().out
     assert sweep.main([str(grid), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
     assert "6 already in" in capsys.readouterr().out and len(out.read_text().splitlines()) == 6
+
+
+def test_cli_ctrl_c_keeps_the_completed_lines_and_exits_130(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(sweep.run_sweep, "__kwdefaults__", {**sweep.run_sweep.__kwdefaults__,
+                                                             "measure": Interrupt(at=3)})
+    grid = tmp_path / "g.json"
+    grid.write_text(json.dumps(GRID))
+    out = tmp_path / "r.jsonl"
+    assert sweep.main([str(grid), "--out", str(out), "--workers", "1", "--no-progress"]) == 130
+    assert "interrupted" in capsys.readouterr().err and len(sweep.read_results(out)) == 2

@@ -290,3 +290,22 @@ def test_unbalance_search_on_the_reference_brackets_and_saves_a_reproducible_fai
         rf = load_run_file(res["failing_run"])
         assert rf.run["force"] is True
         assert res["failure"]["figures"]
+
+
+def test_ctrl_c_writes_the_partial_result_and_exits_130(monkeypatch, tmp_path: Path, capsys) -> None:
+    _synthetic(monkeypatch, eps0=0.1, t_star=1.0)
+    fake, calls = thr.run_trial, [0]
+
+    def interrupted_third(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        return fake(*args, **kwargs)
+
+    monkeypatch.setattr(thr, "run_trial", interrupted_third)
+    out = tmp_path / "r.json"
+    code = thr.main([str(REFERENCE), "--family", "rotate", "--json", str(out), "--no-progress"])
+    capsys.readouterr()
+    res = json.loads(out.read_text())
+    assert code == 130 and res["interrupted"] is True and len(res["trials"]) == 2
+    assert res["threshold_size"] == {"lower": 0.0, "upper": 3.0}  # the two completed trials
