@@ -132,7 +132,7 @@ def make_figures(records: list[Mapping[str, Any]], folder: Path) -> list[Path]:
 
 
 def render(records: list[Mapping[str, Any]], *, source: str, figures: list[Path] | None = None,
-           out_path: Path | None = None, grid: str | None = None) -> str:
+           out_path: Path | None = None, grid: str | None = None, note: str | None = None) -> str:
     """The markdown text of the report."""
     ok = [r for r in records if r.get("result")]
     bad = [r for r in records if not r.get("result")]
@@ -144,6 +144,8 @@ def render(records: list[Mapping[str, Any]], *, source: str, figures: list[Path]
           f"python -m checker.sweep {regen_grid} --out {source}",
           f"python -m checker.report {source} --out {out_path or 'REPORT.md'}"
           + (f" --figures {figures[0].parent}" if figures else ""), "```", ""]
+    if note:
+        L += [note.strip(), ""]
     secs = [float((r.get("result") or {}).get("seconds") or 0) for r in records]
     execs = sorted({str(r.get("executor")) for r in records})
     L += [f"Measurement time summed over points: {sum(secs):.0f} s (executor: {', '.join(execs)}).", ""]
@@ -223,6 +225,7 @@ def build_parser() -> UsageParser:
     p.add_argument("--out", required=True, help="markdown file to write")
     p.add_argument("--figures", help="folder for the figures (matplotlib)")
     p.add_argument("--grid", help="grid file of the sweep (named in the regenerate command)")
+    p.add_argument("--note", help="a paragraph placed at the top (e.g. when and where the sweep ran)")
     return p
 
 
@@ -245,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not records:
             raise CheckerError(f"{args.results}: no results")
         figs = make_figures(records, Path(args.figures)) if args.figures else None
-        text = render(records, source=args.results, figures=figs, out_path=Path(args.out), grid=args.grid)
+        text = render(records, source=args.results, figures=figs, out_path=Path(args.out), grid=args.grid,
+                      note=args.note)
         tmp = out.with_name(f".{out.name}.tmp")
         try:
             tmp.write_text(text + "\n", encoding="utf-8")
