@@ -25,6 +25,7 @@ FAMILIES: tuple[str, ...] = (
     "angles",
     "early_stage",
     "descent",
+    "studies",
 )
 
 

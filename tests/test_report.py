@@ -1,0 +1,115 @@
+"""The report: t quantiles against a printed table, log-log fits against an independent
+least-squares route and their coverage by seeded Monte Carlo, and the report regenerated
+from a small fixed results file (tests/data/sweep-small.jsonl, hand-written values:
+rho = 3 lambda^2, conv_rate = 25 lambda, threshold gaps 10 lambda and 40 lambda exactly;
+||p*|| = 2.9, 3.4, 3.65 at d = 3, 4, 5)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from checker.studies import report
+from checker.studies.scaling import loglog_fit, t_quantile
+from checker.studies.sweep import read_results
+from tests.tolerance import assert_close
+
+DATA = Path(__file__).resolve().parent / "data" / "sweep-small.jsonl"
+
+# Two-sided 95% (and one 90%) critical values of Student's t, from the NIST/SEMATECH
+# e-Handbook of Statistical Methods, table 1.3.6.7.2; printed to 3 decimals.
+T_TABLE = [(0.975, 1, 12.706), (0.975, 2, 4.303), (0.975, 5, 2.571), (0.975, 10, 2.228),
+           (0.975, 30, 2.042), (0.95, 10, 1.812)]
+
+
+@pytest.mark.parametrize("p, dof, want", T_TABLE)
+def test_t_quantile_matches_the_printed_table(p: float, dof: int, want: float) -> None:
+    # the table is rounded to 3 decimals: half a unit of the last digit
+    assert_close(t_quantile(p, dof), want, abs_=5e-4, what=f"t_{p},{dof}")
+
+
+def test_fit_of_an_exact_power_law_recovers_its_exponent() -> None:
+    x = [0.005, 0.01, 0.02, 0.04]
+    f = loglog_fit(x, [3 * v ** 2 for v in x])
+    # exact data: the slope is 2 up to the rounding of the logarithms (~1e-15 each)
+    assert f.n == 4 and abs(f.slope - 2) < 1e-12 and f.stderr < 1e-12
+    assert f.ci_low <= 2 <= f.ci_high
+
+
+def test_fit_matches_numpy_least_squares_and_the_textbook_standard_error() -> None:
+    rng = np.random.default_rng(1)
+    x = np.exp(np.linspace(0, 2, 7))
+    y = np.exp(0.3 + 1.7 * np.log(x) + 0.05 * rng.standard_normal(7))
+    f = loglog_fit(list(x), list(y))
+    X, Y = np.log(x), np.log(y)
+    slope, icpt = np.polyfit(X, Y, 1)  # independent route: numpy's least squares
+    res = Y - (icpt + slope * X)
+    se = math.sqrt((res ** 2).sum() / (len(X) - 2) / ((X - X.mean()) ** 2).sum())
+    # same quantities by two routes: rounding-level agreement (1e-10 relative is generous)
+    assert_close(f.slope, slope, rel=1e-10, what="slope")
+    assert_close(f.stderr, se, rel=1e-10, what="standard error")
+    assert_close(f.ci_high - f.slope, 2.571 * se, rel=2e-4, what="half width = t_{0.975,5} se (table value)")
+
+
+def test_the_95_percent_interval_covers_the_true_slope_95_percent_of_the_time() -> None:
+    # seeded Monte Carlo: 600 replicates; the coverage fraction has standard error
+    # sqrt(0.95 * 0.05 / 600) ~ 0.0089, and 4 standard errors is the tolerance
+    rng = np.random.default_rng(20241201)
+    X = np.linspace(0, 1.5, 6)
+    hits = 0
+    n_rep = 600
+    for _ in range(n_rep):
+        Y = -1.0 + 1.3 * X + 0.2 * rng.standard_normal(len(X))
+        f = loglog_fit(list(np.exp(X)), list(np.exp(Y)))
+        hits += f.ci_low <= 1.3 <= f.ci_high
+    assert abs(hits / n_rep - 0.95) <= 4 * math.sqrt(0.95 * 0.05 / n_rep)
+
+
+def test_fits_with_too_few_points_say_so() -> None:
+    assert loglog_fit([1.0], [2.0]).slope is None
+    f = loglog_fit([1.0, 2.0], [1.0, 4.0])
+    assert abs(f.slope - 2) < 1e-14 and f.ci_low is None and "2 points" in f.note
+    f = loglog_fit([1.0, 2.0, 4.0, 8.0], [1.0, None, 16.0, -1.0])
+    assert f.n == 2 and "dropped" in f.note
+
+
+def test_the_report_is_regenerated_from_a_fixed_results_file(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "docs" / "report.md"
+    figs = tmp_path / "docs" / "fig"
+    code = report.main([str(DATA), "--out", str(out), "--figures", str(figs), "--grid", "grid.json"])
+    assert code == 0
+    text = out.read_text()
+    assert (figs / "axis-lam.png").is_file() and (figs / "axis-d.png").is_file()
+    assert "![axis-lam](fig/axis-lam.png)" in text
+    assert f"python -m checker.sweep grid.json --out {DATA}" in text
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in text.splitlines()
+            if line.startswith("| lambda |") or line.startswith("| d |")}
+    # rho = 3 lambda^2 exactly: slope 2 over 3 points
+    assert "| 3 | 2 |" in rows[("lambda", "rho (certificate, near)")]
+    # the threshold's ends (10 lambda and 40 lambda) each scale like lambda^1
+    assert "| 3 | 1 |" in rows[("lambda", "threshold_unbalance_converged")]
+    assert "| 3 | 1 |" in rows[("lambda", "threshold_unbalance_failed")]
+    # ||p*|| against d: slope of the hand-written values by numpy's least squares
+    slope = np.polyfit(np.log([3, 4, 5]), np.log([2.9, 3.4, 3.65]), 1)[0]
+    assert f"| 3 | {slope:.4g} |" in rows[("d", "‖p*‖")]
+    assert "not the paper's exponent" in text and "polynomially" in text
+    assert "GD diverged after 5 step(s)" in text
+    # the same results give the same report (no clock, no machine in the text)
+    assert report.render(sorted(read_results(DATA).values(), key=lambda r: r["key"]), source=str(DATA),
+                         figures=sorted(figs.glob("*.png"), key=lambda p: report.AXES.index(p.stem[5:])),
+                         out_path=out, grid="grid.json") + "\n" == text
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["/nonexistent.jsonl", "--out", "x.md"], "no such results file"),
+    ([str(DATA)], "--out"),
+    ([str(DATA), "--out", str(DATA)], "same file"),
+    ([str(DATA), "--out", "/"], "--out"),
+])
+def test_cli_bad_inputs_end_in_one_line_with_exit_2(args, needle, capsys) -> None:
+    code = report.main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err

@@ -1,0 +1,311 @@
+"""The threshold search: exact geometry of the families, bisection on a synthetic oracle,
+the search logic on synthetic trials, and the command line's bad inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from checker.engines import Float64Engine
+from checker.model import line_or_ray_angle
+from checker.presets import load_run_file
+from checker.problem import Problem
+from checker.studies import families as fam
+from checker.studies import threshold as thr
+from checker.studies.scaling import PointSpec, start_instance
+from tests.tolerance import assert_close
+
+REFERENCE = Path(__file__).resolve().parent.parent / "examples" / "threshold-reference.json"
+
+#: Generated instances the family checks run on (cheap: no descent, one Hessian estimate each).
+SPECS = [PointSpec(), PointSpec(m_star=3, d=4, delta=1.2, seed=3), PointSpec(activation="abs", seed=5),
+         PointSpec(m_star=1, d=2, seed=7)]
+
+
+def _with(inst, a, W):
+    # plain floats: Instance.create would write a numpy scalar through repr()
+    return inst.replace(student_a=[float(x) for x in a], student_W=[[float(x) for x in r] for r in W])
+
+
+def _reg(inst) -> tuple[float, float]:
+    ev = Problem.from_instance(inst, Float64Engine()).evaluate(with_gradient=False)
+    return float(ev.loss), float(ev.reg_loss)
+
+
+@pytest.fixture(scope="module", params=range(len(SPECS)), ids=lambda i: f"spec{i}")
+def student(request):
+    inst = start_instance(SPECS[request.param])
+    # move each neuron slightly off its teacher (a seeded tilt), so that rotations have their own plane
+    st = thr.student_of(inst)
+    a, W = fam.rotate(st, 0.05, seed=11)
+    return inst, fam.Student(st.activation, a, W, st.a_star, st.W_star, st.radius)
+
+
+# --------------------------------------------------------------------------- families
+@pytest.mark.parametrize("s", [0.0, 0.3, 1.0, 2.5])
+def test_rotate_moves_each_near_neuron_away_by_exactly_s(student, s: float) -> None:
+    _, st = student
+    idx, ang, near = fam._near(st)
+    a, W = fam.rotate(st, s, seed=0)
+    assert np.array_equal(a, st.a)
+    for j in range(len(W)):
+        if not near[j]:
+            assert np.array_equal(W[j], st.W[j])
+            continue
+        # reference: the angle recomputed at 30 digits from the float64 rows (independent of the
+        # construction); rows are built from cos/sin in float64, so ~1e-15 relative error in W,
+        # i.e. ~1e-15 / sin(angle) in the angle: 1e-11 absolute is ample away from 0 and pi.
+        got = line_or_ray_angle(W[j], st.W_star[idx[j]], st.activation)
+        want = ang[j] + s
+        if st.activation == "abs":
+            want = min(want, math.pi - want)
+        assert_close(got, want, abs_=1e-11, what=f"angle of neuron {j}")
+        assert_close(np.linalg.norm(W[j]), np.linalg.norm(st.W[j]), rel=1e-14, what="norm kept")
+
+
+@pytest.mark.parametrize("s", [0.1, 1.0, 2.0])
+def test_far_adds_one_balanced_neuron_of_the_given_mass_away_from_every_teacher(student, s: float) -> None:
+    _, st = student
+    a, W = fam.perturb(st, "far", s, seed=0)
+    assert np.array_equal(a[:-1], st.a) and np.array_equal(W[:-1], st.W)
+    mass = abs(a[-1]) * np.linalg.norm(W[-1])
+    # reference: s times sum |a*| by definition of the family; sqrt then square: a few ulps
+    assert_close(mass, s * np.abs(st.a_star).sum(), rel=1e-14, what="far mass")
+    assert_close(abs(a[-1]), np.linalg.norm(W[-1]), rel=1e-14, what="balanced")
+    for t in st.W_star:
+        assert line_or_ray_angle(W[-1], t, st.activation) > st.radius
+
+
+@pytest.mark.parametrize("c", [1.0, 2.0, 10.0])
+def test_unbalance_keeps_the_network_function_and_scales_the_layers(student, c: float) -> None:
+    inst, st = student
+    a, W = fam.unbalance(st, c, seed=0)
+    # a_j w_j is the function's parameter: unchanged up to one rounding of the multiply/divide
+    assert_close(a[:, None] * W, st.a[:, None] * st.W, rel=1e-15, abs_=1e-300, what="a_j w_j")
+    assert_close(np.linalg.norm(W, axis=1), np.linalg.norm(st.W, axis=1) / c, rel=1e-15, what="||w_j||/c")
+    ref = _with(inst, st.a, st.W)
+    new = _with(inst, a, W)
+    (L0, R0), (L1, R1) = _reg(ref), _reg(new)
+    # same function: the loss agrees to the rounding of the kernel sums (~1e-15 of its O(1) terms)
+    assert_close(L1, L0, abs_=1e-13, what="loss")
+    lam = float(inst.lam)
+    want = L0 + lam / 2 * (c * c * (st.a ** 2).sum() + (st.W ** 2).sum() / (c * c))
+    assert_close(R1, want, rel=1e-12, what="L_lambda = L + weight decay of the scaled layers")
+
+
+@pytest.mark.parametrize("s", [0.25, 1.0, 3.0])
+def test_split_makes_collinear_duplicates_with_signed_masses_1_plus_s_and_minus_s(student, s: float) -> None:
+    inst, st = student
+    _, _, near = fam._near(st)
+    a, W = fam.split(st, s, seed=0)
+    pos = len(st.a)
+    for j in np.flatnonzero(near):
+        S = st.a[j] * np.linalg.norm(st.W[j])
+        k = pos
+        pos += 1
+        assert_close(a[j] * np.linalg.norm(W[j]), (1 + s) * S, rel=1e-14, what="signed mass (1+s)S")
+        assert_close(a[k] * np.linalg.norm(W[k]), -s * S, rel=1e-14, what="signed mass -sS")
+        assert line_or_ray_angle(W[j], W[k], "relu") < 1e-7  # same ray (float64 sqrt scalings only)
+    assert pos == len(a)
+    ref = _with(inst, st.a, st.W)
+    new = _with(inst, a, W)
+    (L0, _), (L1, _) = _reg(ref), _reg(new)
+    assert_close(L1, L0, abs_=1e-12, what="the function is unchanged: same loss up to kernel-sum rounding")
+
+
+def test_families_at_their_lower_end_give_the_reference_back(student) -> None:
+    _, st = student
+    for name in ("far", "split", "unbalance"):
+        a, W = fam.perturb(st, name, fam.FAMILIES[name].lo)
+        assert np.array_equal(a, st.a) and np.array_equal(W, st.W), name
+
+
+def test_perturb_refuses_a_size_below_the_family_range(student) -> None:
+    _, st = student
+    from checker.errors import CheckerError
+    with pytest.raises(CheckerError):
+        fam.perturb(st, "unbalance", 0.5)
+    with pytest.raises(CheckerError):
+        fam.perturb(st, "rotate", float("nan"))
+    with pytest.raises(CheckerError):
+        fam.perturb(st, "nope", 1.0)
+
+
+# --------------------------------------------------------------------------- bisection
+@pytest.mark.parametrize("t_star", [0.013, 0.37, 0.999])
+def test_bisection_finds_a_known_threshold_within_its_tolerance(t_star: float) -> None:
+    calls: list[float] = []
+
+    def oracle(s: float) -> str:  # synthetic, monotone, independent of GD
+        calls.append(s)
+        return "converges" if s < t_star else "fails"
+
+    tol = 1e-3
+    b = thr.bisect(oracle, 0.0, 1.0, tol=tol, max_trials=40)
+    assert b.status == "bracketed"
+    assert b.good < t_star <= b.bad and b.bad - b.good <= tol
+    assert len(calls) <= 2 + math.ceil(math.log2(1.0 / tol))  # bisection halves the interval per trial
+
+
+def test_bisection_keeps_an_inconclusive_band_inside_the_bracket() -> None:
+    def oracle(s: float) -> str:
+        return "converges" if s < 0.4 else ("inconclusive" if s < 0.55 else "fails")
+
+    b = thr.bisect(oracle, 0.0, 1.0, tol=1e-3, max_trials=40)
+    assert b.good < 0.4 and b.bad >= 0.55
+    assert 0.4 - b.good <= 1e-3
+    assert b.inconclusive_inside and all(0.4 <= s < 0.55 for s in b.inconclusive_inside)
+
+
+def test_bisection_reports_nothing_failing_and_a_failing_reference() -> None:
+    b = thr.bisect(lambda s: "converges", 0.0, 2.0, tol=0.01, max_trials=10)
+    assert (b.status, b.good, b.bad, len(b.trials)) == ("nothing-fails", 2.0, None, 2)
+    b = thr.bisect(lambda s: "fails", 0.0, 2.0, tol=0.01, max_trials=10)
+    assert (b.status, b.good, b.bad, len(b.trials)) == ("reference-fails", None, 0.0, 1)
+    b = thr.bisect(lambda s: "converges" if s < 1 else "fails", 0.0, 2.0, tol=1e-9, max_trials=5)
+    assert len(b.trials) == 5 and b.status == "bracketed"  # the trial budget stops it
+
+
+# --------------------------------------------------------------------------- search logic (synthetic trials)
+def _synthetic(monkeypatch, *, eps0: float, t_star: float, unmet: list[str] | None = None) -> None:
+    """Trials whose gap is 10 s and which fail from s >= t_star: no GD is run."""
+    def fake_trial(rf, family, size, cfg, *, eps0, keep=False):
+        out = "converges" if size < t_star else "fails"
+        t = thr.Trial(size=size, outcome=out, gap0=10 * size, gap0_rigorous=True, loss0=20 * size,
+                      final_gap=None, stop_reason="precision-floor", steps=1, seconds=0.0,
+                      hypotheses_unmet=list(unmet or []), failed=[] if out == "converges" else ["C2-stalled"],
+                      diagnosis=[] if out == "converges" else ["teacher 0 missed"], instance=rf.instance.to_dict())
+        return t, None
+
+    monkeypatch.setattr(thr, "run_trial", fake_trial)
+    monkeypatch.setattr(thr, "checker_thresholds",
+                        lambda rf, cfg: {"eps_0": eps0, "lambda_max": 0.02, "reference_gap0": 0.0})
+
+
+def test_search_reports_gap_and_loss_brackets_and_the_ratio_to_eps0(monkeypatch) -> None:
+    _synthetic(monkeypatch, eps0=0.5, t_star=1.0)
+    rf = load_run_file(REFERENCE)
+    res, _ = thr.find_threshold(rf, "rotate", thr.TrialConfig(), lo=0.0, hi=3.0, rel_tol=1e-3, max_trials=30)
+    assert res.status == "bracketed" and not res.counterexample
+    lo, hi = res.threshold_gap["lower"], res.threshold_gap["upper"]
+    assert lo < 10.0 <= hi and hi - lo <= 10 * 3e-3  # gap = 10 s, bracket in s of width <= 3e-3
+    assert res.threshold_loss["lower"] == 2 * lo and res.threshold_loss["upper"] == 2 * hi
+    assert res.ratio_to_eps0 == lo / 0.5
+    assert res.failure["diagnosis"] == ["teacher 0 missed"]
+    d = res.to_dict()
+    for key in ("family", "threshold_gap", "threshold_loss", "eps0_checker", "lambda_max_checker",
+                "ratio_to_eps0", "failing_run", "version"):
+        assert key in d
+    json.dumps(d, allow_nan=False)
+
+
+def test_a_failure_below_eps0_is_a_counterexample_and_exits_1(monkeypatch, tmp_path: Path, capsys) -> None:
+    _synthetic(monkeypatch, eps0=5.0, t_star=0.2)  # failing gaps from 2.0 < eps_0 = 5
+    out = tmp_path / "r.json"
+    code = thr.main([str(REFERENCE), "--family", "rotate", "--json", str(out), "--no-progress"])
+    cap = capsys.readouterr()
+    assert code == 1
+    assert "COUNTEREXAMPLE" in cap.out and "COUNTEREXAMPLE" in cap.err
+    assert json.loads(out.read_text())["counterexample"] is True
+
+
+def test_a_failure_below_eps0_with_h3_unmet_is_not_a_counterexample(monkeypatch) -> None:
+    _synthetic(monkeypatch, eps0=5.0, t_star=0.2, unmet=["H3"])
+    res, _ = thr.find_threshold(load_run_file(REFERENCE), "rotate", thr.TrialConfig(), lo=0.0, hi=3.0,
+                                max_trials=8)
+    assert not res.counterexample
+    assert any("H3" in n and "not a counterexample" in n for n in res.notes)
+
+
+def test_nothing_failing_says_so_and_gives_the_range(monkeypatch, capsys) -> None:
+    _synthetic(monkeypatch, eps0=0.1, t_star=math.inf)
+    code = thr.main([str(REFERENCE), "--family", "far", "--range", "0", "1.5", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and "nothing fails within the family's range [0, 1.5]" in out
+
+
+def test_the_failing_run_file_is_a_theorem1_run_file(tmp_path: Path) -> None:
+    rf = load_run_file(REFERENCE)
+    inst = thr.perturbed_instance(rf.instance, "unbalance", 3.0)
+    t = thr.Trial(3.0, "fails", 1.0, True, 0.1, 0.5, "diverged", 10, 0.1, ["H3"], ["C1"], ["step too large"],
+                  inst.to_dict())
+    res = thr.ThresholdResult("1.0", "x", "unbalance", "f", {"lo": 1, "hi": 30}, {}, "float64", {}, "bracketed",
+                              {}, {}, {}, 0.1, 0.01, 0.01, 1.0, 1.0, False, None, {}, [], {}, [], "")
+    from checker.io import write_json_atomic
+    path = tmp_path / "failing.json"
+    write_json_atomic(path, thr.failing_run_file(t, thr.TrialConfig(), res))
+    back = load_run_file(path)
+    assert back.instance == inst and back.run["force"] is True and back.run["schedule"] == "fixed"
+
+
+# --------------------------------------------------------------------------- command line
+@pytest.mark.parametrize("args, needle", [
+    ([str(REFERENCE), "--family", "spin"], "unknown family"),
+    ([str(REFERENCE)], "--family"),
+    (["/nonexistent/ref.json", "--family", "rotate"], "nonexistent"),
+    ([str(REFERENCE), "--family", "rotate", "--range", "2", "1"], "--range"),
+    ([str(REFERENCE), "--family", "unbalance", "--range", "0.5", "2"], "--range"),
+    ([str(REFERENCE), "--family", "rotate", "--max-trials", "1"], "--max-trials"),
+    ([str(REFERENCE), "--family", "rotate", "--rel-tol", "0"], "--rel-tol"),
+    ([str(REFERENCE), "--family", "rotate", "--trial-time", "-1"], "--trial-time"),
+    ([str(REFERENCE), "--family", "rotate", "--dps", "30"], "--dps"),
+    ([str(REFERENCE), "--family", "rotate", "--steps", "0"], "--steps"),
+    ([str(REFERENCE), "--family", "rotate", "--json", "/"], "--json"),
+    (["preset:nope", "--family", "rotate"], "unknown preset"),
+])
+def test_bad_inputs_end_in_one_line_with_exit_2(args, needle, capsys, monkeypatch) -> None:
+    # no trial may start: a bad input is refused before any work
+    monkeypatch.setattr(thr, "checker_thresholds", lambda *a, **k: pytest.fail("work started"))
+    code = thr.main(args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and needle in err
+
+
+def test_an_instance_without_a_step_size_is_refused(tmp_path: Path, capsys) -> None:
+    data = json.loads(REFERENCE.read_text())["instance"]
+    data.pop("eta")
+    p = tmp_path / "noeta.json"
+    p.write_text(json.dumps(data))
+    code = thr.main([str(p), "--family", "rotate"])
+    err = capsys.readouterr().err
+    assert code == 2 and "eta" in err and len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- end to end (slow)
+@pytest.mark.slow
+def test_unbalance_search_on_the_reference_brackets_and_saves_a_reproducible_failing_run(tmp_path: Path,
+                                                                                          capsys) -> None:
+    out = tmp_path / "u.json"
+    code = thr.main([str(REFERENCE), "--family", "unbalance", "--max-trials", "5", "--trial-time", "60",
+                     "--json", str(out), "--plots", str(tmp_path / "fig"), "--no-progress"])
+    res = json.loads(out.read_text())
+    assert code in (0, 1)
+    assert res["trials"][0]["outcome"] == "converges"  # the reference is near the optimum
+    if res["failing_run"]:
+        rf = load_run_file(res["failing_run"])
+        assert rf.run["force"] is True
+        assert res["failure"]["figures"]
+
+
+def test_ctrl_c_writes_the_partial_result_and_exits_130(monkeypatch, tmp_path: Path, capsys) -> None:
+    _synthetic(monkeypatch, eps0=0.1, t_star=1.0)
+    fake, calls = thr.run_trial, [0]
+
+    def interrupted_third(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        return fake(*args, **kwargs)
+
+    monkeypatch.setattr(thr, "run_trial", interrupted_third)
+    out = tmp_path / "r.json"
+    code = thr.main([str(REFERENCE), "--family", "rotate", "--json", str(out), "--no-progress"])
+    capsys.readouterr()
+    res = json.loads(out.read_text())
+    assert code == 130 and res["interrupted"] is True and len(res["trials"]) == 2
+    assert res["threshold_size"] == {"lower": 0.0, "upper": 3.0}  # the two completed trials
