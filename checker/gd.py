@@ -751,7 +751,8 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
                         scale = abs(_to_float(ev.reg_loss)) + _to_float(fstar_sq)
                         # 2 end-point evaluations + n iterate updates, each a few ulps of S.
                         floor = FLOOR_ULPS * (n + 2) * e.eps * scale
-                        stalled = gap is None or (best_gap is not None and gap > (1 - GAP_STALL_FRACTION) * best_gap)
+                        # ">=": a gap estimate stuck at 0 (clamped at the rounding floor) has stalled too
+                        stalled = gap is None or (best_gap is not None and gap >= (1 - GAP_STALL_FRACTION) * best_gap)
                         if decrease <= floor and stalled:
                             reason, final_gap, gap_done = "precision-floor", gap, True
                             break

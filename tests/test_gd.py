@@ -572,3 +572,13 @@ def test_a_fixed_block_never_changes_on_random_instances(inst, train):
     fixed = "a" if train == "first" else "W"
     assert np.array_equal(getattr(r, fixed), getattr(p, fixed))
     assert getattr(r, fixed).tobytes() == getattr(p, fixed).tobytes()
+
+
+def test_a_gap_estimate_stuck_at_zero_still_lets_the_precision_floor_stop_the_run():
+    # A gap estimate clamped at 0 (the rounding floor of float64 near the optimum) never improves
+    # by 10% on its best (0): the run must stop at the precision floor once L_lambda stalls, not
+    # run out its step budget (a hybrid run switches engines there).
+    p = problem(TWO_TEACHERS, "float64")
+    r = gd.run_gd(p, p.eta, stop=gd.StopRules(max_steps=200_000, gap_every=100),
+                  gap_fn=lambda *args: 0.0, progress=False)
+    assert r.stop_reason == "precision-floor" and r.steps < 200_000

@@ -374,7 +374,7 @@ def _edit(path: Path, change, *, reseal: bool) -> None:
     (lambda d: d["instance"].update(eta="0.3"), False, "does not match its digest"),
     (lambda d: d["gd"]["monitor"][0].pop("C3_bound"), True, "monitor row 0 lacks 'C3_bound'"),
     (lambda d: d["gd"]["monitor"][0].update(zeta="x"), True, "monitor row 0: zeta"),
-    (lambda d: d["gd"]["state"]["W"][0].__setitem__(0, "1e300"), True, "not finite"),
+    (lambda d: d["gd"]["state"]["W"][0].__setitem__(0, "1e300"), True, "overflows float64"),
     (lambda d: d["phases"].update(smoothness="1e999"), True, "phase smoothness"),
     (lambda d: d["phases"]["initial-gap"].update(gap_upper="inf"), True, "phase initial-gap"),
     (lambda d: d["phases"]["certificate"].pop("rho"), True, "phase certificate"),
