@@ -68,8 +68,8 @@ class OptionSpec:
 def _table() -> dict[str, OptionSpec]:
     specs = [
         OptionSpec("engine", "choice", "'float64' or 'mp'", choices=("float64", "mp")),
-        OptionSpec("dps", "int", f"a whole number from {MIN_DPS} to {max_dps()} (mp engine only)",
-                   low=MIN_DPS, high=max_dps()),
+        # the upper end of dps is max_dps(), read when a value is checked (see parse_option)
+        OptionSpec("dps", "int", "a whole number from {low} to {high} (mp engine only)", low=MIN_DPS),
         OptionSpec("schedule", "str", "'fixed' or 'geometric:factor=0.5,switch=1e-2,min=1e-4'"),
         OptionSpec("steps", "int", f"a whole number from 1 to {MAX_STEPS}", low=1, high=MAX_STEPS),
         OptionSpec("eta", "decimal", "a finite positive number", low=0, low_open=True),
@@ -113,6 +113,9 @@ def parse_option(key: str, value: Any, field: str | None = None) -> Any:
     Numbers may be JSON numbers or strings (run files keep numbers as text).
     """
     spec = OPTIONS[key]
+    if key == "dps":  # the interpreter's int-string limit fixes the maximum at run time
+        high = max_dps()
+        spec = OptionSpec(key, spec.kind, spec.doc.format(low=MIN_DPS, high=high), low=MIN_DPS, high=high)
     field = field or spec.flag
 
     def bad(problem: str = "") -> InstanceError:

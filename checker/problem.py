@@ -89,8 +89,9 @@ def check_float64_range(instance: Instance, fix: str = "use --engine mp, or resc
         total = mpmath.fsum(a * used for _, a, used, _, _ in rows)
         lam = mpmath.mpf(instance.lam)
         for size, a, used, field, value in sorted(rows, key=lambda r: -r[0]):
-            if max(size ** 2, lam * size ** 2, used * total, a * total, total ** 2) > FLOAT64_LIMIT:
+            if max(size ** 2, used * total, a * total, total ** 2) > FLOAT64_LIMIT:
                 raise InstanceError(field, f"{quote(value)} overflows float64 (a square or a kernel product "
                                     f"of the objective exceeds {FLOAT64_LIMIT:.0e})", fix)
-        if lam > FLOAT64_LIMIT:
-            raise InstanceError("lambda", f"{quote(instance.lam)} overflows float64", fix)
+        # entries are in range here, so only lambda > 1 can push the weight-decay term over
+        if lam * max(r[0] for r in rows) ** 2 > FLOAT64_LIMIT:
+            raise InstanceError("lambda", f"{quote(instance.lam)} overflows float64 in the weight-decay term", fix)
