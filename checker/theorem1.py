@@ -1,6 +1,6 @@
 """``python -m checker.theorem1``: the local-convergence theorem (formalization T1) on one instance.
 
-Checks the hypotheses H1-H4 of T1 (``shared/spec/paper.md``), runs gradient
+Checks the hypotheses H1-H4 of T1 (``docs/formalization.md``), runs gradient
 descent on L_lambda (fixed lambda or a decreasing schedule) in float64 or in
 mpmath, and checks the conclusions C1-C5 with measured constants.  T1 is this
 project's formalization: the paper's own statement, constants and numbering are
@@ -9,8 +9,8 @@ choice, stated as such in the output (grade "reconstructed").
 
 Operational definitions (ours, not the paper's):
 
-* neighbourhood radius r = Delta/3 (``--radius``); T_i, T_far as in paper.md;
-* certificate bound B(zeta) = zeta + lambda^2 ||p*||^2 / 4 (paper.md, from the
+* neighbourhood radius r = Delta/3 (``--radius``); T_i, T_far as in docs/formalization.md;
+* certificate bound B(zeta) = zeta + lambda^2 ||p*||^2 / 4 (docs/formalization.md, from the
   dual certificate eta* with constants rho, rho');
 * lambda_max = min(a_min/2, rho' a_min / ||p*||^2), the largest lambda for which
   the threshold below is at least lambda rho' a_min / 4 > 0;

@@ -25,7 +25,7 @@ TWO_TEACHERS = Instance.create(
     student_W=[["0.85", "0.1", "0.05"], ["0.05", "0.75", "-0.1"], ["0.1", "0.1", "0.2"]],
     lam="0.05", eta="0.1")
 
-#: One teacher, a* = 1: the optimum is known exactly (paper.md, single teacher):
+#: One teacher, a* = 1: the optimum is known exactly (docs/formalization.md, single teacher):
 #: L*_lambda = lambda |a*| - lambda^2 / 2 for |a*| > lambda.
 ONE_TEACHER = Instance.create(
     teacher_a=["1.0"], teacher_W=[["1", "0", "0"]],
@@ -103,7 +103,7 @@ def test_descent_is_monotone_with_small_eta(engine, steps):
 ])
 def test_balance_identity_residual_is_at_rounding_level(engine, steps, bound):
     # Reference: the exact identity b' = (1 - eta lam)^2 b + eta^2 (g_a^2 - |g_w|^2),
-    # a consequence of the balance law a dL/da = <w, grad_w L> (derived in paper.md).
+    # a consequence of the balance law a dL/da = <w, grad_w L> (derived in docs/formalization.md).
     p = problem(TWO_TEACHERS, engine)
     r = gd.run_gd(p, p.eta, stop=gd.StopRules(max_steps=steps), progress=False)
     assert_close(r.max_balance_residual, 0, abs_=bound, what="balance identity residual")
