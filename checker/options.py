@@ -126,7 +126,7 @@ def parse_option(key: str, value: Any, field: str | None = None) -> Any:
             raise bad()
         return value
     if spec.kind in ("str", "choice"):
-        if not isinstance(value, str):
+        if not isinstance(value, str) or len(value) > 200:  # no valid value is longer
             raise bad()
         if spec.kind == "choice" and value not in spec.choices:
             raise bad()

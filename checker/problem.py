@@ -95,3 +95,5 @@ def check_float64_range(instance: Instance, fix: str = "use --engine mp, or resc
         # entries are in range here, so only lambda > 1 can push the weight-decay term over
         if lam * max(r[0] for r in rows) ** 2 > FLOAT64_LIMIT:
             raise InstanceError("lambda", f"{quote(instance.lam)} overflows float64 in the weight-decay term", fix)
+        if instance.eta is not None and mpmath.mpf(instance.eta) > FLOAT64_LIMIT:
+            raise InstanceError("eta", f"{quote(instance.eta)} overflows float64", fix)

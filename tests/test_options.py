@@ -38,7 +38,7 @@ def test_values_in_range_are_returned_typed(key: str, good: object, expect: obje
     ("seed", "-1"), ("seed", str(MAX_SEED + 1)), ("steps", "1e999"), ("steps", "0.5"), ("steps", True),
     ("dps", str(MAX_DPS + 1)), ("dps", "4"), ("gap_target", "nan"), ("gap_target", "0"), ("gap_target", "1e-400"),
     ("time_budget", "-inf"), ("radius", "3.2"), ("threshold", "-1e-3"), ("eta", "-0.1"), ("force", "yes"),
-    ("engine", "float32"), ("schedule", "sometimes"), ("seed", "9" * 10_000),
+    ("engine", "float32"), ("schedule", "sometimes"), ("seed", "9" * 10_000), ("schedule", "fixed" * 2000),
 ])
 def test_values_out_of_range_name_the_field_and_quote_a_short_prefix(key: str, bad: object) -> None:
     with pytest.raises(InstanceError) as exc:

@@ -54,6 +54,9 @@ def test_a_huge_lambda_is_refused_and_a_normalized_teacher_counts_as_unit() -> N
     with pytest.raises(InstanceError) as exc:
         check_float64_range(_instance("0.1", "0.2").replace(lam="1e301"))
     assert exc.value.field == "lambda"
+    with pytest.raises(InstanceError) as exc:
+        Problem.from_instance(_instance("0.1", "0.2").replace(eta="1e400"), Float64Engine())
+    assert exc.value.field == "eta"
     big_teacher = _instance("0.1", "0.2").replace(teacher_W=[["1e100", "0", "0"], ["0", "1", "0"]],
                                                    normalize_teacher=True)
     check_float64_range(big_teacher)  # normalized rows: only the squares of the entries matter
