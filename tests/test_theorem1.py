@@ -287,14 +287,20 @@ def test_outputs_may_not_overwrite_the_input_or_each_other(args: list[str], need
     assert tree_state(tmp_path) == before
 
 
-def test_json_through_a_symlink_is_written_to_its_target(tmp_path: Path, capsys) -> None:
+def test_json_through_a_symlink_is_written_to_its_target(tmp_path: Path, capsys, monkeypatch) -> None:
+    def quick_run(self, on_hypotheses=None):  # the writing path of main without the long phases
+        return theorem1.Report(theorem1.SCHEMA_VERSION, "test", "hypotheses-unmet", self.instance.to_dict(),
+                               self.engine.name, self.engine.dps, {}, [], message="H4 fails (stub)")
+
+    monkeypatch.setattr(theorem1.TheoremCheck, "run", quick_run)
     real = tmp_path / "real.json"
     real.write_text("old")
     link = tmp_path / "link.json"
     link.symlink_to(real)
     code, _, err = run_main(["--preset", "above-threshold", "--json", str(link)], capsys)
-    assert code == 2 and "H4" in err  # the preset's documented outcome; the result is still written
+    assert code == 2 and "H4" in err  # the unmet-hypotheses outcome; the result is still written
     assert link.is_symlink() and json.loads(real.read_text())["verdict"] == "hypotheses-unmet"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real.json"]  # no temporary left
 
 
 RUN_FILE = ('{{"instance": {{"teacher": {{"a": [1], "W": [[1, 0]]}}, "student": {{"a": [1], "W": [[1, 0]]}}, '
