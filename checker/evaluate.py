@@ -26,7 +26,8 @@ from .problem import Problem
 def evaluate_instance(instance: Instance, engine_name: str = "float64", dps: int | None = None) -> dict:
     engine = make_engine(engine_name, dps)
     problem = Problem.from_instance(instance, engine)
-    ev = problem.evaluate()
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, in one line
+        ev = problem.evaluate()
     if engine.name == "float64":  # never print a non-finite number as a result
         for name, value in (("loss", ev.loss), ("reg_loss", ev.reg_loss), ("grad_a", ev.grad_a),
                             ("grad_W", ev.grad_W)):

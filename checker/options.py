@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
 from .engines import GUARD_DIGITS, MAX_DPS, MIN_DPS
-from .errors import InstanceError, quote
+from .errors import CheckerError, InstanceError, quote
 
 #: Largest seed: the seeds feed numpy's generators, which take 32-bit seeds in the
 #: legacy interface; one range for every command keeps runs reproducible everywhere.
@@ -131,8 +131,7 @@ def parse_option(key: str, value: Any, field: str | None = None) -> Any:
         if spec.kind == "choice" and value not in spec.choices:
             raise bad()
         if key == "schedule":
-            from .gd import Schedule
-            from .errors import CheckerError
+            from .gd import Schedule  # imported here: gd imports the engines and io
             try:
                 Schedule.parse(value)
             except CheckerError as exc:

@@ -190,8 +190,6 @@ def test_an_overflowing_student_is_refused_naming_the_field(capsys, tmp_path):
     assert code == 0 and "e+5" in json.loads(out)["loss"]  # the mp engine has the range: L ~ 1e599
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
-                            "ignore:invalid value encountered:RuntimeWarning")
 def test_a_non_finite_float64_result_is_never_printed(capsys, tmp_path, monkeypatch):
     # Past the door (switched off here), an overflow in the objective must still end in exit 2.
     import checker.problem
