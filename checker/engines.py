@@ -37,7 +37,10 @@ GUARD_DIGITS = 10
 ACCURATE_T = 0.9
 
 MIN_DPS = 5
-MAX_DPS = 10_000
+#: Largest dps: every decimal string of a run (about dps + 25 digits at most) must stay
+#: below Python's int <-> str conversion limit (4300 digits by default); see
+#: checker.options.max_dps for interpreters with a lower limit.
+MAX_DPS = 4_000
 
 
 class Float64Engine:

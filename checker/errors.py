@@ -16,3 +16,19 @@ class InstanceError(CheckerError):
         if fix:
             msg += f" ({fix})"
         super().__init__(msg)
+
+
+#: Characters of a user's value quoted in a message; a longer value is shown as a prefix.
+QUOTE_CHARS = 40
+
+
+def quote(value: object, limit: int = QUOTE_CHARS, *, quotes: bool = True) -> str:
+    """A value for an error message: its repr (or text), cut to ``limit`` characters.
+
+    A 10,000-digit number or a pasted document must not flood the terminal: the
+    message shows a prefix and the full length.
+    """
+    text = repr(value) if quotes else str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(str(value))} characters)"

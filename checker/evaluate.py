@@ -3,6 +3,8 @@
 Prints one JSON object: the exact population loss L, the regularized loss
 L_lambda and the gradients of L_lambda in a and W, numbers as decimal strings
 carrying the engine's full precision.  Bad input: exit status 2, one line on stderr.
+``--dps`` needs ``--engine mp`` (the rule of every command, ``checker.options``).
+A result that overflows float64 is never printed: exit 2, suggesting ``--engine mp``.
 """
 
 from __future__ import annotations
@@ -11,16 +13,26 @@ import json
 import sys
 from typing import Sequence
 
+import numpy as np
+
 from .cli import run_guarded, UsageParser
-from .engines import make_engine, to_strings
+from .engines import MIN_DPS, make_engine, to_strings
+from .errors import CheckerError
 from .model import Instance
+from .options import max_dps, parse_option, resolve_engine
 from .problem import Problem
 
 
 def evaluate_instance(instance: Instance, engine_name: str = "float64", dps: int | None = None) -> dict:
     engine = make_engine(engine_name, dps)
     problem = Problem.from_instance(instance, engine)
-    ev = problem.evaluate()
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, in one line
+        ev = problem.evaluate()
+    if engine.name == "float64":  # never print a non-finite number as a result
+        for name, value in (("loss", ev.loss), ("reg_loss", ev.reg_loss), ("grad_a", ev.grad_a),
+                            ("grad_W", ev.grad_W)):
+            if not np.all(np.isfinite(np.asarray(value, dtype=float))):
+                raise CheckerError(f"{name}: the float64 result overflows (not finite); use --engine mp")
     return {
         "loss": engine.to_str(ev.loss),
         "reg_loss": engine.to_str(ev.reg_loss),
@@ -32,12 +44,15 @@ def evaluate_instance(instance: Instance, engine_name: str = "float64", dps: int
 def main(argv: Sequence[str] | None = None) -> int:
     parser = UsageParser(prog="python -m checker.evaluate", description=__doc__.splitlines()[2])
     parser.add_argument("instance", help="instance JSON file")
-    parser.add_argument("--engine", default="float64", choices=["float64", "mp"])
-    parser.add_argument("--dps", type=int, default=None, help="digits for --engine mp (default 50)")
+    parser.add_argument("--engine", help="'float64' (default) or 'mp'")
+    parser.add_argument("--dps", help=f"digits for --engine mp ({MIN_DPS} to {max_dps()}, default 50)")
 
     def body() -> int:
         args = parser.parse_args(argv)
-        out = evaluate_instance(Instance.from_file(args.instance), args.engine, args.dps)
+        engine = None if args.engine is None else parse_option("engine", args.engine)
+        dps = None if args.dps is None else parse_option("dps", args.dps)
+        engine, dps = resolve_engine(engine, dps)
+        out = evaluate_instance(Instance.from_file(args.instance), engine, dps)
         json.dump(out, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0

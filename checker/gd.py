@@ -683,8 +683,8 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
             raise CheckerError(f"resume: the checkpoint was made with schedule {resume['schedule']}, this run "
                                f"uses {schedule.to_dict()}; resume with the same schedule")
         if resume["stop"].get("gap_every") != stop.gap_every:
-            raise CheckerError(f"resume: the checkpoint was made with gap_every = {resume['stop'].get('gap_every')}"
-                               f", this run uses {stop.gap_every}; resume with the same value")
+            raise CheckerError(f"resume: the checkpoint evaluated the gap every {resume['stop'].get('gap_every')} steps, "
+                               f"this run every {stop.gap_every}; resume with the same step budget (--steps)")
         if resume.get("train", "both") != train:
             raise CheckerError(f"resume: the checkpoint was made with train = {resume.get('train', 'both')}, "
                                f"this run uses {train}; resume with the same trained blocks")

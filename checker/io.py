@@ -26,7 +26,7 @@ import mpmath
 import numpy as np
 
 from .engines import Engine
-from .errors import CheckerError
+from .errors import CheckerError, quote
 
 _DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
@@ -114,14 +114,25 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     failures become a one-line ``CheckerError``.
     """
     text = json.dumps(obj, indent=1, allow_nan=False) + "\n"
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename); used for figures too.
+
+    A symbolic link is written through to its target (the link stays); a target
+    that exists and is not a regular file is refused, never replaced; the mode of
+    an existing file is kept.  Operating-system failures become a one-line
+    ``CheckerError``.
+    """
     target = _resolved(path)
     _refuse_non_regular("cannot write", path, target)
     tmp_name: str | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
             try:
@@ -160,7 +171,7 @@ def read_json(path: str | Path, what: str) -> Any:
     """Parse a JSON file; every failure is a one-line ``CheckerError`` naming ``what``."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a leading UTF-8 byte-order mark is allowed
     except FileNotFoundError:
         raise CheckerError(f"{what} {p}: no such file (check the path)") from None
     except IsADirectoryError:
@@ -265,7 +276,7 @@ def _shape_of(data: Any, where: str) -> tuple[int, ...]:
         return (len(data),) + shapes.pop()
     if isinstance(data, str):
         if not _DECIMAL.match(data.strip()):
-            raise CheckerError(f"{where}: {data!r} is not a finite decimal number")
+            raise CheckerError(f"{where}: {quote(data)} is not a finite decimal number")
         return ()
     if isinstance(data, bool) or not isinstance(data, (int, float)):
         raise CheckerError(f"{where}: expected a decimal string, got {type(data).__name__}")

@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 import mpmath
 import numpy as np
 
-from .errors import InstanceError
+from .errors import InstanceError, quote
 from .kernel import ACTIVATIONS
 
 _DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
@@ -43,6 +43,15 @@ MIN_SEPARATION = 1e-12
 
 TOP_KEYS = {"activation", "teacher", "student", "lambda", "eta", "name", "normalize_teacher"}
 
+#: Longest decimal string accepted for one number: a little more than the digits the
+#: largest --dps (checker.engines.MAX_DPS = 4000, plus guard digits) can use; longer
+#: text could only be rounded away, and Python refuses int <-> str conversions beyond
+#: 4300 digits.
+MAX_NUMBER_CHARS = 4100
+#: Decimal exponents beyond this are refused: the rigorous path turns numbers into exact
+#: fractions, and 1e999999999 would be an integer of a billion digits.
+MAX_EXPONENT = 10_000
+
 
 def canonical_number(value: Any, field_name: str) -> str:
     """A finite number given as str/int/float/Decimal/mpf -> canonical decimal string."""
@@ -51,21 +60,28 @@ def canonical_number(value: Any, field_name: str) -> str:
                             "write a finite decimal number such as 0.5 or \"0.5\"")
     if isinstance(value, str):
         s = value.strip()
+        if len(s) > MAX_NUMBER_CHARS:
+            raise InstanceError(field_name, f"the number {quote(s)} is too long",
+                                f"give at most {MAX_NUMBER_CHARS} characters per number")
         if not _DECIMAL.match(s):
-            raise InstanceError(field_name, f"{value!r} is not a finite decimal number",
+            raise InstanceError(field_name, f"{quote(value)} is not a finite decimal number",
                                 "write it like 0.25, -1, 3e-4; NaN and infinities are not allowed")
+        _check_exponent(s, field_name)
         return s
     if isinstance(value, int):
-        return str(value)
+        if value.bit_length() > MAX_NUMBER_CHARS * 3:  # more than MAX_NUMBER_CHARS digits
+            raise InstanceError(field_name, f"an integer of {value.bit_length()} bits is too long",
+                                f"give at most {MAX_NUMBER_CHARS} characters per number")
+        return canonical_number(str(value), field_name)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InstanceError(field_name, f"{value} is not finite",
                                 "NaN and infinities are not allowed")
-        return repr(value)
+        return canonical_number(repr(value), field_name)
     if isinstance(value, decimal.Decimal):
         if not value.is_finite():
             raise InstanceError(field_name, f"{value} is not finite", "NaN and infinities are not allowed")
-        return str(value)
+        return canonical_number(str(value), field_name)
     if isinstance(value, Fraction):
         raise InstanceError(field_name, "fractions are not accepted", "give a decimal string")
     if isinstance(value, mpmath.mpf):
@@ -78,6 +94,14 @@ def canonical_number(value: Any, field_name: str) -> str:
         return canonical_number(value.item(), field_name)
     raise InstanceError(field_name, f"expected a number, got {type(value).__name__}",
                         "write a finite decimal number")
+
+
+def _check_exponent(s: str, field_name: str) -> None:
+    """Refuse a decimal string whose magnitude is beyond 1e+-MAX_EXPONENT (zero is fine)."""
+    d = decimal.Decimal(s)
+    if d != 0 and abs(d.adjusted()) > MAX_EXPONENT:
+        raise InstanceError(field_name, f"{quote(s)} is outside the supported range",
+                            f"give numbers between 1e-{MAX_EXPONENT} and 1e{MAX_EXPONENT} in magnitude")
 
 
 def _vector(value: Any, field_name: str) -> tuple[str, ...]:
@@ -126,7 +150,7 @@ def read_text_file(path: str | Path) -> str:
     """The text of an input file; every failure is an InstanceError naming the path."""
     p = Path(path)
     try:
-        return p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8-sig")  # a leading UTF-8 byte-order mark is allowed
     except FileNotFoundError:
         raise InstanceError(str(p), "no such file", "check the path") from None
     except IsADirectoryError:
@@ -182,7 +206,7 @@ class Instance:
     ) -> "Instance":
         """Validate and build an instance from Python values (str, int, float, mpf)."""
         if activation not in ACTIVATIONS:
-            raise InstanceError("activation", f"unknown activation {activation!r}",
+            raise InstanceError("activation", f"unknown activation {quote(activation)}",
                                 f"use one of {', '.join(ACTIVATIONS)}")
         if not isinstance(normalize_teacher, bool):
             raise InstanceError("normalize_teacher", "expected true or false")
@@ -214,7 +238,7 @@ class Instance:
             if not normalize_teacher and abs(norm - 1) > UNIT_NORM_TOL:
                 raise InstanceError(
                     f"teacher.W[{i}]", f"has norm {mpmath.nstr(norm, 17)}, not 1",
-                    "normalize it, or set \"normalize_teacher\": true (--normalize-teacher) "
+                    "normalize it, or add \"normalize_teacher\": true to the instance "
                     "to let each engine normalize at its own precision")
         separation = math.pi if len(tW) == 1 else min(
             line_or_ray_angle(tW[i], tW[l], activation)
@@ -244,7 +268,8 @@ class Instance:
             raise InstanceError("", "the instance must be a JSON object", "see README.md for the format")
         unknown = sorted(set(data) - TOP_KEYS)
         if unknown:
-            raise InstanceError(unknown[0], "unknown key", f"expected keys: {', '.join(sorted(TOP_KEYS))}")
+            raise InstanceError(quote(unknown[0], quotes=False), "unknown key",
+                                f"expected keys: {', '.join(sorted(TOP_KEYS))}")
         for key in ("teacher", "student", "lambda"):
             if key not in data:
                 raise InstanceError(key, "is missing", "see README.md for the instance format")
@@ -255,7 +280,8 @@ class Instance:
                 raise InstanceError(key, "expected an object with keys \"a\" and \"W\"")
             extra = sorted(set(part) - {"a", "W"})
             if extra:
-                raise InstanceError(f"{key}.{extra[0]}", "unknown key", "expected \"a\" and \"W\"")
+                raise InstanceError(f"{key}.{quote(extra[0], quotes=False)}", "unknown key",
+                                    "expected \"a\" and \"W\"")
             for sub in ("a", "W"):
                 if sub not in part:
                     raise InstanceError(f"{key}.{sub}", "is missing")

@@ -12,23 +12,40 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from .errors import CheckerError
 
 
-def check_plotting(folder: str) -> None:
-    """Fail early (exit 2) when figures were asked for but cannot be made."""
+#: The figure files, in the order they are written (``directions.png`` only when d = 2).
+FIGURES = ("gap_loss.png", "mass_angle.png", "certificate.png", "directions.png")
+
+
+def figure_names(d: int) -> tuple[str, ...]:
+    """The figure files a run in dimension ``d`` writes."""
+    return FIGURES if d == 2 else FIGURES[:-1]
+
+
+def check_plotting(folder: str, d: int, *, distinct_from: Mapping[str, str | None] | None = None) -> None:
+    """Fail early (exit 2) when figures were asked for but cannot be made or written.
+
+    The folder is probed (created if missing) and so is every figure file in it,
+    with the rule of every output: a figure path that exists and is not a regular
+    file is refused, never replaced; a symbolic link is written through.
+    """
+    from .io import check_output_dir, check_output_file
+
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         raise CheckerError("--plots needs matplotlib: pip install -e \".[plots]\"") from None
-    p = Path(folder)
-    if p.exists() and not p.is_dir():
-        raise CheckerError(f"--plots {folder}: exists and is not a directory")
+    check_output_dir("--plots", folder)
+    for name in figure_names(d):
+        check_output_file("--plots", Path(folder) / name, distinct_from=distinct_from)
 
 
 def _great_circle(e1: np.ndarray, e2: np.ndarray, n: int = 721) -> tuple[np.ndarray, np.ndarray]:
@@ -105,9 +122,13 @@ def make_plots(check: Any, report: Any, folder: str) -> list[Path]:
     paths: list[Path] = []
 
     def save(fig: Any, name: str) -> Path:
+        from .io import write_bytes_atomic
+
         fig.tight_layout()
-        fig.savefig(out / name, dpi=120)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=120)
         plt.close(fig)
+        write_bytes_atomic(out / name, buf.getvalue())  # same rule as every result file
         return out / name
     hist = report.run.get("history", [])
 

@@ -2,8 +2,9 @@
 
 A run file is either a bare instance (see ``checker.model``) or an object
 ``{"description": str, "instance": {...}, "run": {...}}`` whose ``run`` part
-holds default options of ``python -m checker.theorem1`` (engine, dps, schedule,
-steps, eta, gap_target, time_budget, radius, seed).  Presets use the second
+holds default options of ``python -m checker.theorem1`` (the keys and ranges of
+``checker.options.OPTIONS``: engine, dps, schedule, steps, eta, gap_target,
+time_budget, radius, threshold, seed, force), validated when the file is read.  Presets use the second
 form; so do the counterexample files the checker writes, which is why
 ``--instance COUNTEREXAMPLE.json`` reproduces a failure.
 """
@@ -15,13 +16,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import CheckerError, InstanceError
+from .errors import CheckerError, InstanceError, quote
 from .model import Instance, parse_json_text, read_text_file
+from .options import OPTIONS, parse_option, parse_run
 
 DEFAULT_PRESET = "default"
 
-RUN_KEYS = {"engine", "dps", "schedule", "steps", "eta", "gap_target", "time_budget", "radius",
-            "seed", "threshold", "force"}
+RUN_KEYS = set(OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -41,15 +42,9 @@ def _parse(data: Any, source: str) -> RunFile:
     if isinstance(data, Mapping) and "instance" in data:
         extra = sorted(set(data) - {"instance", "run", "description"})
         if extra:
-            raise InstanceError(f"{source}: {extra[0]}", "unknown key",
+            raise InstanceError(f"{source}: {quote(extra[0], quotes=False)}", "unknown key",
                                 "a run file has keys instance, run, description")
-        run = data.get("run", {}) or {}
-        if not isinstance(run, Mapping):
-            raise InstanceError(f"{source}: run", "expected an object")
-        unknown = sorted(set(run) - RUN_KEYS)
-        if unknown:
-            raise InstanceError(f"{source}: run.{unknown[0]}", "unknown key",
-                                f"expected keys: {', '.join(sorted(RUN_KEYS))}")
+        run = parse_run(data.get("run", {}) or {}, source)
         description = data.get("description", "")
         if not isinstance(description, str):
             raise InstanceError(f"{source}: description", "expected a string")
@@ -70,30 +65,10 @@ def load_run_file(path: str | Path) -> RunFile:
 
 
 def run_option(run: Mapping[str, Any], key: str, kind: type, default: Any, source: str) -> Any:
-    """A run option from a run file, converted to ``kind`` (numbers may be strings)."""
+    """A run option from a run file, validated by the one table of ``checker.options``.
+
+    ``kind`` is kept for callers; the table fixes each option's type and range.
+    """
     if key not in run or run[key] is None:
         return default
-    value = run[key]
-    try:
-        if kind is int:
-            if isinstance(value, bool):
-                raise ValueError
-            f = float(value)
-            if f != int(f):
-                raise ValueError
-            return int(f)
-        if kind is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if kind is bool:
-            if not isinstance(value, bool):
-                raise ValueError
-            return value
-        if kind is str:
-            if not isinstance(value, str):
-                raise ValueError
-            return value
-    except (TypeError, ValueError):
-        raise InstanceError(f"{source}: run.{key}", f"expected {kind.__name__}, got {value!r}") from None
-    raise TypeError(kind)
+    return parse_option(key, run[key], f"{source}: run.{key}")

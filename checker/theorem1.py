@@ -1,6 +1,6 @@
 """``python -m checker.theorem1``: the local-convergence theorem (formalization T1) on one instance.
 
-Checks the hypotheses H1-H4 of T1 (``shared/spec/paper.md``), runs gradient
+Checks the hypotheses H1-H4 of T1 (``docs/formalization.md``), runs gradient
 descent on L_lambda (fixed lambda or a decreasing schedule) in float64 or in
 mpmath, and checks the conclusions C1-C5 with measured constants.  T1 is this
 project's formalization: the paper's own statement, constants and numbering are
@@ -9,8 +9,8 @@ choice, stated as such in the output (grade "reconstructed").
 
 Operational definitions (ours, not the paper's):
 
-* neighbourhood radius r = Delta/3 (``--radius``); T_i, T_far as in paper.md;
-* certificate bound B(zeta) = zeta + lambda^2 ||p*||^2 / 4 (paper.md, from the
+* neighbourhood radius r = Delta/3 (``--radius``); T_i, T_far as in docs/formalization.md;
+* certificate bound B(zeta) = zeta + lambda^2 ||p*||^2 / 4 (docs/formalization.md, from the
   dual certificate eta* with constants rho, rho');
 * lambda_max = min(a_min/2, rho' a_min / ||p*||^2), the largest lambda for which
   the threshold below is at least lambda rho' a_min / 4 > 0;
@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -59,11 +58,12 @@ import numpy as np
 
 from . import __version__, objective
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
-from .engines import Engine, make_engine
+from .engines import MIN_DPS, Engine, make_engine
 from .errors import CheckerError
 from .model import Instance
-from .presets import DEFAULT_PRESET, RunFile, load_preset, load_run_file, preset_names, run_option
-from .problem import Problem
+from .options import MAX_SEED, MAX_STEPS, OPTIONS, layer_engine, max_dps, parse_option
+from .presets import DEFAULT_PRESET, RunFile, load_preset, load_run_file, preset_names
+from .problem import Problem, check_float64_range
 
 SCHEMA_VERSION = "1.0"
 EXIT_INCONCLUSIVE = 3
@@ -264,6 +264,11 @@ class TheoremCheck:
             raise CheckerError("no step size: give \"eta\" in the instance or --eta")
         eta_text = options.eta if options.eta is not None else self.instance.eta
         self.instance = self.instance.replace(eta=eta_text)
+        # The certificate, the step-size estimate (H3) and the preliminary descent run in
+        # float64 whatever the engine: an instance that overflows float64 is refused here,
+        # before any long phase (the float64 engine's own guard says the same).
+        check_float64_range(self.instance, "T1's certificate and step-size estimate run in float64 "
+                            "whatever the engine: rescale the instance")
         self.problem = Problem.from_instance(self.instance, self.engine)
         self.a_star = np.array([float(x) for x in self.instance.teacher_a])
         self.W_star = np.array([[float(x) for x in r] for r in self.instance.teacher_W])
@@ -1044,18 +1049,20 @@ def build_parser() -> UsageParser:
     src.add_argument("--preset", help=f"embedded instance (default: {DEFAULT_PRESET}); --list-presets lists them")
     src.add_argument("--instance", help="instance or run file (JSON)")
     p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
-    p.add_argument("--engine", choices=["float64", "mp"])
-    p.add_argument("--dps", type=int, help="digits for --engine mp (default 50)")
+    # Option values are read as text and validated by the one table of checker.options
+    # (the same ranges and messages as the keys of a run file).
+    p.add_argument("--engine", help="'float64' (default) or 'mp'")
+    p.add_argument("--dps", help=f"digits for --engine mp ({MIN_DPS} to {max_dps()}, default 50)")
     p.add_argument("--schedule", help="'fixed' or 'geometric:factor=0.5,switch=1e-2,min=1e-4'")
-    p.add_argument("--steps", type=int, help="step budget")
+    p.add_argument("--steps", help=f"step budget (1 to {MAX_STEPS})")
     p.add_argument("--eta", help="step size (overrides the instance)")
-    p.add_argument("--gap-target", type=float, help="stop when the gap bound is below this")
-    p.add_argument("--time-budget", type=float, help="seconds of wall time for the descent")
-    p.add_argument("--radius", type=float, help="neighbourhood radius r (default Delta/3)")
-    p.add_argument("--threshold", type=float, help="eps_0 of H4 (default: the checker's choice)")
+    p.add_argument("--gap-target", help="stop when the gap bound is below this (> 0)")
+    p.add_argument("--time-budget", help="seconds of wall time for the descent (> 0)")
+    p.add_argument("--radius", help="neighbourhood radius r in radians, 0 < r <= pi (default Delta/3)")
+    p.add_argument("--threshold", help="eps_0 of H4, > 0 (default: the checker's choice)")
     p.add_argument("--json", help="write the result (schema in README) to this file")
     p.add_argument("--plots", help="write figures to this directory")
-    p.add_argument("--seed", type=int, help="seed of the randomized searches (default 0)")
+    p.add_argument("--seed", help=f"seed of the randomized searches, 0 to {MAX_SEED} (default 0)")
     p.add_argument("--checkpoint", help="checkpoint file (written periodically, on Ctrl-C and at the end)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--force", action="store_true", help="run even when hypotheses are unmet")
@@ -1065,54 +1072,50 @@ def build_parser() -> UsageParser:
 
 
 def options_from(args: argparse.Namespace, rf: RunFile) -> Options:
-    run, src = rf.run, rf.source or "run file"
+    """The run options: command-line flags over the run file's, each validated by the one table."""
+    run = rf.run  # validated when the run file was read (checker.presets)
+    cli = {key: parse_option(key, getattr(args, key)) for key in OPTIONS
+           if key != "force" and getattr(args, key, None) is not None}
 
-    def pick(cli: Any, key: str, kind: type, default: Any) -> Any:
-        return cli if cli is not None else run_option(run, key, kind, default, src)
+    def pick(key: str, default: Any) -> Any:
+        return cli.get(key, run.get(key, default))
 
-    opts = Options(
-        engine=pick(args.engine, "engine", str, "float64"),
-        dps=pick(args.dps, "dps", int, None),
-        schedule=pick(args.schedule, "schedule", str, "fixed"),
-        steps=pick(args.steps, "steps", int, 20_000),
-        eta=pick(args.eta, "eta", str, None),
-        gap_target=pick(args.gap_target, "gap_target", float, None),
-        time_budget=pick(args.time_budget, "time_budget", float, None),
-        radius=pick(args.radius, "radius", float, None),
-        threshold=pick(args.threshold, "threshold", float, None),
-        seed=pick(args.seed, "seed", int, 0),
-        force=args.force or run_option(run, "force", bool, False, src), checkpoint=args.checkpoint, resume=args.resume,
+    engine, dps = layer_engine(cli.get("engine"), cli.get("dps"), run.get("engine"), run.get("dps"))
+    return Options(
+        engine=engine, dps=dps,
+        schedule=pick("schedule", "fixed"),
+        steps=pick("steps", 20_000),
+        eta=pick("eta", None),
+        gap_target=pick("gap_target", None),
+        time_budget=pick("time_budget", None),
+        radius=pick("radius", None),
+        threshold=pick("threshold", None),
+        seed=pick("seed", 0),
+        force=args.force or run.get("force", False), checkpoint=args.checkpoint, resume=args.resume,
         progress=not args.no_progress,
     )
-    if opts.engine == "float64" and args.engine is None and args.dps is not None:
-        opts.engine = "mp"
-    if opts.engine == "float64":
-        opts.dps = None
-    if opts.steps <= 0:
-        raise CheckerError(f"--steps must be positive, got {opts.steps}")
-    if opts.time_budget is not None and not opts.time_budget > 0:
-        raise CheckerError(f"--time-budget must be positive, got {opts.time_budget}")
-    if opts.eta is not None:
-        try:
-            ok = float(opts.eta) > 0 and math.isfinite(float(opts.eta))
-        except ValueError:
-            ok = False
-        if not ok:
-            raise CheckerError(f"--eta must be a positive number, got {opts.eta!r}")
-    return opts
 
 
-def _check_writable(flag: str, path: str) -> None:
-    """Fail before the run (exit 2), not after it, when a result file cannot be written."""
-    parent = Path(path).resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CheckerError(f"{flag} {path}: cannot create its folder ({exc.strerror or exc})") from None
-    if Path(path).is_dir():
-        raise CheckerError(f"{flag} {path}: is a directory; give a file name")
-    if not os.access(parent, os.W_OK):
-        raise CheckerError(f"{flag} {path}: folder {parent} is not writable")
+def check_outputs(args: argparse.Namespace, d: int) -> None:
+    """Probe every file and folder the run will write, before any computation (exit 2).
+
+    The result may not be the instance or the checkpoint; the checkpoint may not be
+    the instance; figures and counterexamples follow the same rule (a path that exists
+    and is not a regular file is refused, never replaced; symbolic links are written
+    through).
+    """
+    from .io import check_output_dir, check_output_file
+
+    if args.json:
+        check_output_file("--json", args.json,
+                          distinct_from={"--instance": args.instance, "--checkpoint": args.checkpoint})
+    if args.checkpoint:
+        check_output_file("--checkpoint", args.checkpoint, distinct_from={"--instance": args.instance})
+    if args.plots:
+        from .plots import check_plotting
+        check_plotting(args.plots, d, distinct_from={"--instance": args.instance, "--json": args.json,
+                                                     "--checkpoint": args.checkpoint})
+    check_output_dir("--counterexample-dir", args.counterexample_dir)
 
 
 def write_counterexample(rf: RunFile, opts: Options, report: Report, folder: str) -> Path:
@@ -1144,12 +1147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rf = load_preset(args.preset or DEFAULT_PRESET)
             source = f"preset {args.preset or DEFAULT_PRESET}"
         opts = options_from(args, rf)
-        for flag, target in (("--json", args.json), ("--checkpoint", None if args.resume else args.checkpoint)):
-            if target:
-                _check_writable(flag, target)
-        if args.plots:
-            from .plots import check_plotting
-            check_plotting(args.plots)
+        check_outputs(args, rf.instance.d)
         check = TheoremCheck(rf, opts)
         if opts.progress:
             check.say = lambda text: print(text, file=sys.stderr, flush=True)

@@ -3,20 +3,18 @@
 One line per result, then "N verified, M failed"; the detail of each failed
 result goes to stderr.  Exit status 0 if all verified, 1 if any failed, 2 on a
 usage or output error.  ``--json FILE`` also writes the list of Result dicts
-(atomically: a temporary file in the same directory, then a rename).
+with ``checker.io.write_json_atomic``; the path is probed before any derivation
+runs (``checker.io.check_output_file``), so a bad path costs no work.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 from checker.cli import EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
-from checker.errors import CheckerError
+from checker.io import check_output_file, write_json_atomic
 
 from . import run_all
 from .result import Result
@@ -25,20 +23,8 @@ PROG = "python -m derivations"
 
 
 def write_json(results: Sequence[Result], path: Path) -> None:
-    """Write the results as a JSON list of dicts, atomically."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise CheckerError(f"cannot write {path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump([r.to_dict() for r in results], fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise CheckerError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    """Write the results as a JSON list of dicts, atomically (the shared writer)."""
+    write_json_atomic(path, [r.to_dict() for r in results])
 
 
 def main(argv: Sequence[str] | None = None, runner: Callable[[], list[Result]] = run_all) -> int:
@@ -48,6 +34,8 @@ def main(argv: Sequence[str] | None = None, runner: Callable[[], list[Result]] =
 
     def body() -> int:
         args = parser.parse_args(argv)
+        if args.json is not None:
+            check_output_file("--json", args.json)
         results = runner()
         for r in results:
             print(r.line())

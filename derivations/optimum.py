@@ -40,7 +40,8 @@ FAMILY = "optimum"
 ValueFn = Callable[[Any, Any], Any]        # (|a*|, lambda) -> L*_lambda
 MassFn = Callable[[Any, Any, Any], Any]    # (a*, sign(a*), lambda) -> optimal signed mass
 
-#: The reference values the checker's tests use (relu from paper.md; abs derived by ``single_teacher_optimum``).
+#: The reference values the checker's tests use (relu from docs/formalization.md; abs derived
+#: by ``single_teacher_optimum``).
 SINGLE_TEACHER_VALUE: dict[str, ValueFn] = {
     "relu": lambda alpha, lam: lam * alpha - lam**2 / 2,
     "abs": lambda alpha, lam: lam * alpha - lam**2 / 4,

@@ -432,7 +432,7 @@ def single_teacher_optimum(t_a: str, t_W: tuple, activation: str, lam: str, dps:
 
     m* = 1: the optimum puts signed mass s = a* - lam sign(a*) / (2 kappa(0)) on w* (relu:
     a* - lam sign(a*)), balanced, and L*_lambda = lam |a*| - lam^2 / (4 kappa(0)) (relu:
-    lam |a*| - lam^2 / 2; paper.md), from minimizing kappa(0)(s - a*)^2 + lam |s|.  The teacher's
+    lam |a*| - lam^2 / 2; docs/formalization.md), from minimizing kappa(0)(s - a*)^2 + lam |s|.  The teacher's
     decimal strings have unit norm only to ~1e-16, so the instance asks the engine to normalize them
     (normalize_teacher) and the optimum is built on the same unit vector.
     """

@@ -353,7 +353,7 @@ def _single_teacher_gap(act: str, a_star: float, w: np.ndarray, a: np.ndarray, W
     One atom s on w* minimizes (s - a*)^2 kappa(0) + lam |s| at s = a* - lam sign(a*)/(2 kappa(0))
     (|a*| > lam / (2 kappa(0))); the scaled certificate p = (lam/kappa(0)) sign(a*) sigma(<w*,x>)
     has |E[p sigma(<w,x>)]| <= lam on the sphere, so that atom is the optimum over all
-    measures (relu: lam |a*| - lam^2/2 as in paper.md).
+    measures (relu: lam |a*| - lam^2/2 as in docs/formalization.md).
     """
     ev = objective.evaluate(F64, act, a, W, np.array([a_star]), w[None], lam, with_gradient=False)
     return float(ev.reg_loss) - (lam * abs(a_star) - lam**2 / (4 * KAPPA0[act]))

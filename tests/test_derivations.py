@@ -30,6 +30,7 @@ from derivations.hermite import hermite_series
 from derivations.kernel import kappa_abs_from_relu, kappa_at_zero_angle, kappa_gaussian_integral
 from derivations.optimum import kappa_monotone, single_teacher_optimum
 from derivations.result import METHODS, Result
+from tests.outputs import bad_output_cases, device_intact, tree_state
 
 REPO = Path(__file__).resolve().parent.parent
 REGISTERED = [fn.__name__ for fn in all_derivations()]
@@ -76,10 +77,38 @@ def test_cli_reports_failure_with_exit_1(capsys: pytest.CaptureFixture[str], tmp
     assert json.loads(out.read_text()) == [good.to_dict(), bad.to_dict()]
 
 
-def test_cli_bad_json_destination_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("case", ["dev-null", "symlink-to-device", "directory-at-target", "proc",
+                                  "under-a-regular-file"])
+def test_cli_bad_json_destination_exits_2_before_any_derivation(
+        case: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cases = bad_output_cases(tmp_path)
+    (tmp_path / "plain.txt").write_text("keep me")
+    cases["under-a-regular-file"] = str(tmp_path / "plain.txt" / "r.json")
+    before = tree_state(tmp_path)
+    calls: list[int] = []
+
+    def runner() -> list[Result]:  # must never run: the path is refused first
+        calls.append(1)
+        return [Result("good", "kernel", "holds", "symbolic", True, "")]
+
+    assert main(["--json", cases[case]], runner=runner) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--json" in err and "Traceback" not in err
+    assert calls == []
+    assert tree_state(tmp_path) == before and device_intact()
+
+
+def test_cli_json_writes_through_a_symlink_and_creates_missing_folders(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     ok = Result("good", "kernel", "holds", "symbolic", True, "")
-    assert main(["--json", str(tmp_path / "missing" / "r.json")], runner=lambda: [ok]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    assert main(["--json", str(link)], runner=lambda: [ok]) == 0
+    assert link.is_symlink() and json.loads(real.read_text()) == [ok.to_dict()]
+    assert main(["--json", str(tmp_path / "new" / "r.json")], runner=lambda: [ok]) == 0
+    assert json.loads((tmp_path / "new" / "r.json").read_text()) == [ok.to_dict()]
 
 
 # ---- negative tests: a wrong formula must give verified=False ---------------------------------

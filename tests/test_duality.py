@@ -39,7 +39,7 @@ def _single_teacher_optimum(activation: str, a_star: str, lam: str, w_star, digi
     """One student neuron at the lambda-optimum of a single teacher, balanced, at ``digits`` digits.
 
     The optimum puts signed mass a* - lambda sign(a*) / (2 kappa(0)) on w*
-    (paper.md for relu, kappa(0) = 1/2; for abs, kappa(0) = 1, the same
+    (docs/formalization.md for relu, kappa(0) = 1/2; for abs, kappa(0) = 1, the same
     first-order condition (s - a*) 2 kappa(0) + lambda sign(s) = 0 of
     P(s delta_w*) = (s - a*)^2 kappa(0) + lambda |s|), split as a = sign sqrt(|s|),
     w = sqrt(|s|) w*.
@@ -58,7 +58,7 @@ def _single_teacher_optimum(activation: str, a_star: str, lam: str, w_star, digi
 def _l_star(activation: str, a_star: str, lam: str) -> mpmath.mpf:
     """L*_lambda of a single unit teacher: lambda |a*| - lambda^2 / (4 kappa(0)).
 
-    relu: lambda |a*| - lambda^2/2 (paper.md); abs: lambda |a*| - lambda^2/4 (value
+    relu: lambda |a*| - lambda^2/2 (docs/formalization.md); abs: lambda |a*| - lambda^2/4 (value
     of P at the optimum above: (lambda/(2 kappa0))^2 kappa0 + lambda (|a*| - lambda/(2 kappa0))).
     """
     with mpmath.workdps(80):

@@ -175,3 +175,29 @@ def test_real_command_line_on_the_example_and_bad_input(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "checker.evaluate", str(bad)],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     _assert_one_line_error(proc.returncode, proc.stdout, proc.stderr)
+
+
+# ---------------------------------------------------------------- non-finite results (issue 7)
+def test_an_overflowing_student_is_refused_naming_the_field(capsys, tmp_path):
+    data = json.loads(json.dumps(INSTANCE))
+    data["student"]["W"][1][1] = "1e300"
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(data))
+    code, out, err = _run(capsys, [path])
+    _assert_one_line_error(code, out, err)
+    assert "student.W[1][1]" in err and "--engine mp" in err
+    code, out, _ = _run(capsys, [path, "--engine", "mp", "--dps", "20"])
+    assert code == 0 and "e+5" in json.loads(out)["loss"]  # the mp engine has the range: L ~ 1e599
+
+
+def test_a_non_finite_float64_result_is_never_printed(capsys, tmp_path, monkeypatch):
+    # Past the door (switched off here), an overflow in the objective must still end in exit 2.
+    import checker.problem
+    monkeypatch.setattr(checker.problem, "check_float64_range", lambda instance, fix="": None)
+    data = json.loads(json.dumps(INSTANCE))
+    data["student"]["a"][0] = "1e200"
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(data))
+    code, out, err = _run(capsys, [path])
+    _assert_one_line_error(code, out, err)
+    assert "overflows" in err and "--engine mp" in err

@@ -99,6 +99,28 @@ def test_read_json_errors_are_one_line(tmp_path, content, expect):
     assert "\n" not in msg and expect in msg and msg.startswith("checkpoint ")
 
 
+def test_read_json_accepts_a_utf8_byte_order_mark(tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf{\"a\": [1, 2]}")
+    assert cio.read_json(path, "checkpoint") == {"a": [1, 2]}
+
+
+def test_write_bytes_atomic_follows_the_rule_of_every_output(tmp_path):
+    # figures use it: written through a symlink (link kept), a non-regular target refused untouched
+    real = tmp_path / "real.png"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.png"
+    link.symlink_to(real)
+    cio.write_bytes_atomic(link, b"new")
+    assert link.is_symlink() and real.read_bytes() == b"new"
+    (tmp_path / "d.png").mkdir()
+    for target in (tmp_path / "d.png", os.devnull):
+        with pytest.raises(CheckerError, match="not a regular file|is a directory"):
+            cio.write_bytes_atomic(target, b"x")
+    assert (tmp_path / "d.png").is_dir() and not list((tmp_path / "d.png").iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.png", "link.png", "real.png"]  # no temp file left
+
+
 # --------------------------------------------------------------------------- exact number strings
 def _bits(x: float) -> bytes:
     return struct.pack("<d", x)

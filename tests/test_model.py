@@ -251,3 +251,44 @@ def test_the_valid_instance_is_valid():
     # Guards the table above: every error there comes from its one change.
     inst = Instance.from_dict(copy.deepcopy(valid()))
     assert inst.activation == "relu" and inst.lam == "0.01"
+
+
+# ---------------------------------------------------------------- numbers at the door (issue 7)
+def test_a_ten_thousand_digit_number_is_refused_quoting_a_short_prefix():
+    data = valid()
+    data["student"]["a"][0] = "0." + "3" * 10_000
+    with pytest.raises(InstanceError) as info:
+        Instance.from_dict(data)
+    msg = str(info.value)
+    assert info.value.field == "student.a[0]" and "too long" in msg
+    assert "3" * 41 not in msg and len(msg) < 200  # at most ~40 characters of the value
+
+
+def test_a_huge_json_integer_and_an_exponent_beyond_the_range_are_refused():
+    text = json.dumps(valid()).replace('"0.01"', "1" * 5000)  # read as text: a 5000-digit integer
+    with pytest.raises(InstanceError) as info:
+        Instance.from_json(text)
+    assert info.value.field == "lambda" and len(str(info.value)) < 200
+    with pytest.raises(InstanceError, match="outside the supported range") as info:
+        Instance.from_dict({**valid(), "eta": "1e999999999"})
+    assert info.value.field == "eta"
+    with pytest.raises(InstanceError) as info:
+        Instance.create(**{**dict(teacher_a=["1"], teacher_W=[["1", "0"]], student_a=["1"],
+                                  student_W=[["1", "0"]], lam="0.1"), "student_a": [10 ** 5000]})
+    assert info.value.field == "student.a[0]"
+
+
+def test_non_unit_teacher_rows_point_to_the_real_key():
+    data = valid()
+    data["teacher"]["W"][0] = ["2", "0", "0"]
+    with pytest.raises(InstanceError) as info:
+        Instance.from_dict(data)
+    msg = str(info.value)
+    assert '"normalize_teacher": true' in msg and "--normalize-teacher" not in msg
+    Instance.from_dict({**data, "normalize_teacher": True})  # and that key does what the message says
+
+
+def test_a_file_with_a_utf8_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(valid()).encode("utf-8"))
+    assert Instance.from_file(path) == Instance.from_dict(valid())

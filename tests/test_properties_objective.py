@@ -1,7 +1,7 @@
 """Property tests of the exact population objective (checker/objective.py).
 
 Every property is an identity or inequality of the mathematics (see
-/work/shared/spec/paper.md), checked at points drawn by tests/strategies.py.
+docs/formalization.md), checked at points drawn by tests/strategies.py.
 Tolerances are stated against the scale of the terms that cancel:
 
     S = sum_j |a_j| ||w_j|| + sum_i |a*_i| ||w*_i||   (total mass of f_theta - f*),
@@ -90,7 +90,7 @@ def balance(a: np.ndarray, W: np.ndarray) -> np.ndarray:
 def test_euler_identity(inst, dps):
     """1-homogeneity of sigma: a_j dL/da_j = <w_j, grad_{w_j} L> for the unregularized L.
 
-    Reference: exact identity (paper.md, balance law).  Tolerance 1e-dps S^2 (module docstring).
+    Reference: exact identity (docs/formalization.md, balance law).  Tolerance 1e-dps S^2 (module docstring).
     """
     p = mp_problem(inst, dps)
     ev = p.evaluate()
@@ -424,7 +424,7 @@ def test_single_teacher_optimum(t, lam, dps):
     """At the balanced student carrying the exact single-teacher optimum (``strategies.single_teacher_optimum``),
     L_lambda equals L*_lambda and the gradient of L_lambda vanishes.
 
-    Reference: the closed-form optimum (paper.md, relu; the same minimization for abs).
+    Reference: the closed-form optimum (docs/formalization.md, relu; the same minimization for abs).
     Tolerance 1e-dps S^2 / 1e-dps G (module docstring).
     """
     inst, opt = S.single_teacher_optimum(t.a[0], t.W[0], t.activation, lam, dps)

@@ -1,4 +1,4 @@
-"""Property tests of the local-convergence statements (T1 in paper.md): descent, duality,
+"""Property tests of the local-convergence statements (T1 in docs/formalization.md): descent, duality,
 the dual-certificate inequalities C3 and C4, along generated instances and short GD runs.
 
 Near-violation search: every inequality's ratio (measured / bound, <= 1 when it holds) is
@@ -228,7 +228,7 @@ def _q(x: str) -> Fraction:
 def test_duality_bound_is_a_lower_bound_everywhere(inst):
     """The certified dual value D(p) is a lower bound of L*_lambda: D <= L_lambda(theta) (gap_upper >= 0),
     D <= lambda sum_i |a*_i| (the value of the teacher itself, balanced: L = 0), and for m* = 1,
-    D <= L*_lambda = lambda |a*| - lambda^2 / (4 kappa(0)) (exact, paper.md).
+    D <= L*_lambda = lambda |a*| - lambda^2 / (4 kappa(0)) (exact, docs/formalization.md).
 
     Reference: weak duality; the exact single-teacher optimum.  No tolerance: gap_bound returns
     outward-rounded decimal strings (Arb enclosures, ~40 digits), compared as exact fractions or
@@ -259,7 +259,7 @@ def test_duality_bound_is_a_lower_bound_everywhere(inst):
 @at_most(12)  # 1-3 s per example in d = 3 (deep boxes near the exact maximizer)
 @given(t=S.teachers(max_d=3, max_m_star=1), lam=S.lambdas(min_value=1e-3, max_value=0.2))
 def test_duality_bound_is_tight_at_the_single_teacher_optimum(t, lam):
-    """At the exact lambda-optimum of a single teacher (paper.md: mass a* - lambda sign(a*) / (2 kappa(0))
+    """At the exact lambda-optimum of a single teacher (docs/formalization.md: mass a* - lambda sign(a*) / (2 kappa(0))
     on w*, balanced) the certified gap bound closes: gap_upper <= 1e-25 (1 + S^2).
 
     Reference: the exact optimum (zeta = 0 up to the 40-digit working precision).  Tolerance: the
@@ -300,7 +300,7 @@ def test_certificate_inequality_sharp_form(inst):
         lambda sum_j mu_j (1 - |eta(u_j)|) <= L_lambda(theta) - lambda sum_i |a*_i| + lambda^2 ||p*||^2 / 4,
 
     (AM-GM, <p*, f*> = sum_i |a*_i|, Cauchy-Schwarz on <p*, f* - f_theta>, and max_L (lambda ||p*|| sqrt L
-    - L) = lambda^2 ||p*||^2 / 4: paper.md's chain without the step L*_lambda <= lambda sum |a*_i|, so
+    - L) = lambda^2 ||p*||^2 / 4: docs/formalization.md's chain without the step L*_lambda <= lambda sum |a*_i|, so
     the right side is at most zeta + lambda^2 ||p*||^2 / 4).  It needs no bound on |eta|, so it holds for
     degenerate certificates too, as long as the interpolation system was solved (not singular).
 
@@ -341,8 +341,8 @@ def test_c3_c4_along_short_runs(inst, eta, steps):
     C3: far mass <= (zeta + lambda^2 ||p*||^2 / 4) / (lambda rho_far), with zeta <= gap_upper from the
     certified duality bound, after a float64 GD run of ``steps`` steps (0: the drawn student itself).
 
-    Reference: the certificate lemma (paper.md); rho, rho_far from checker.geometry.certificate (rho a sampled
-    estimate: a ratio above 1 would expose an overestimated rho).  No tolerance beyond the 1e-9
+    Reference: the certificate lemma (docs/formalization.md); rho, rho_far from
+    checker.geometry.certificate (rho a sampled estimate: a ratio above 1 would expose an overestimated rho).  No tolerance beyond the 1e-9
     relative float64 slack of the certificate's own arithmetic.  Degenerate certificates (rho or
     rho_far <= 0) give infinite bounds and are skipped.  Targets both ratios.
     """

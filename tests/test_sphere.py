@@ -247,10 +247,10 @@ def test_kernel_sum_value_gradient_hessian_against_mp_engine(activation):
 
 @pytest.mark.parametrize("activation", ["relu", "abs"])
 def test_kappa_taylor_matches_closed_form_in_t(activation):
-    # Reference: the closed form written in t (paper.md: relu kappa = (sqrt(1-t^2) +
+    # Reference: the closed form written in t (docs/formalization.md: relu kappa = (sqrt(1-t^2) +
     # (pi - arccos t) t)/(2 pi), abs kappa = (2/pi)(sqrt(1-t^2) + t arcsin t)),
     # differentiated by mpmath at 50 digits; and at t = 0 the squared Hermite
-    # coefficients of relu (1/(2 pi), 1/4, 1/(4 pi), 0) from paper.md.
+    # coefficients of relu (1/(2 pi), 1/4, 1/(4 pi), 0) from docs/formalization.md.
     def closed(t):
         if activation == "relu":
             return (mpmath.sqrt(1 - t * t) + (mpmath.pi - mpmath.acos(t)) * t) / (2 * mpmath.pi)

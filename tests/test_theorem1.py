@@ -17,6 +17,7 @@ import pytest
 
 from checker import theorem1
 from checker.presets import load_preset, preset_names
+from tests.outputs import bad_output_cases, device_intact, tree_state
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -535,3 +536,166 @@ def test_d2_instance_gets_the_directions_figure_and_forced_runs_say_so(tmp_path:
     assert "H4" in stdout and "T1 does not cover this run" in stdout  # H4 fails here: the start is far
     assert "verdict: outside-T1" in stdout
     assert (tmp_path / "fig" / "directions.png").stat().st_size > 0
+
+
+# ---------------------------------------------------------------- input, paths and options (issue 7)
+def _instance_file(tmp_path: Path) -> Path:
+    path = tmp_path / "i.json"
+    path.write_text((REPO / "examples" / "readme.json").read_text())
+    return path
+
+
+def _assert_refused(code: int, err: str, needle: str) -> None:
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
+
+
+_PATH_CASES = [(flag, case) for flag in ("--json", "--checkpoint", "--plots-file", "--counterexample-dir")
+               for case in ("dev-null", "symlink-to-device", "directory-at-target", "proc")
+               if (flag, case) != ("--counterexample-dir", "directory-at-target")]  # a folder is right there
+
+
+@pytest.mark.parametrize("flag, case", _PATH_CASES)
+def test_bad_output_paths_are_refused_before_any_work(flag: str, case: str, tmp_path: Path, capsys,
+                                                      monkeypatch) -> None:
+    inst = _instance_file(tmp_path)
+    target = bad_output_cases(tmp_path)[case]
+    if flag == "--plots-file":  # a figure file inside the --plots folder
+        if case == "proc":
+            args = ["--plots", "/proc/xdir"]
+        else:
+            fig = tmp_path / "fig"
+            fig.mkdir()
+            (fig / "gap_loss.png").symlink_to(target) if case != "directory-at-target" else \
+                (fig / "gap_loss.png").mkdir()
+            args = ["--plots", str(fig)]
+        flag = "--plots"
+    else:
+        args = [flag, target]
+    before = tree_state(tmp_path)
+    monkeypatch.setattr(theorem1, "TheoremCheck", None)  # any work after the probe would crash
+    code, _, err = run_main(["--instance", str(inst)] + args, capsys)
+    _assert_refused(code, err, flag)
+    assert tree_state(tmp_path) == before and device_intact()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--json", "{inst}"], "same file as --instance"),
+    (["--json", "{tmp}/c.json", "--checkpoint", "{tmp}/c.json"], "same file as --checkpoint"),
+    (["--checkpoint", "{inst}"], "same file as --instance"),
+    (["--plots", "{tmp}", "--json", "{tmp}/gap_loss.png"], "same file as --json"),
+])
+def test_outputs_may_not_overwrite_the_input_or_each_other(args: list[str], needle: str, tmp_path: Path,
+                                                           capsys, monkeypatch) -> None:
+    inst = _instance_file(tmp_path)
+    (tmp_path / "c.json").write_text("checkpoint to keep")
+    (tmp_path / "gap_loss.png").write_text("figure to keep")
+    before = tree_state(tmp_path)
+    monkeypatch.setattr(theorem1, "TheoremCheck", None)
+    code, _, err = run_main(["--instance", str(inst)] + [a.format(inst=inst, tmp=tmp_path) for a in args], capsys)
+    _assert_refused(code, err, needle)
+    assert tree_state(tmp_path) == before
+
+
+def test_json_through_a_symlink_is_written_to_its_target(tmp_path: Path, capsys, monkeypatch) -> None:
+    def quick_run(self, on_hypotheses=None):  # the writing path of main without the long phases
+        return theorem1.Report(theorem1.SCHEMA_VERSION, "test", "hypotheses-unmet", self.instance.to_dict(),
+                               self.engine.name, self.engine.dps, {}, [], message="H4 fails (stub)")
+
+    monkeypatch.setattr(theorem1.TheoremCheck, "run", quick_run)
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    code, _, err = run_main(["--preset", "above-threshold", "--json", str(link)], capsys)
+    assert code == 2 and "H4" in err  # the unmet-hypotheses outcome; the result is still written
+    assert link.is_symlink() and json.loads(real.read_text())["verdict"] == "hypotheses-unmet"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real.json"]  # no temporary left
+
+
+RUN_FILE = ('{{"instance": {{"teacher": {{"a": [1], "W": [[1, 0]]}}, "student": {{"a": [1], "W": [[1, 0]]}}, '
+            '"lambda": 0.1, "eta": 0.1}}, "run": {{{run}}}}}')
+
+
+@pytest.mark.parametrize("key, value", [
+    ("seed", "-1"), ("seed", str(2**32)), ("seed", "1.5"),
+    ("dps", "4001"), ("dps", "1e999"), ("steps", "1e999"), ("steps", "0"), ("steps", "many"),
+    ("gap_target", "nan"), ("gap_target", "-1"), ("gap_target", "1e-400"),
+    ("time_budget", "inf"), ("time_budget", "0"),
+    ("radius", "-1"), ("radius", "4"), ("radius", "nan"),
+    ("threshold", "-1"), ("threshold", "inf"),
+    ("eta", "0"), ("eta", "abc"), ("engine", "quad"), ("schedule", "geometric:factor=2x"),
+])
+def test_every_option_is_validated_the_same_on_the_command_line_and_in_a_run_file(
+        key: str, value: str, tmp_path: Path, capsys) -> None:
+    flag = "--" + key.replace("_", "-")
+    extra = ["--engine", "mp"] if key == "dps" else []
+    code, _, err = run_main(["--preset", "default", flag, value] + extra, capsys)
+    _assert_refused(code, err, flag)
+    run = f'"{key}": {json.dumps(value)}' + (', "engine": "mp"' if key == "dps" else "")
+    path = tmp_path / "run.json"
+    path.write_text(RUN_FILE.format(run=run))
+    code, _, err = run_main(["--instance", str(path)], capsys)
+    _assert_refused(code, err, f"run.{key}")
+
+
+def test_messages_from_the_flag_and_the_run_file_are_the_same(tmp_path: Path, capsys) -> None:
+    code, _, flag_err = run_main(["--preset", "default", "--steps", "1e999"], capsys)
+    path = tmp_path / "run.json"
+    path.write_text(RUN_FILE.format(run='"steps": "1e999"'))
+    code2, _, file_err = run_main(["--instance", str(path)], capsys)
+    assert code == code2 == 2
+    assert flag_err.split("--steps: ", 1)[1] == file_err.split("run.steps: ", 1)[1]
+
+
+@pytest.mark.parametrize("args", [["--dps", "40"], ["--engine", "float64", "--dps", "40"]])
+def test_dps_with_the_float64_engine_is_refused_as_in_every_command(args: list[str], capsys) -> None:
+    code, _, err = run_main(["--preset", "default"] + args, capsys)
+    _assert_refused(code, err, "--dps")
+    assert "--engine mp" in err
+
+
+def test_float64_overflow_is_refused_at_once_naming_the_field(tmp_path: Path, capsys) -> None:
+    data = json.loads((REPO / "examples" / "readme.json").read_text())
+    data["student"]["W"][0][1] = "1e300"
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(data))
+    for engine in ("float64", "mp"):
+        code, _, err = run_main(["--instance", str(path), "--engine", engine], capsys)
+        _assert_refused(code, err, "student.W[0][1]")
+        assert "overflows float64" in err
+
+
+# ---------------------------------------------------------------- the project documents itself
+def _readme_instance_block() -> str:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Instance files", 1)[1]
+    return section.split("```json", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_example_is_the_shipped_file_and_meets_the_hypotheses() -> None:
+    # Runs the hypotheses only (H1-H4: certificate, smoothness estimate, certified initial gap);
+    # the whole command on this file exits 0 (measured for the README).
+    shown = json.loads(_readme_instance_block())
+    assert shown == json.loads((REPO / "examples" / "readme.json").read_text(encoding="utf-8"))
+    rf = theorem1.load_run_file(REPO / "examples" / "readme.json")
+    checks, _ = theorem1.TheoremCheck(rf, theorem1.Options()).hypotheses()
+    assert [c.id for c in checks] == ["H1", "H1-certificate", "H2", "H3", "H4"]
+    assert all(c.holds is True for c in checks), [(c.id, c.value, c.bound) for c in checks]
+
+
+def test_documentation_links_resolve_inside_the_repository() -> None:
+    import re
+
+    docs = [REPO / "README.md", REPO / "paper_map.md", *sorted((REPO / "docs").glob("*.md"))]
+    for doc in docs:
+        text = doc.read_text(encoding="utf-8")
+        assert "shared/spec" not in text, doc
+        for target in re.findall(r"\]\(([^)#\s]+)[^)]*\)", text):
+            if re.match(r"[a-z]+://", target):
+                continue
+            resolved = (doc.parent / target).resolve()
+            assert resolved.is_relative_to(REPO) and resolved.exists(), f"{doc.name}: {target}"
+    for path in list((REPO / "checker").rglob("*.py")) + list((REPO / "derivations").rglob("*.py")):
+        assert "shared/spec" not in path.read_text(encoding="utf-8"), path
