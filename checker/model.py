@@ -77,7 +77,8 @@ def canonical_number(value: Any, field_name: str) -> str:
         if not math.isfinite(value):
             raise InstanceError(field_name, f"{value} is not finite",
                                 "NaN and infinities are not allowed")
-        return canonical_number(repr(value), field_name)
+        # float(): numpy's float64 is a float whose repr is "np.float64(...)" under numpy 2
+        return canonical_number(repr(float(value)), field_name)
     if isinstance(value, decimal.Decimal):
         if not value.is_finite():
             raise InstanceError(field_name, f"{value} is not finite", "NaN and infinities are not allowed")

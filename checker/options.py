@@ -79,6 +79,7 @@ def _table() -> dict[str, OptionSpec]:
         OptionSpec("threshold", "float", "a finite positive number", low=0, low_open=True),
         OptionSpec("seed", "int", f"a whole number from 0 to {MAX_SEED}", low=0, high=MAX_SEED),
         OptionSpec("force", "bool", "true or false"),
+        OptionSpec("hybrid", "bool", "true or false (mp engine: float64 steps to float64's floor first)"),
     ]
     return {s.key: s for s in specs}
 

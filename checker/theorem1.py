@@ -1066,6 +1066,9 @@ def build_parser() -> UsageParser:
     p.add_argument("--checkpoint", help="checkpoint file (written periodically, on Ctrl-C and at the end)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--force", action="store_true", help="run even when hypotheses are unmet")
+    p.add_argument("--no-hybrid", action="store_true",
+                   help="mp engine: every step in mp (default: float64 steps until float64's precision "
+                        "floor, then mp from that iterate; checker.hybrid)")
     p.add_argument("--counterexample-dir", default=".", help="where a failing instance is saved (default .)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -1075,7 +1078,7 @@ def options_from(args: argparse.Namespace, rf: RunFile) -> Options:
     """The run options: command-line flags over the run file's, each validated by the one table."""
     run = rf.run  # validated when the run file was read (checker.presets)
     cli = {key: parse_option(key, getattr(args, key)) for key in OPTIONS
-           if key != "force" and getattr(args, key, None) is not None}
+           if key not in ("force", "hybrid") and getattr(args, key, None) is not None}
 
     def pick(key: str, default: Any) -> Any:
         return cli.get(key, run.get(key, default))
@@ -1093,6 +1096,7 @@ def options_from(args: argparse.Namespace, rf: RunFile) -> Options:
         seed=pick("seed", 0),
         force=args.force or run.get("force", False), checkpoint=args.checkpoint, resume=args.resume,
         progress=not args.no_progress,
+        hybrid=not args.no_hybrid and run.get("hybrid", True),
     )
 
 
@@ -1123,7 +1127,7 @@ def write_counterexample(rf: RunFile, opts: Options, report: Report, folder: str
 
     run = {k: v for k, v in asdict(opts).items()
            if k in ("engine", "dps", "schedule", "steps", "eta", "gap_target", "time_budget", "radius",
-                    "seed", "threshold", "force") and v is not None}
+                    "seed", "threshold", "force", "hybrid") and v is not None}
     name = (rf.instance.name or "instance").replace("/", "_")
     path = Path(folder) / f"counterexample-{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     write_json_atomic(path, {"description": f"T1 counterexample: {report.message}",

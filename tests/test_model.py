@@ -292,3 +292,14 @@ def test_a_file_with_a_utf8_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "bom.json"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(valid()).encode("utf-8"))
     assert Instance.from_file(path) == Instance.from_dict(valid())
+
+
+def test_numpy_floats_are_read_as_their_decimal_value():
+    # numpy 2's float64 is a Python float whose repr is "np.float64(0.5)": the instance must keep
+    # the number, "0.5", exactly as for the built-in float.
+    import numpy as np
+
+    inst = Instance.create(teacher_a=[np.float64(1.0)], teacher_W=[[np.float64(1.0), 0.0]],
+                           student_a=[np.float64(0.5)], student_W=[[np.float64(0.25), np.float32(0.5)]],
+                           lam=np.float64(0.01))
+    assert inst.student_a == ("0.5",) and inst.student_W == (("0.25", "0.5"),) and inst.lam == "0.01"

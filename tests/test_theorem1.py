@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from checker import theorem1
-from checker.presets import load_preset, preset_names
+from checker.errors import CheckerError
+from checker.presets import load_preset, load_run_file, preset_names
 from tests.outputs import bad_output_cases, device_intact, tree_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -699,3 +700,17 @@ def test_documentation_links_resolve_inside_the_repository() -> None:
             assert resolved.is_relative_to(REPO) and resolved.exists(), f"{doc.name}: {target}"
     for path in list((REPO / "checker").rglob("*.py")) + list((REPO / "derivations").rglob("*.py")):
         assert "shared/spec" not in path.read_text(encoding="utf-8"), path
+
+
+def test_no_hybrid_flag_and_run_file_key_turn_the_hybrid_descent_off(tmp_path: Path) -> None:
+    # Options only (no run): the flag, the run-file key and the default.
+    parser = theorem1.build_parser()
+    rf = load_preset("single-teacher")
+    assert theorem1.options_from(parser.parse_args([]), rf).hybrid is True
+    assert theorem1.options_from(parser.parse_args(["--no-hybrid"]), rf).hybrid is False
+    run_file = tmp_path / "r.json"
+    run_file.write_text(json.dumps({"instance": rf.instance.to_dict(), "run": {"engine": "mp", "hybrid": False}}))
+    assert theorem1.options_from(parser.parse_args([]), load_run_file(str(run_file))).hybrid is False
+    run_file.write_text(json.dumps({"instance": rf.instance.to_dict(), "run": {"hybrid": "yes"}}))
+    with pytest.raises(CheckerError, match="hybrid"):
+        load_run_file(str(run_file))
