@@ -11,6 +11,8 @@ form; so do the counterexample files the checker writes, which is why
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -67,8 +69,31 @@ def load_run_file(path: str | Path) -> RunFile:
 def run_option(run: Mapping[str, Any], key: str, kind: type, default: Any, source: str) -> Any:
     """A run option from a run file, validated by the one table of ``checker.options``.
 
-    ``kind`` is kept for callers; the table fixes each option's type and range.
+    The table fixes the type and range of the options of ``checker.theorem1``; a key
+    of another command's run file (e.g. ``width`` of ``checker.algorithm``) is
+    converted to ``kind`` (numbers may be strings), with the same one-line errors.
     """
     if key not in run or run[key] is None:
         return default
-    return parse_option(key, run[key], f"{source}: run.{key}")
+    if key in OPTIONS:
+        return parse_option(key, run[key], f"{source}: run.{key}")
+    value = run[key]
+    try:
+        if isinstance(value, bool) and kind is not bool:
+            raise ValueError
+        if kind is int:
+            f = float(value)
+            if not math.isfinite(f) or f != int(f):
+                raise ValueError
+            return int(f)
+        if kind is float:
+            f = float(value)
+            if not math.isfinite(f):
+                raise ValueError
+            return f
+        if kind is bool and isinstance(value, bool) or kind is str and isinstance(value, str):
+            return value
+        raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        shown = value if not isinstance(value, str) or len(value) <= 40 else value[:40] + "..."
+        raise InstanceError(f"{source}: run.{key}", f"expected {kind.__name__}, got {shown!r}") from None
