@@ -30,12 +30,14 @@ def figure_names(d: int) -> tuple[str, ...]:
     return FIGURES if d == 2 else FIGURES[:-1]
 
 
-def check_plotting(folder: str, d: int, *, distinct_from: Mapping[str, str | None] | None = None) -> None:
+def check_plotting(folder: str, d: int | None = None, *,
+                   distinct_from: Mapping[str, str | None] | None = None) -> None:
     """Fail early (exit 2) when figures were asked for but cannot be made or written.
 
-    The folder is probed (created if missing) and so is every figure file in it,
-    with the rule of every output: a figure path that exists and is not a regular
-    file is refused, never replaced; a symbolic link is written through.
+    The folder is probed (created if missing) and so is every figure file of a T1 run
+    in it (``d`` given: ``figure_names(d)``), with the rule of every output: a figure
+    path that exists and is not a regular file is refused, never replaced; a symbolic
+    link is written through.  Other commands (``d`` None) probe their own file names.
     """
     from .io import check_output_dir, check_output_file
 
@@ -44,7 +46,7 @@ def check_plotting(folder: str, d: int, *, distinct_from: Mapping[str, str | Non
     except ImportError:
         raise CheckerError("--plots needs matplotlib: pip install -e \".[plots]\"") from None
     check_output_dir("--plots", folder)
-    for name in figure_names(d):
+    for name in (figure_names(d) if d is not None else ()):
         check_output_file("--plots", Path(folder) / name, distinct_from=distinct_from)
 
 

@@ -417,8 +417,15 @@ def test_float64_refuses_an_objective_that_overflows(scale):
     inst = _scaled_instance(scale)
     evmp = Problem.from_instance(inst, MpEngine(30)).evaluate()
     assert mpmath.isfinite(evmp.loss) and abs(evmp.reg_loss) > 1e308
+    # Refused at the door (checker.problem.check_float64_range: the squares exceed 1e300) ...
+    with pytest.raises(CheckerError, match="overflows float64.*--engine mp"):
+        Problem.from_instance(inst, Float64Engine())
+    # ... and, behind it, by the objective itself on arrays that bypass the door check.
+    f = Float64Engine()
+    p = Problem(engine=f, activation=inst.activation, a=f.array(inst.student_a), W=f.array(inst.student_W),
+                a_star=f.array(inst.teacher_a), W_star=f.array(inst.teacher_W), lam=f.scalar(inst.lam), eta=None)
     with pytest.raises(objective.NonFiniteResult) as info:  # a CheckerError: exit 2 in every command
-        Problem.from_instance(inst, Float64Engine()).evaluate()
+        p.evaluate()
     assert isinstance(info.value, CheckerError)
     msg = str(info.value)
     assert "overflow" in msg and "--engine mp" in msg and "\n" not in msg

@@ -20,7 +20,7 @@ from checker.problem import Problem
 
 def test_the_table_is_the_run_file_format_and_every_preset_passes_it() -> None:
     assert set(OPTIONS) == RUN_KEYS == {"engine", "dps", "schedule", "steps", "eta", "gap_target", "time_budget",
-                                        "radius", "threshold", "seed", "force"}
+                                        "radius", "threshold", "seed", "force", "hybrid"}
     for name in preset_names():
         parse_run(load_preset(name).run, name)
 

@@ -37,6 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .. import __version__
+from ..options import max_dps
 from ..cli import EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
 from ..engines import Engine, make_engine
 from ..errors import CheckerError
@@ -266,8 +267,8 @@ def _options(args: argparse.Namespace) -> Options:
     engine = args.engine or ("mp" if args.dps is not None else "float64")
     if args.dps is not None and engine != "mp":
         raise CheckerError("--dps applies to --engine mp only")
-    if args.dps is not None and not 15 <= args.dps <= 10_000:
-        raise CheckerError(f"--dps must be between 15 and 10000, got {args.dps}")
+    if args.dps is not None and not 15 <= args.dps <= max_dps():
+        raise CheckerError(f"--dps must be between 15 and {max_dps()}, got {args.dps}")
     if args.steps < 0:
         raise CheckerError(f"--steps must be >= 0, got {args.steps}")
     if args.time_budget is not None and not (args.time_budget > 0 and math.isfinite(args.time_budget)):

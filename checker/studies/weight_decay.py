@@ -47,6 +47,7 @@ import mpmath
 import numpy as np
 
 from .. import __version__
+from ..options import max_dps
 from ..cli import EXIT_OK, UsageParser, run_guarded
 from ..engines import make_engine
 from ..errors import CheckerError
@@ -418,8 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CheckerError(f"--steps must be >= 1, got {args.steps}")
         if args.mp_steps < 0:
             raise CheckerError(f"--mp-steps must be >= 0, got {args.mp_steps}")
-        if not 15 <= args.dps <= 10_000:
-            raise CheckerError(f"--dps must be between 15 and 10000, got {args.dps}")
+        if not 15 <= args.dps <= max_dps():
+            raise CheckerError(f"--dps must be between 15 and {max_dps()}, got {args.dps}")
         for flag, value in (("--lambda", args.lam), ("--eta", args.eta)):
             if value is not None:
                 try:
