@@ -55,7 +55,7 @@ import numpy as np
 from . import objective
 from .engines import Engine
 from .errors import CheckerError
-from .io import check_seal, engine_from_json, engine_to_json, read_json, seal, write_json_atomic
+from .io import check_sealed_format, engine_from_json, engine_to_json, read_json, seal, write_json_atomic
 from .problem import Problem
 
 CHECKPOINT_FORMAT = "zhou-ge-checker/gd-checkpoint"
@@ -472,12 +472,7 @@ def validate_checkpoint(data: Any, problem: Problem, source: str) -> None:
     stored point is refused); the history rows.  Top-level keys this reader
     does not know are covered by the digest and otherwise ignored.
     """
-    if not isinstance(data, Mapping) or data.get("format") != CHECKPOINT_FORMAT:
-        raise CheckerError(f"{source}: not a GD checkpoint of this program")
-    if data.get("version") != CHECKPOINT_VERSION:
-        raise CheckerError(f"{source}: checkpoint version {data.get('version')!r} is not supported "
-                           f"(this program reads version {CHECKPOINT_VERSION}); start a new run")
-    check_seal(data, source)
+    check_sealed_format(data, source, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "GD checkpoint", "start a new run")
     try:
         _validate_checkpoint(data, problem, source)
     except CheckerError as exc:

@@ -217,6 +217,17 @@ def seal(data: Mapping[str, Any]) -> dict[str, Any]:
     return {**body, DIGEST_KEY: json_digest(body)}
 
 
+def check_sealed_format(data: Any, source: str, fmt: str, version: int, what: str, remedy: str) -> None:
+    """One-line ``CheckerError`` naming ``source`` unless ``data`` is a sealed file of format ``fmt``,
+    version ``version`` (``what`` names the kind of file, ``remedy`` says what to do instead)."""
+    if not isinstance(data, Mapping) or data.get("format") != fmt:
+        raise CheckerError(f"{source}: not a {what} of this program; {remedy}")
+    if data.get("version") != version:
+        raise CheckerError(f"{source}: checkpoint version {data.get('version')!r} is not supported "
+                           f"(this program reads version {version}); {remedy}")
+    check_seal(data, source)
+
+
 def check_seal(data: Any, source: str) -> None:
     """One-line ``CheckerError`` naming ``source`` unless ``data`` matches the digest it carries."""
     if not isinstance(data, Mapping) or not isinstance(data.get(DIGEST_KEY), str):

@@ -545,7 +545,7 @@ class TheoremCheck:
         """
         from . import gd
         from .geometry.certificate import Certificate
-        from .io import check_seal, read_json
+        from .io import check_sealed_format, read_json
         from .rigorous.duality import GapBound
 
         path = self.options.checkpoint
@@ -553,12 +553,8 @@ class TheoremCheck:
             raise CheckerError("--resume needs --checkpoint FILE")
         src = f"checkpoint {path}"
         data = read_json(path, "checkpoint")
-        if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-            raise CheckerError(f"{src}: not a T1 checkpoint of this program; start again without --resume")
-        if data.get("version") != CHECKPOINT_VERSION:
-            raise CheckerError(f"{src}: checkpoint version {data.get('version')!r} is not supported (this program "
-                               f"reads version {CHECKPOINT_VERSION}); start again without --resume")
-        check_seal(data, src)
+        check_sealed_format(data, src, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "T1 checkpoint",
+                            "start again without --resume")
         for key in ("instance", "options", "phases", "gd"):
             if key not in data:
                 raise CheckerError(f"{src}: is missing {key!r}; start again without --resume")
