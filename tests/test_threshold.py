@@ -309,3 +309,14 @@ def test_ctrl_c_writes_the_partial_result_and_exits_130(monkeypatch, tmp_path: P
     res = json.loads(out.read_text())
     assert code == 130 and res["interrupted"] is True and len(res["trials"]) == 2
     assert res["threshold_size"] == {"lower": 0.0, "upper": 3.0}  # the two completed trials
+
+
+def test_reference_probe_reads_h4_even_when_h3_fails_first(tmp_path):
+    # T1 stops at the first unmet hypothesis; the threshold probe must still evaluate H4
+    # (its gap is the reference point of every bracket).  A step eta = 5 fails H3 on the
+    # README example (beta_0 ~ 1), which comes before H4 in T1's order.
+    rf = load_run_file(Path(__file__).resolve().parents[1] / "examples" / "readme.json")
+    rf = type(rf)(rf.instance.replace(eta="5"), rf.run, rf.description, rf.source)
+    out = thr.checker_thresholds(rf, thr.TrialConfig())
+    assert out["hypotheses"]["H3"] is False
+    assert out["hypotheses"]["H4"] is not None and out["reference_gap0"] is not None
