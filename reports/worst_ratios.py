@@ -93,3 +93,13 @@ class WorstRatios:
                 v.setdefault("command", old.get("command"))
             out["ratios"] = dict(sorted({**kept, **out["ratios"]}.items()))
         write_json_atomic(path, out)
+
+    def write_at_end(self, test_file: str) -> None:
+        """What a test module does after its last test: write the record under the thorough
+        profile (to ``DEFAULT_PATH``) or to ``$WORST_RATIOS_FILE`` when set; nothing otherwise."""
+        import os
+
+        profile = os.environ.get("HYPOTHESIS_PROFILE", "dev")
+        path = os.environ.get("WORST_RATIOS_FILE") or (str(DEFAULT_PATH) if profile == "thorough" else None)
+        if path and self.entries:
+            self.write(path, profile=profile, command=f"HYPOTHESIS_PROFILE={profile} python -m pytest {test_file}")

@@ -14,7 +14,6 @@ thorough profile:
 from __future__ import annotations
 
 import math
-import os
 
 import mpmath
 import numpy as np
@@ -27,11 +26,10 @@ from checker.geometry import descent as ds
 from checker.model import Instance
 from checker.problem import Problem
 from checker.rigorous import duality
-from reports.worst_ratios import DEFAULT_PATH, WorstRatios
+from reports.worst_ratios import WorstRatios
 from tests import strategies as S
 from tests.tolerance import assert_close, mass_scale
 
-PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")
 WORST = WorstRatios()
 MP30 = MpEngine(30)
 F64 = Float64Engine()
@@ -44,10 +42,7 @@ E2 = ["0", "1", "0"]
 def _write_worst_ratios():
     """Writes the c_D / c_PL record at the end of the module (thorough profile or WORST_RATIOS_FILE)."""
     yield
-    path = os.environ.get("WORST_RATIOS_FILE") or (str(DEFAULT_PATH) if PROFILE == "thorough" else None)
-    if path and WORST.entries:
-        WORST.write(path, profile=PROFILE,
-                    command=f"HYPOTHESIS_PROFILE={PROFILE} python -m pytest tests/test_descent.py")
+    WORST.write_at_end("tests/test_descent.py")
 
 
 def _problem(engine, *, a, W, teacher_a=("1",), teacher_W=(E1,), lam="0.1", activation="relu",

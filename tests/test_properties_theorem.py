@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from fractions import Fraction
 from typing import Any
 
@@ -28,11 +27,10 @@ from checker.engines import Float64Engine, MpEngine
 from checker.kernel import kappa_at_one
 from checker.model import Instance
 from checker.problem import Problem
-from reports.worst_ratios import DEFAULT_PATH, WorstRatios
+from reports.worst_ratios import WorstRatios
 from tests import strategies as S
 from tests.tolerance import mass_scale
 
-PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")
 WORST = WorstRatios()
 
 
@@ -58,10 +56,7 @@ PIN_THROUGH_ZERO = Instance.create(teacher_a=["1.0"], teacher_W=[W0], student_a=
 def _write_worst_ratios():
     """Writes the worst-ratio record at the end of the module (thorough profile or WORST_RATIOS_FILE)."""
     yield
-    path = os.environ.get("WORST_RATIOS_FILE") or (str(DEFAULT_PATH) if PROFILE == "thorough" else None)
-    if path and WORST.entries:
-        WORST.write(path, profile=PROFILE,
-                    command=f"HYPOTHESIS_PROFILE={PROFILE} python -m pytest tests/test_properties_theorem.py")
+    WORST.write_at_end("tests/test_properties_theorem.py")
 
 
 def record(kind: str, ratio: float, bound: str, inst: Instance, **detail: Any) -> None:
