@@ -91,6 +91,8 @@ class Float64Engine:
     @staticmethod
     def all_finite(x: Any) -> bool:
         """True if every entry is finite (no overflow to inf, no nan)."""
+        if np.ndim(x) == 0:
+            return math.isfinite(x)
         return bool(np.all(np.isfinite(x)))
 
     def scalar(self, value: Any) -> float:

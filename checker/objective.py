@@ -14,14 +14,15 @@ pairs) and the half-angle norms a = ||u^ - v^||, b = ||u^ + v^||,
 
 which keeps full relative accuracy at t = +-1 where arccos(t) loses half the
 digits (at t = 1 - 1e-18 float64 arccos returns 0 instead of ~1.4e-9).  For
-|t| <= ACCURATE_T the norms come from the Gram entries, a^2 = |u^|^2 + |v^|^2 - 2t
-and b^2 = |u^|^2 + |v^|^2 + 2t (cancellation costs at most a factor
-1 / (1 - ACCURATE_T) in relative error); only the pairs with |t| > ACCURATE_T
-form the difference (or sum) vector, so the float64 and mp engines build no
+|t| <= ACCURATE_T the norms come from the Gram entries, a^2 = 2 - 2t and
+b^2 = 2 + 2t (unit rows; cancellation costs at most a factor 1 / (1 - ACCURATE_T)
+in relative error); only the pairs with |t| > ACCURATE_T form the difference (or
+sum) vector, once per unordered pair when the rows are the same set
+(``half_angle_norms(symmetric=True)``), so the float64 and mp engines build no
 (m, n, d) array (an engine without ``accurate_t``, such as the Arb balls of
 ``checker.geometry.certificate``, keeps the vector route for every pair).  The
 gradient contraction sum_l c_l grad_u k(u_j, v_l) is two matrix products
-(``grad_gram_dot``).
+(``grad_gram_dot``), the kernel contraction one (``gram_dot``).
 
 Unit vectors: an engine with ``row_scales`` (float64) divides each row by a
 power of two near its largest entry before squaring, as a robust norm does, so
@@ -59,6 +60,10 @@ from .errors import CheckerError
 PAIR_BLOCK_BYTES = 256 * 2**20
 #: Functions that return whole pair arrays refuse to allocate more than this.
 PAIR_MEMORY_LIMIT = 2 * 2**30
+#: Numbers in one chunk of close-pair vectors in ``half_angle_norms`` (125 KiB of float64):
+#: below glibc's default mmap threshold (128 KiB), so the (k, d) temporaries are reused
+#: from the heap instead of being mapped, page-faulted and unmapped on every call.
+CLOSE_PAIR_CHUNK = 16_000
 #: (m, n) arrays alive at once inside one block (geometry, kernel, coefficients, temporaries).
 _PAIR_ARRAYS = 16
 
@@ -134,7 +139,7 @@ def _rows(units: Units, rows: slice) -> Units:
 
 
 def half_angle_norms(engine: Engine, uhat: np.ndarray, vhat: np.ndarray, t: np.ndarray,
-                     threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     threshold: float | None = None, *, symmetric: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(a, b) = (||u^_j - v^_l||, ||u^_j + v^_l||) for all pairs, from the Gram matrix t.
 
     Gram route where |t| <= threshold; the difference (t > 0) or sum (t < 0)
@@ -144,6 +149,12 @@ def half_angle_norms(engine: Engine, uhat: np.ndarray, vhat: np.ndarray, t: np.n
     without it (the Arb balls of ``checker.geometry.certificate``, whose
     enclosures the Gram route would widen) takes both norms from the vectors
     for every pair, as before.
+
+    ``symmetric``: uhat and vhat are the same rows (t is their Gram matrix).  The
+    vector route then runs once per unordered pair and is mirrored (|u - v| and
+    |v - u| are the same floating-point number), and a = 0 on the diagonal
+    (u^ - u^ = 0 exactly); a pair takes the vector route if either of t_jl, t_lj
+    is above the threshold.
     """
     if threshold is None:
         threshold = getattr(engine, "accurate_t", -1.0)
@@ -151,24 +162,40 @@ def half_angle_norms(engine: Engine, uhat: np.ndarray, vhat: np.ndarray, t: np.n
         diff = uhat[:, None, :] - vhat[None, :, :]
         summ = uhat[:, None, :] + vhat[None, :, :]
         return engine.sqrt((diff * diff).sum(axis=2)), engine.sqrt((summ * summ).sum(axis=2))
-    su = (uhat * uhat).sum(axis=1)
-    sv = (vhat * vhat).sum(axis=1)
-    ss = su[:, None] + sv[None, :]
+    # Unit rows: |u^|^2 = |v^|^2 = 1 up to rounding, so a^2 = 2 - 2t and b^2 = 2 + 2t carry the
+    # absolute error of t alone (relative error at most ~1 / (1 - threshold) ulp on this route).
+    # A zero row (u = 0, t = 0) gets a = b = sqrt 2, phi = pi/2: finite, and every use of
+    # that pair is multiplied by ||u|| = 0.  abs(): the Gram route may dip below 0 where
+    # |t| > threshold; those entries are replaced below.
     t2 = 2 * t
-    # abs(): the Gram route may dip below 0 where |t| > threshold; those entries are replaced below.
-    a = engine.sqrt(abs(ss - t2))
-    b = engine.sqrt(abs(ss + t2))
-    I, J = np.nonzero(abs(t) > threshold)
-    if not len(I):
+    a = engine.sqrt(abs(2 - t2))
+    b = engine.sqrt(abs(2 + t2))
+    close = np.asarray(abs(t) > threshold, dtype=bool)
+    if symmetric:
+        close |= close.T
+    k = np.flatnonzero(close)
+    if not len(k):
         return a, b
-    step = max(1, PAIR_BLOCK_BYTES // (8 * max(1, uhat.shape[1])))  # bounded (k, d) temporaries
-    for k in range(0, len(I), step):
-        i, j = I[k:k + step], J[k:k + step]
-        pos = np.asarray(t[i, j] > 0, dtype=bool)
-        D = uhat[i] - vhat[j] * np.where(pos, 1, -1)[:, None]  # u^ - v^ (t > 0) or u^ + v^ (t < 0)
+    n, af, bf, tf = t.shape[1], a.reshape(-1), b.reshape(-1), t.reshape(-1)  # flat views (fresh arrays)
+    i, j = np.divmod(k, n)
+    if symmetric:
+        af[k[i == j]] = _zeros(engine, (int(np.count_nonzero(i == j)),))  # exact zeros, engine numbers
+        upper = i < j
+        k, i, j = k[upper], i[upper], j[upper]
+    # The close pairs in chunks whose (k, d) temporaries stay small (CLOSE_PAIR_CHUNK numbers):
+    # large short-lived arrays are allocated by mmap and paid for in page faults on every call.
+    step = max(1, CLOSE_PAIR_CHUNK // max(1, uhat.shape[1]))
+    for s in range(0, len(k), step):
+        kk, ii, jj = k[s:s + step], i[s:s + step], j[s:s + step]
+        pos = np.asarray(tf[kk] > 0, dtype=bool)
+        D = uhat[ii] - vhat[jj] * np.where(pos, 1, -1)[:, None]  # u^ - v^ (t > 0) or u^ + v^ (t < 0)
         r = engine.sqrt((D * D).sum(axis=1))
-        a[i, j] = np.where(pos, r, a[i, j])
-        b[i, j] = np.where(pos, b[i, j], r)
+        af[kk[pos]] = r[pos]
+        bf[kk[~pos]] = r[~pos]
+        if symmetric:  # the mirrored pairs (l, j)
+            kt = jj * n + ii
+            af[kt[pos]] = r[pos]
+            bf[kt[~pos]] = r[~pos]
     return a, b
 
 
@@ -178,11 +205,12 @@ def _matmul(engine: Engine, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return X.dot(Y) if mm is None else mm(X, Y)
 
 
-def _geometry(engine: Engine, uu: Units, vu: Units) -> PairGeometry:
+def _geometry(engine: Engine, uu: Units, vu: Units, *, symmetric: bool = False) -> PairGeometry:
+    """The pair geometry of the rows of uu against those of vu (``symmetric``: the same rows)."""
     nu, uhat, u_nonzero = uu
     nv, vhat, _ = vu
     t = _matmul(engine, uhat, vhat.T)
-    a, b = half_angle_norms(engine, uhat, vhat, t)
+    a, b = half_angle_norms(engine, uhat, vhat, t, symmetric=symmetric)
     phi = 2 * engine.atan2(a, b)
     sin_phi = a * b / 2
     return PairGeometry(nu, nv, uhat, vhat, phi, sin_phi, t, u_nonzero)
@@ -198,6 +226,12 @@ def gram_from(engine: Engine, g: PairGeometry, activation: str) -> np.ndarray:
     """K_{jl} = k(u_j, v_l) = ||u_j|| ||v_l|| kappa(phi_jl)."""
     kap = kernel.kappa(g.phi, g.sin_phi, g.cos_phi, engine.pi, activation)
     return g.nu[:, None] * g.nv[None, :] * kap
+
+
+def gram_dot(engine: Engine, g: PairGeometry, activation: str, c: np.ndarray) -> np.ndarray:
+    """sum_l c_l k(u_j, v_l) for every j: ||u_j|| (kappa @ (c ||v||)), one matrix-vector product."""
+    kap = kernel.kappa(g.phi, g.sin_phi, g.cos_phi, engine.pi, activation)
+    return g.nu * kap.dot(c * g.nv)
 
 
 def grad_gram_from(engine: Engine, g: PairGeometry, activation: str) -> np.ndarray:
@@ -339,8 +373,9 @@ def _loss_parts(engine: Engine, activation: str, a: np.ndarray, W: np.ndarray, a
     Kc = engine.zeros((n,))
     lgW = engine.zeros(W.shape)
     for rows in _row_blocks(engine, n, n):
-        geo = _geometry(engine, _rows(vu, rows), vu)
-        Kc[rows] = gram_from(engine, geo, activation).dot(c)
+        whole = rows.start == 0 and rows.stop == n  # one block: the pairs of V with itself
+        geo = _geometry(engine, vu if whole else _rows(vu, rows), vu, symmetric=whole)
+        Kc[rows] = gram_dot(engine, geo, activation, c)
         students = slice(rows.start, min(rows.stop, m))
         if with_gradient and students.stop > students.start:
             G = grad_gram_dot(engine, geo, activation, c)
@@ -364,7 +399,7 @@ def correlation(
         vu = _norms_and_units(w, V)
         for rows in _row_blocks(w, len(Q), len(V)):
             geo = _geometry(w, _norms_and_units(w, Q[rows]), vu)
-            out[rows] = gram_from(w, geo, activation).dot(c)
+            out[rows] = gram_dot(w, geo, activation, c)
         return _from_work(engine, out)
 
 

@@ -6,12 +6,13 @@ a = ||u^ - v^||, b = ||u^ + v^||:
 
     phi = 2 atan2(a, b),  sin phi = a b / 2,  cos phi = t,
 
-taking a^2 = |u^|^2 + |v^|^2 - 2t and b^2 = |u^|^2 + |v^|^2 + 2t from the Gram
-entry when |t| is not close to 1, and the vectors themselves otherwise.  And it
-assembles sum_l c_l grad_u k(u_j, v_l) by two matrix products
-(``grad_gram_dot``) instead of the (m, n, d) array of ``grad_gram_from``.
-Both are proved here, the second on the checker's own functions called with
-SymPy symbols.
+taking a^2 = 2 - 2t and b^2 = 2 + 2t from the Gram entry when |t| is not
+close to 1 (for unit vectors ||u^ -+ v^||^2 = |u^|^2 + |v^|^2 -+ 2t = 2 -+ 2t),
+and the vectors themselves otherwise.  It assembles sum_l c_l grad_u k(u_j, v_l)
+by two matrix products (``grad_gram_dot``) instead of the (m, n, d) array of
+``grad_gram_from``, and sum_l c_l k(u_j, v_l) as ||u_j|| (kappa @ (c ||v||))
+(``gram_dot``).  All are proved here, the contractions on the checker's own
+functions called with SymPy symbols.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def half_angle_route() -> Result:
                     f"||u -+ v||^2 - (|u|^2 + |v|^2 -+ 2<u,v>) = {gram_a}, {gram_b} (d = {d})")
 
     return guarded("half_angle_route", FAMILY,
-                   "phi = 2 atan2(a, b), sin phi = a b / 2 with a, b = ||u^ -+ v^|| = sqrt(|u^|^2 + |v^|^2 -+ 2t)",
+                   "phi = 2 atan2(a, b), sin phi = a b / 2 with a, b = ||u^ -+ v^|| = sqrt(|u^|^2 + |v^|^2 -+ 2t)"
+                   " = sqrt(2 -+ 2t) for unit u^, v^",
                    "symbolic", check)
 
 
@@ -88,8 +90,33 @@ def gradient_contraction(activation: str = "relu") -> Result:
                    "symbolic", check)
 
 
+def gram_contraction(activation: str = "relu") -> Result:
+    """gram_dot(c) = gram_from(...) @ c (checker functions on SymPy symbols)."""
+
+    def check() -> tuple[bool, str]:
+        m, n = 2, 3
+        sym = lambda name, shape: np.array(sp.symbols(f"{name}0:{int(np.prod(shape))}", real=True),  # noqa: E731
+                                           dtype=object).reshape(shape)
+        g = objective.PairGeometry(nu=sym("nu", (m,)), nv=sym("nv", (n,)), uhat=sym("uh", (m, 1)),
+                                   vhat=sym("vh", (n, 1)), phi=sym("phi", (m, n)), sin_phi=sym("s", (m, n)),
+                                   cos_phi=sym("t", (m, n)), u_nonzero=np.array([sp.Integer(1)] * m, dtype=object))
+        c = sym("c", (n,))
+        eng = _SymbolicEngine()
+        fast = objective.gram_dot(eng, g, activation, c)
+        slow = objective.gram_from(eng, g, activation).dot(c)
+        diffs = [sp.simplify(sp.expand(x - y)) for x, y in zip(fast.ravel(), slow.ravel())]
+        return all(x == 0 for x in diffs), f"{m} x {n} pairs: all {len(diffs)} entries equal"
+
+    return guarded(f"gram_contraction_{activation}", FAMILY,
+                   "sum_l c_l ||u_j|| ||v_l|| kappa_jl = ||u_j|| (kappa @ (c ||v||)) "
+                   f"(checker.objective.gram_dot, '{activation}')",
+                   "symbolic", check)
+
+
 DERIVATIONS = (
     half_angle_route,
+    bound(gram_contraction, "gram_contraction_relu", activation="relu"),
+    bound(gram_contraction, "gram_contraction_abs", activation="abs"),
     bound(gradient_contraction, "gradient_contraction_relu", activation="relu"),
     bound(gradient_contraction, "gradient_contraction_abs", activation="abs"),
 )

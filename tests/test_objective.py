@@ -373,6 +373,54 @@ def test_grad_gram_dot_is_the_contraction_of_grad_gram(activation):
     assert all(x == 0 for x in fast[3])
 
 
+def _clustered_rows(seed: int, d: int, n: int) -> np.ndarray:
+    """Rows near +-3 directions (many pairs with |t| > ACCURATE_T, both signs), a duplicate and a zero row."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(3, d))
+    X = centers[rng.integers(0, 3, n)] * rng.choice([-1.0, 1.0], (n, 1)) + 1e-3 * rng.normal(size=(n, d))
+    X[1] = X[0]  # identical rows: a = 0 exactly off the diagonal
+    X[2] = 0.0
+    return X
+
+
+@pytest.mark.parametrize("engine", [Float64Engine(), MpEngine(30), MpEngine(30, backend="mpmath")],
+                         ids=["float64", "mp", "mpmath"])
+def test_symmetric_half_angle_norms_equal_the_general_route(engine, monkeypatch):
+    # Reference: the same rows taken as two different sets (symmetric=False, every
+    # close pair on its own) with one chunk.  The symmetric route computes each
+    # unordered close pair once and mirrors it (|u - v| and |v - u| are the same
+    # number) and sets a = 0 on the diagonal; with chunks of 7 pairs it must give
+    # the same numbers bit for bit, in every engine.
+    X = _clustered_rows(5, 6, 40)
+    w = getattr(engine, "work", engine)
+    with engine.context():
+        units = objective._norms_and_units(w, objective._to_work(engine, engine.array(X.tolist())))
+        uhat = units[1]
+        t = objective._matmul(w, uhat, uhat.T)
+        t = (t + t.T) / 2  # exactly symmetric, so both routes flag the same pairs
+        a0, b0 = objective.half_angle_norms(w, uhat, uhat.copy(), t)
+        monkeypatch.setattr(objective, "CLOSE_PAIR_CHUNK", 7 * X.shape[1])
+        a1, b1 = objective.half_angle_norms(w, uhat, uhat, t, symmetric=True)
+    close = np.abs(np.array(t.tolist(), dtype=float)) > objective.ACCURATE_T
+    assert close.sum() > 200 and (np.array(t.tolist(), dtype=float) < -objective.ACCURATE_T).any()
+    for x, y, name in ((a0, a1, "a"), (b0, b1, "b")):
+        assert all(str(p) == str(q) for p, q in zip(x.ravel(), y.ravel())), name
+    assert all(a1[j, j] == 0 for j in range(len(X)) if j != 2) and a1[0, 1] == 0 and a1[1, 0] == 0
+
+
+def test_evaluate_with_small_close_pair_chunks_equals_one_chunk(monkeypatch):
+    # Reference: the same evaluation with all close pairs in one chunk.  Chunks only
+    # split the list of close pairs, each computed by the same formula: identical bits.
+    inst = random_instance(6, "relu", m=30, d=5)
+    P = Problem.from_instance(inst, Float64Engine())
+    X = _clustered_rows(6, 5, 30)
+    one = P.evaluate(P.a, X)
+    monkeypatch.setattr(objective, "CLOSE_PAIR_CHUNK", 3 * 5)
+    many = P.evaluate(P.a, X)
+    assert one.loss == many.loss
+    assert np.array_equal(one.grad_W, many.grad_W) and np.array_equal(one.grad_a, many.grad_a)
+
+
 def test_evaluate_in_blocks_equals_one_block(monkeypatch):
     # Reference: the same evaluation with one block.  Blocks only split the rows of
     # the pair arrays, so the results agree to rounding: 14 digits relative to the
