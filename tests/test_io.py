@@ -268,3 +268,43 @@ def test_run_guarded_turns_internal_errors_into_one_line(capsys, monkeypatch):
     monkeypatch.setenv(DEBUG_ENV, "1")
     with pytest.raises(ZeroDivisionError):
         run_guarded(boom, "prog")
+
+
+def test_tune_allocator_sets_glibc_thresholds_and_can_be_turned_off(monkeypatch):
+    # Reference: glibc's mallopt, called through ctypes with a recording stand-in:
+    # tune_allocator must ask for the documented thresholds (M_MMAP_THRESHOLD = -3,
+    # M_TRIM_THRESHOLD = -1), report success only if glibc accepts both, and do
+    # nothing under CHECKER_DEFAULT_MALLOC=1.  run_guarded calls it before the body.
+    import sys
+
+    from checker import cli
+
+    calls: list[tuple[int, int]] = []
+
+    class Mallopt:  # a ctypes function: settable argtypes and restype, called with two ints
+        argtypes = restype = None
+
+        def __call__(self, param: int, value: int) -> int:
+            calls.append((param, value))
+            return 1
+
+    class FakeLibc:
+        mallopt = Mallopt()
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(cli.ctypes, "CDLL", lambda name: FakeLibc())
+    monkeypatch.delenv(cli.DEFAULT_MALLOC_ENV, raising=False)
+    assert cli.tune_allocator() is True
+    assert calls == [(-3, 32 * 2**20), (-1, 256 * 2**20)]
+    calls.clear()
+    assert cli.run_guarded(lambda: 0, "prog") == 0 and len(calls) == 2
+    calls.clear()
+    monkeypatch.setenv(cli.DEFAULT_MALLOC_ENV, "1")
+    assert cli.tune_allocator() is False and calls == []
+
+    def no_mallopt(name: str) -> object:
+        raise OSError("no C library")
+
+    monkeypatch.delenv(cli.DEFAULT_MALLOC_ENV)
+    monkeypatch.setattr(cli.ctypes, "CDLL", no_mallopt)
+    assert cli.tune_allocator() is False

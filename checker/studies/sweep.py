@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import __version__
-from ..cli import EXIT_OK, UsageParser, run_guarded
+from ..cli import EXIT_OK, UsageParser, run_guarded, tune_allocator
 from ..errors import CheckerError
 from .scaling import AXES, MeasureConfig, PointSpec
 
@@ -197,8 +197,14 @@ def _clean(x: Any) -> Any:
 
 
 def measure_grid_point(point: Mapping[str, Any]) -> dict[str, Any]:
-    """Measure one grid point; a user-level error is recorded in the line, not raised."""
+    """Measure one grid point; a user-level error is recorded in the line, not raised.
+
+    Runs in a pool or Dask worker process: the allocator is tuned there too
+    (``checker.cli.tune_allocator``; idempotent).
+    """
     from .scaling import measure_point
+
+    tune_allocator()
 
     try:
         result: Any = measure_point(PointSpec.from_dict(point["spec"]), MeasureConfig.from_dict(point["measure"]))
