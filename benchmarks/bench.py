@@ -15,7 +15,10 @@ Sections:
 * float64 over floor: the float64 engine's time per step over the time numpy
   needs just for the arithmetic on all neuron pairs once (norms, one Gram
   product, arccos, kappa, the gradient coefficients, the two products that
-  assemble the gradient: ``floor_step`` below);
+  assemble the gradient: ``floor_step`` below); measured on the reference
+  instance and again after gradient descent has gathered the students around
+  the teachers ("trained": more pairs take the accurate vector route of the
+  angle);
 * Monte Carlo: the numpy gradient a user would otherwise write (sample x,
   average the pathwise gradient) against the exact one, on the small instance:
   the constant C of err = C / sqrt(n) is measured, the samples for a relative
@@ -27,11 +30,16 @@ Sections:
 * angle error: the largest relative error of phi and sin phi on the Gram route
   of ``checker.objective.half_angle_norms`` for |t| <= threshold, against 40
   digits, which justifies ``checker.objective.ACCURATE_T``.
+
+The allocator is tuned as every command of the checker tunes it
+(``checker.cli.tune_allocator``; recorded as ``allocator_tuned``); run with
+CHECKER_DEFAULT_MALLOC=1 to measure glibc's defaults instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -57,6 +65,15 @@ from checker.engines import make_engine  # noqa: E402
 from checker.io import write_json_atomic  # noqa: E402
 from checker.model import Instance  # noqa: E402
 from checker.problem import Problem  # noqa: E402
+
+
+def tune_allocator() -> bool:
+    """checker.cli.tune_allocator, as every command of the checker runs it (False if absent or off)."""
+    try:
+        from checker.cli import tune_allocator as tune
+    except ImportError:  # a baseline checkout from before it existed
+        return False
+    return tune()
 
 VERSION = 1
 SIZES = {"small": (3, 8, 4), "medium": (5, 64, 20), "large": (10, 512, 100)}
@@ -136,6 +153,27 @@ def floor_step(a: np.ndarray, W: np.ndarray, a_star: np.ndarray, W_star: np.ndar
     return K @ c + G.sum()
 
 
+#: Gradient-descent steps before the "trained" float64-over-floor figure (float64, eta of the instance).
+TRAINED_STEPS = {"medium": 3000, "large": 300}
+
+
+def trained(P: Problem, steps: int) -> Problem:
+    """The problem with its student moved by ``steps`` float64 gradient-descent steps."""
+    a, W = P.a, P.W
+    with P.engine.context():
+        for _ in range(steps):
+            ev = P.evaluate(a, W)
+            a, W = a - ev.grad_a * P.eta, W - ev.grad_W * P.eta
+    return dataclasses.replace(P, a=a, W=W)
+
+
+def close_pair_fraction(P: Problem) -> float:
+    """Share of neuron pairs (students and teachers) with |cos| above ACCURATE_T."""
+    V = np.concatenate([P.W, P.W_star])
+    Vh = V / np.linalg.norm(V, axis=1)[:, None]
+    return float(np.mean(np.abs(Vh @ Vh.T) > objective.ACCURATE_T))
+
+
 def engine_names() -> list[str]:
     """The high-precision engines this checkout has: "mp" and, if present, "mpmath"."""
     names = ["mp"]
@@ -163,6 +201,18 @@ def bench_engines(sizes: dict, repeat: int, smoke: bool, log: Callable[[str], No
                              max(repeat, 5) * (50 if label != "large" else 3))
         row["floor_s"] = fl
         row["float64_over_floor"] = f64 / fl
+        if label != "small":
+            # The same ratio after gradient descent has run: the students have gathered
+            # around the teachers, so many more pairs take the accurate vector route.
+            k = 3 if smoke else TRAINED_STEPS[label]
+            Pt = trained(P, k)
+            f64t = gd_step_time(Pt, 3 if smoke else (100 if label == "medium" else 5), repeat)
+            with np.errstate(all="ignore"):
+                flt = median_time(lambda: floor_step(Pt.a, Pt.W, Pt.a_star, Pt.W_star),
+                                  max(repeat, 5) * (50 if label != "large" else 3))
+            row["trained_steps"] = k
+            row["close_pair_fraction_trained"] = close_pair_fraction(Pt)
+            row["float64_over_floor_trained"] = f64t / flt
         if label != "large":
             for name in hp:
                 for dps in (30, 50):
@@ -356,6 +406,8 @@ def run(smoke: bool, repeat: int, log: Callable[[str], None]) -> dict:
     log("Accuracy of the Gram route of the angle (the threshold ACCURATE_T)")
     res["angle_error"] = bench_angle_error(20 if smoke else 1000, log)
     res["float64_over_floor"] = {k: res["engines"][k]["float64_over_floor"] for k in ("medium", "large")}
+    res["float64_over_floor_trained"] = {k: res["engines"][k]["float64_over_floor_trained"]
+                                         for k in ("medium", "large")}
     res["hp_engine"] = "mp"
     res["hp_speedup_vs_naive_mpmath_50dps"] = {k: res["high_precision"][f"{k}_50dps"]["mp_speedup"]
                                                for k in ("small", "medium")}
@@ -417,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: {exc}", file=sys.stderr)
             return 2
     log = (lambda s: None) if args.no_progress else (lambda s: print(s, flush=True))
+    allocator = tune_allocator()
     if args.engines_only:
         log(f"Baseline engines ({SRC})")
         res = {"engines": bench_engines(SMOKE_SIZES if args.smoke else SIZES, args.repeat, args.smoke, log)}
@@ -426,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
             res["baseline"] = bench_baseline(args.baseline, args.smoke, args.repeat, log)
             res["before_after"] = before_after(res, log)
     res["note"] = args.note
+    res["allocator_tuned"] = allocator
     if path is not None:
         write_json_atomic(path, res)
         log(f"wrote {path}")
