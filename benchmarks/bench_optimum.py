@@ -32,6 +32,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from checker import gd, hybrid
+from checker.cli import tune_allocator
 from checker.engines import MpEngine
 from checker.io import check_output_file, write_json_atomic
 from checker.model import Instance
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.json is not None:
         check_output_file("--json", args.json)
+    tune_allocator()  # as every command of the checker does
     if args.smoke:  # two teachers in d = 3, three students: seconds, not minutes
         inst = Instance.create(teacher_a=["1", "-0.6"], teacher_W=[["1", "0", "0"], ["0", "1", "0"]],
                                student_a=["0.6", "0.5", "-0.4"],

@@ -18,6 +18,7 @@ from typing import Any, Iterator, Sequence
 
 import mpmath
 import numpy as np
+from mpmath.libmp import from_man_exp
 
 from .errors import CheckerError
 
@@ -35,6 +36,8 @@ GUARD_DIGITS = 10
 #: largest relative error of phi and sin phi on the Gram route is at most 1.5e-15
 #: (7 ulp) for |t| <= 0.9, against 1.7e-14 for 0.99 and 1.7e-13 for 0.999.
 ACCURATE_T = 0.9
+
+_make_mpf = mpmath.mp.make_mpf
 
 MIN_DPS = 5
 #: Largest dps: every decimal string of a run (about dps + 25 digits at most) must stay
@@ -142,12 +145,12 @@ class ArbWork:
     accurate_t = ACCURATE_T
 
     def __init__(self) -> None:
-        from flint import arb
+        from flint import arb, arf
 
-        self._arb = arb
-        self.sqrt = np.frompyfunc(lambda x: x.sqrt(), 1, 1)
+        self._arb, self._arf = arb, arf
+        self.sqrt = np.frompyfunc(arb.sqrt, 1, 1)  # unbound methods: no Python call per element
         self.atan2 = np.frompyfunc(arb.atan2, 2, 1)
-        self._mid = np.frompyfunc(lambda x: x.mid(), 1, 1)
+        self._mid = np.frompyfunc(arb.mid, 1, 1)
         self._to = np.frompyfunc(self._to_arb, 1, 1)
         self._from = np.frompyfunc(self._to_mpf, 1, 1)
 
@@ -162,13 +165,15 @@ class ArbWork:
                 if exp:
                     raise CheckerError(f"cannot use the non-finite number {x}")
                 return self._arb(0)
-            return self._arb((-int(man) if sign else int(man), int(exp)))
+            # via arf: exact, and faster than arb((man, exp))
+            return self._arb(self._arf((-int(man) if sign else int(man), int(exp))))
         return self._arb(x)  # int, float: exact
 
     @staticmethod
     def _to_mpf(x: Any) -> Any:
         man, exp = x.mid().man_exp()
-        return mpmath.mpf((int(man), int(exp)))
+        # exact (no rounding to the context's precision), and faster than mpf((man, exp))
+        return _make_mpf(from_man_exp(int(man), int(exp)))
 
     def to_work(self, x: Any) -> Any:
         """mpf (scalar or object array) -> arb, exactly."""
@@ -242,6 +247,9 @@ class MpEngine:
     def context(self) -> Iterator[None]:
         from flint import ctx
 
+        if mpmath.mp.prec == self.work_prec and ctx.prec == self.work_prec:  # already inside: nothing to set
+            yield
+            return
         with mpmath.workdps(self.work_dps), ctx.workprec(self.work_prec):
             yield
 

@@ -169,7 +169,10 @@ def render(records: list[Mapping[str, Any]], *, source: str, figures: list[Path]
     if thr:
         L += ["## Empirical thresholds", "",
               "Largest initial gap seen to converge and smallest seen to fail (bisection on the family's size; "
-              "`nothing-fails`: no failure within the family's range, the lower end is then a lower bound only).",
+              "`nothing-fails`: no failure within the family's range, the lower end is then a lower bound only). "
+              "Step: `instance` runs every trial with the reference instance's eta; `safe` with "
+              "min(eta, 1/beta_0), beta_0 the smoothness at the trial's own start, so that a failure is not "
+              "the step's (`checker.studies.threshold.safe_eta`).",
               ""]
         rows = []
         for r, fam, t in thr:
@@ -177,12 +180,13 @@ def render(records: list[Mapping[str, Any]], *, source: str, figures: list[Path]
             fail = t.get("failure") or {}
             sz = t.get("threshold_size") or {}
             rows.append([_f(r["spec"]["lam"]), _f(r["spec"]["delta"]), str(r["spec"]["m_star"]),
-                         str(r["spec"]["d"]), _f(r["spec"]["a_min"]), fam, t.get("status", "—"),
+                         str(r["spec"]["d"]), _f(r["spec"]["a_min"]), fam, t.get("step", "instance"),
+                         t.get("status", "—"),
                          sz.get("lower"), sz.get("upper"),
                          g.get("lower"), g.get("upper"), lo.get("lower"), lo.get("upper"), t.get("eps0_checker"),
                          t.get("ratio_to_eps0"), "**YES**" if t.get("counterexample") else "no",
                          "; ".join(fail.get("diagnosis") or fail.get("conclusions_failed") or []) or "—"])
-        L += _table(["lambda", "Delta", "m*", "d", "a_min", "family", "status", "size conv.", "size fail",
+        L += _table(["lambda", "Delta", "m*", "d", "a_min", "family", "step", "status", "size conv.", "size fail",
                      "gap conv.", "gap fail",
                      "loss conv.", "loss fail", "eps_0", "gap conv. / eps_0", "counterexample", "failure"],
                     rows) + [""]

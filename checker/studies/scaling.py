@@ -242,6 +242,7 @@ class MeasureConfig:
     max_trials: int = 6
     rel_tol: float = 0.05
     ranges: dict[str, list[float]] = field(default_factory=dict)  # family -> [lo, hi] (default: the family's)
+    trial_step: str = "instance"  # step policy of the trials (checker.studies.threshold.STEP_POLICIES)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "MeasureConfig":
@@ -273,6 +274,10 @@ class MeasureConfig:
             v = getattr(cfg, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
                 raise CheckerError(f"measure.{name}: expected a positive number, got {v!r}")
+        from .threshold import STEP_POLICIES
+        if cfg.trial_step not in STEP_POLICIES:
+            raise CheckerError(f"measure.trial_step: expected one of {', '.join(STEP_POLICIES)}, "
+                               f"got {cfg.trial_step!r}")
         for name in ("steps", "trial_steps", "max_trials"):
             v = getattr(cfg, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 2:
@@ -340,7 +345,7 @@ def measure_point(spec: PointSpec, cfg: MeasureConfig) -> dict[str, Any]:
                                "threshold": {}}
         if ref is not None:
             tcfg = thr.TrialConfig(steps=cfg.trial_steps, time_budget=cfg.trial_time,
-                                   gap_target=cfg.trial_gap_target, seed=spec.seed)
+                                   gap_target=cfg.trial_gap_target, seed=spec.seed, step=cfg.trial_step)
             for name in cfg.families:
                 lo, hi = cfg.ranges.get(name, (None, None))
                 res, _ = thr.find_threshold(RunFile(ref, {}, "", ref.name), name, tcfg, lo=lo, hi=hi,
@@ -350,6 +355,7 @@ def measure_point(spec: PointSpec, cfg: MeasureConfig) -> dict[str, Any]:
                                                  "threshold_loss", "eps0_checker", "ratio_to_eps0",
                                                  "counterexample", "failure")}
                 out["threshold"][name]["trials"] = len(res.trials)
+                out["threshold"][name]["step"] = cfg.trial_step
         elif cfg.families:
             out["threshold_skipped"] = "the constants run did not reach the gap target: no reference student"
     out["seconds"] = round(time.perf_counter() - t0, 2)

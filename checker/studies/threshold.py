@@ -56,6 +56,12 @@ STALL_FACTOR = 1e3
 #: Mass (times a_min) below which a neuron is ignored by the diagnosis.
 NEGLIGIBLE = 1e-2
 OUTCOMES = ("converges", "fails", "inconclusive")
+#: Step policies of a trial: the reference instance's eta for every start, or a step
+#: that the start's own smoothness allows (``safe_eta``).
+STEP_POLICIES = ("instance", "safe")
+#: The "safe" policy's eta * beta_0 (H3 asks for < 2; half of it leaves room for the
+#: smoothness to grow along the path, since beta_0 is measured at the start only).
+SAFE_ETA_BETA = 1.0
 
 
 # --------------------------------------------------------------------------- bisection
@@ -129,10 +135,13 @@ class TrialConfig:
     time_budget: float = 60.0
     gap_target: float = 1e-9
     seed: int = 0
+    step: str = "instance"  # one of STEP_POLICIES
 
     def validate(self) -> None:
         if self.engine not in ("float64", "mp"):
             raise CheckerError(f"--engine must be float64 or mp, got {self.engine!r}")
+        if self.step not in STEP_POLICIES:
+            raise CheckerError(f"--step must be one of {', '.join(STEP_POLICIES)}, got {self.step!r}")
         if self.steps <= 0:
             raise CheckerError(f"--steps must be positive, got {self.steps}")
         if not (self.time_budget > 0 and math.isfinite(self.time_budget)):
@@ -156,6 +165,7 @@ class Trial:
     failed: list[str]  # ids of failed conclusions, or "C2-stalled"
     diagnosis: list[str]
     instance: dict[str, Any] = field(repr=False, default_factory=dict)
+    eta: float | None = None  # the step of this trial (the instance's, or the "safe" policy's)
 
     def to_dict(self, with_instance: bool = False) -> dict[str, Any]:
         out = asdict(self)
@@ -172,6 +182,19 @@ def student_of(instance: Instance, radius: float | None = None) -> fam.Student:
                        np.array([[float(x) for x in r] for r in instance.student_W]),
                        np.array([float(x) for x in instance.teacher_a]), W_star,
                        radius if radius is not None else instance.separation / 3)
+
+
+def safe_eta(instance: Instance, seed: int = 0) -> float:
+    """min(eta, SAFE_ETA_BETA / beta_0): a step the start's smoothness allows (H3 with room).
+
+    beta_0 is the checker's estimate of the Hessian norm of L_lambda at the start
+    (``checker.geometry.smoothness.hessian_norm_estimate``, as H3 uses it).
+    """
+    from ..geometry.smoothness import hessian_norm_estimate
+
+    beta0 = float(hessian_norm_estimate(instance, seed=seed))
+    eta = float(instance.eta)
+    return min(eta, SAFE_ETA_BETA / beta0) if beta0 > 0 else eta
 
 
 def perturbed_instance(instance: Instance, family: str, size: float, seed: int = 0) -> Instance:
@@ -290,6 +313,10 @@ def run_trial(rf: RunFile, family: str, size: float, cfg: TrialConfig, *, eps0: 
     from ..theorem1 import TheoremCheck
 
     inst = perturbed_instance(rf.instance, family, size, cfg.seed)
+    if cfg.step == "safe":
+        eta = safe_eta(inst, cfg.seed)
+        if eta < float(inst.eta):
+            inst = inst.replace(eta=repr(eta))
     rise = max(_reg_loss64(inst) - _reg_loss64(rf.instance), 0.0)
     threshold = max(2 * abs(eps0), 0.0) + 4 * rise + 1e-12
     t0 = time.perf_counter()
@@ -317,6 +344,7 @@ def run_trial(rf: RunFile, family: str, size: float, cfg: TrialConfig, *, eps0: 
     trial = Trial(size=size, outcome=outcome, gap0=float(h4.value), gap0_rigorous=bool(h4.rigorous),
                   loss0=float(hist[0].get("loss", math.nan)), final_gap=final_gap, stop_reason=stop,
                   steps=int(report.run.get("steps", 0)), seconds=round(seconds, 3), hypotheses_unmet=unmet,
+                  eta=float(inst.eta),
                   failed=failed, diagnosis=diagnose(check, report) if outcome == "fails" else [],
                   instance=inst.to_dict())
     return trial, ((check, report) if keep else None)
@@ -506,6 +534,9 @@ def build_parser() -> UsageParser:
     p.add_argument("--trial-time", type=float, default=60.0, help="wall-time budget per trial (seconds)")
     p.add_argument("--gap-target", type=float, default=1e-9, help="gap a trial must reach to converge")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--step", choices=STEP_POLICIES, default="instance",
+                   help="step of each trial: the instance's eta (default), or 'safe': min(eta, 1/beta_0) with "
+                        "beta_0 the smoothness at the trial's start, so that a failure is not the step's")
     p.add_argument("--json", help="write the result here")
     p.add_argument("--plots", help="figures of the failing run go to this folder")
     p.add_argument("--failing-dir", help="where the failing run file goes (default: the --json folder or .)")
@@ -528,7 +559,7 @@ def print_result(r: ThresholdResult, out: Any = None) -> None:
           f"{r.size_range['hi']:g}], lambda = {r.lambda_:g}", file=out)
     for t in r.trials:
         print(f"  s = {t['size']:<10.5g} {t['outcome']:<13} gap0 <= {t['gap0']:.4g}  L0 = {t['loss0']:.4g}  "
-              f"{t['stop_reason']} after {t['steps']} steps ({t['seconds']:.1f} s)"
+              f"eta {t['eta'] or math.nan:.3g}, {t['stop_reason']} after {t['steps']} steps ({t['seconds']:.1f} s)"
               + (f"  failed: {', '.join(t['failed'])}" if t["failed"] else ""), file=out)
     print(f"checker's eps_0 = {r.eps0_checker:.4g}, lambda_max = {r.lambda_max_checker:.4g} "
           "(operational choices of checker.theorem1)", file=out)
@@ -553,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         fam.family(args.family)
         cfg = TrialConfig(engine=args.engine, dps=args.dps, steps=args.steps, time_budget=args.trial_time,
-                          gap_target=args.gap_target, seed=args.seed)
+                          gap_target=args.gap_target, seed=args.seed, step=args.step)
         if cfg.engine == "float64" and cfg.dps is not None:
             raise CheckerError("--dps needs --engine mp")
         if cfg.dps is not None and not 15 <= cfg.dps <= 1000:
