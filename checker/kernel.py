@@ -57,6 +57,15 @@ def grad_coefficients(phi: Any, sin_phi: Any, pi: Any, activation: str) -> tuple
     raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
 
 
+def kappa_from_coefficients(A: Any, B: Any, cos_phi: Any) -> Any:
+    """kappa = B + A cos phi, for both activations (``derivations/angles.py``, kappa_from_coefficients).
+
+    Lets the objective compute A and B once and kappa from them (two operations
+    per pair instead of four).
+    """
+    return B + A * cos_phi
+
+
 def kappa_at_one(activation: str) -> float:
     """kappa(0): E[sigma(<u,x>)^2] for unit u (1/2 for relu, 1 for abs)."""
     return {"relu": 0.5, "abs": 1.0}[check_activation(activation)]

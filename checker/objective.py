@@ -17,10 +17,11 @@ digits (at t = 1 - 1e-18 float64 arccos returns 0 instead of ~1.4e-9).  For
 |t| <= ACCURATE_T the norms come from the Gram entries, a^2 = 2 - 2t and
 b^2 = 2 + 2t (unit rows; cancellation costs at most a factor 1 / (1 - ACCURATE_T)
 in relative error); only the pairs with |t| > ACCURATE_T form the difference (or
-sum) vector, once per unordered pair when the rows are the same set
-(``half_angle_norms(symmetric=True)``), so the float64 and mp engines build no
-(m, n, d) array (an engine without ``accurate_t``, such as the Arb balls of
-``checker.geometry.certificate``, keeps the vector route for every pair).  The
+sum) vector, so the float64 and mp engines build no (m, n, d) array (an engine
+without ``accurate_t``, such as the Arb balls of ``checker.geometry.certificate``,
+keeps the vector route for every pair).  In ``evaluate`` the pairs of all neurons
+with themselves are symmetric: the angle triple and kappa, A, B are computed once
+per pair j <= l and spread to the matrices (``_packed_geometry``).  The
 gradient contraction sum_l c_l grad_u k(u_j, v_l) is two matrix products
 (``grad_gram_dot``), the kernel contraction one (``gram_dot``).
 
@@ -45,6 +46,7 @@ sigma(0) = 0.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -80,6 +82,9 @@ class PairGeometry:
     sin_phi: np.ndarray
     cos_phi: np.ndarray
     u_nonzero: np.ndarray  # (m,) bool
+    #: None: phi, sin_phi, cos_phi are (m, n).  Else the rows are the same set and the triple
+    #: is packed, one entry per pair j <= l; full[j, l] is that pair's position.
+    full: np.ndarray | None = None
 
 
 def pair_bytes(engine: Engine, m: int, n: int, d: int = 0) -> int:
@@ -139,7 +144,7 @@ def _rows(units: Units, rows: slice) -> Units:
 
 
 def half_angle_norms(engine: Engine, uhat: np.ndarray, vhat: np.ndarray, t: np.ndarray,
-                     threshold: float | None = None, *, symmetric: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                     threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(a, b) = (||u^_j - v^_l||, ||u^_j + v^_l||) for all pairs, from the Gram matrix t.
 
     Gram route where |t| <= threshold; the difference (t > 0) or sum (t < 0)
@@ -149,12 +154,6 @@ def half_angle_norms(engine: Engine, uhat: np.ndarray, vhat: np.ndarray, t: np.n
     without it (the Arb balls of ``checker.geometry.certificate``, whose
     enclosures the Gram route would widen) takes both norms from the vectors
     for every pair, as before.
-
-    ``symmetric``: uhat and vhat are the same rows (t is their Gram matrix).  The
-    vector route then runs once per unordered pair and is mirrored (|u - v| and
-    |v - u| are the same floating-point number), and a = 0 on the diagonal
-    (u^ - u^ = 0 exactly); a pair takes the vector route if either of t_jl, t_lj
-    is above the threshold.
     """
     if threshold is None:
         threshold = getattr(engine, "accurate_t", -1.0)
@@ -162,41 +161,59 @@ def half_angle_norms(engine: Engine, uhat: np.ndarray, vhat: np.ndarray, t: np.n
         diff = uhat[:, None, :] - vhat[None, :, :]
         summ = uhat[:, None, :] + vhat[None, :, :]
         return engine.sqrt((diff * diff).sum(axis=2)), engine.sqrt((summ * summ).sum(axis=2))
-    # Unit rows: |u^|^2 = |v^|^2 = 1 up to rounding, so a^2 = 2 - 2t and b^2 = 2 + 2t carry the
-    # absolute error of t alone (relative error at most ~1 / (1 - threshold) ulp on this route).
-    # A zero row (u = 0, t = 0) gets a = b = sqrt 2, phi = pi/2: finite, and every use of
-    # that pair is multiplied by ||u|| = 0.  abs(): the Gram route may dip below 0 where
-    # |t| > threshold; those entries are replaced below.
-    t2 = 2 * t
-    a = engine.sqrt(abs(2 - t2))
-    b = engine.sqrt(abs(2 + t2))
+    n = t.shape[1]
+    a, b = _half_angle_pairs(engine, uhat, vhat, t.reshape(-1), lambda k: np.divmod(k, n), threshold)
+    return a.reshape(t.shape), b.reshape(t.shape)
+
+
+def _half_angle_pairs(engine: Engine, uhat: np.ndarray, vhat: np.ndarray, t: np.ndarray,
+                      rows_of: Any, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) for a 1-D list of pairs with Gram entries t; ``rows_of(k)`` gives their rows (j, l).
+
+    Unit rows: |u^|^2 = |v^|^2 = 1 up to rounding, so on the Gram route a^2 = 2 - 2t
+    and b^2 = 2 + 2t carry the absolute error of t alone (relative error at most
+    ~1 / (1 - threshold) ulp).  A zero row (u = 0, t = 0) gets a = b = sqrt 2,
+    phi = pi/2: finite, and every use of that pair is multiplied by ||u|| = 0.
+    """
     close = np.asarray(abs(t) > threshold, dtype=bool)
-    if symmetric:
-        close |= close.T
     k = np.flatnonzero(close)
-    if not len(k):
-        return a, b
-    n, af, bf, tf = t.shape[1], a.reshape(-1), b.reshape(-1), t.reshape(-1)  # flat views (fresh arrays)
-    i, j = np.divmod(k, n)
-    if symmetric:
-        af[k[i == j]] = _zeros(engine, (int(np.count_nonzero(i == j)),))  # exact zeros, engine numbers
-        upper = i < j
-        k, i, j = k[upper], i[upper], j[upper]
+    if t.dtype == object:
+        # Numbers with a cost per operation (mp): each Gram-route norm only where it is used
+        # (not for a where t > threshold, not for b where t < -threshold); there
+        # 2 -+ 2t >= 2 - 2 threshold > 0, so no abs() is needed.
+        a, b = np.empty(t.shape, dtype=object), np.empty(t.shape, dtype=object)
+        pos = np.asarray(t > 0, dtype=bool)
+        ia, ib = np.flatnonzero(~(close & pos)), np.flatnonzero(~(close & ~pos))
+        a[ia] = engine.sqrt(2 - 2 * t[ia])
+        b[ib] = engine.sqrt(2 + 2 * t[ib])
+    else:
+        t2 = 2 * t
+        # abs(): the Gram route may dip below 0 where |t| > threshold; those entries are replaced below.
+        a = engine.sqrt(abs(2 - t2))
+        b = engine.sqrt(abs(2 + t2))
     # The close pairs in chunks whose (k, d) temporaries stay small (CLOSE_PAIR_CHUNK numbers):
     # large short-lived arrays are allocated by mmap and paid for in page faults on every call.
     step = max(1, CLOSE_PAIR_CHUNK // max(1, uhat.shape[1]))
     for s in range(0, len(k), step):
-        kk, ii, jj = k[s:s + step], i[s:s + step], j[s:s + step]
-        pos = np.asarray(tf[kk] > 0, dtype=bool)
-        D = uhat[ii] - vhat[jj] * np.where(pos, 1, -1)[:, None]  # u^ - v^ (t > 0) or u^ + v^ (t < 0)
+        kk = k[s:s + step]
+        j, l = rows_of(kk)
+        pos = np.asarray(t[kk] > 0, dtype=bool)
+        D = uhat[j] - vhat[l] * np.where(pos, 1, -1)[:, None]  # u^ - v^ (t > 0) or u^ + v^ (t < 0)
         r = engine.sqrt((D * D).sum(axis=1))
-        af[kk[pos]] = r[pos]
-        bf[kk[~pos]] = r[~pos]
-        if symmetric:  # the mirrored pairs (l, j)
-            kt = jj * n + ii
-            af[kt[pos]] = r[pos]
-            bf[kt[~pos]] = r[~pos]
+        a[kk[pos]] = r[pos]
+        b[kk[~pos]] = r[~pos]
     return a, b
+
+
+@functools.lru_cache(maxsize=32)
+def _packed_pairs(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs j <= l of n rows as (j, l), and the (n, n) array of each pair's position in that list."""
+    j, l = np.triu_indices(n)
+    full = np.empty((n, n), dtype=np.intp)
+    full[j, l] = full[l, j] = np.arange(len(j))
+    for x in (j, l, full):
+        x.flags.writeable = False  # shared by every call (cached)
+    return j, l, full
 
 
 def _matmul(engine: Engine, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -205,15 +222,38 @@ def _matmul(engine: Engine, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return X.dot(Y) if mm is None else mm(X, Y)
 
 
-def _geometry(engine: Engine, uu: Units, vu: Units, *, symmetric: bool = False) -> PairGeometry:
-    """The pair geometry of the rows of uu against those of vu (``symmetric``: the same rows)."""
+def _geometry(engine: Engine, uu: Units, vu: Units) -> PairGeometry:
+    """The pair geometry of the rows of uu against those of vu."""
     nu, uhat, u_nonzero = uu
     nv, vhat, _ = vu
     t = _matmul(engine, uhat, vhat.T)
-    a, b = half_angle_norms(engine, uhat, vhat, t, symmetric=symmetric)
+    a, b = half_angle_norms(engine, uhat, vhat, t)
     phi = 2 * engine.atan2(a, b)
     sin_phi = a * b / 2
     return PairGeometry(nu, nv, uhat, vhat, phi, sin_phi, t, u_nonzero)
+
+
+def _packed_geometry(engine: Engine, vu: Units) -> PairGeometry:
+    """The pair geometry of the rows of vu with themselves, packed: each pair j <= l once.
+
+    The angle of (v_j, v_l) is that of (v_l, v_j), so the angle triple (and every
+    function of it: kappa, A, B) is computed on the n(n + 1)/2 pairs j <= l and
+    spread to the (n, n) matrices by ``_unpack`` (``PairGeometry.full``).  Needs
+    an engine with ``accurate_t`` (the vector route for close pairs only).
+    """
+    nv, vhat, nonzero = vu
+    t = _matmul(engine, vhat, vhat.T)
+    j, l, full = _packed_pairs(len(vhat))
+    tp = t[j, l]
+    a, b = _half_angle_pairs(engine, vhat, vhat, tp, lambda k: (j[k], l[k]), engine.accurate_t)
+    phi = 2 * engine.atan2(a, b)
+    sin_phi = a * b / 2
+    return PairGeometry(nv, nv, vhat, vhat, phi, sin_phi, tp, nonzero, full)
+
+
+def _unpack(g: PairGeometry, x: Any) -> Any:
+    """A function of the angle triple as an (m, n) matrix (spread from the packed pairs if packed)."""
+    return x if g.full is None else x[g.full]
 
 
 def pair_geometry(engine: Engine, U: np.ndarray, V: np.ndarray) -> PairGeometry:
@@ -224,34 +264,50 @@ def pair_geometry(engine: Engine, U: np.ndarray, V: np.ndarray) -> PairGeometry:
 
 def gram_from(engine: Engine, g: PairGeometry, activation: str) -> np.ndarray:
     """K_{jl} = k(u_j, v_l) = ||u_j|| ||v_l|| kappa(phi_jl)."""
-    kap = kernel.kappa(g.phi, g.sin_phi, g.cos_phi, engine.pi, activation)
+    kap = _unpack(g, kernel.kappa(g.phi, g.sin_phi, g.cos_phi, engine.pi, activation))
     return g.nu[:, None] * g.nv[None, :] * kap
 
 
-def gram_dot(engine: Engine, g: PairGeometry, activation: str, c: np.ndarray) -> np.ndarray:
-    """sum_l c_l k(u_j, v_l) for every j: ||u_j|| (kappa @ (c ||v||)), one matrix-vector product."""
-    kap = kernel.kappa(g.phi, g.sin_phi, g.cos_phi, engine.pi, activation)
+def kernel_terms(engine: Engine, g: PairGeometry, activation: str) -> tuple[Any, Any, Any]:
+    """(kappa, A, B) of every pair as (m, n) matrices; A, B once and kappa = B + A cos phi."""
+    A, B = kernel.grad_coefficients(g.phi, g.sin_phi, engine.pi, activation)
+    kap = kernel.kappa_from_coefficients(A, B, g.cos_phi)
+    return _unpack(g, kap), _unpack(g, A), _unpack(g, B)
+
+
+def gram_dot(engine: Engine, g: PairGeometry, activation: str, c: np.ndarray, *,
+             terms: tuple[Any, Any, Any] | None = None) -> np.ndarray:
+    """sum_l c_l k(u_j, v_l) for every j: ||u_j|| (kappa @ (c ||v||)), one matrix-vector product.
+
+    ``terms``: the pairs' (kappa, A, B) from ``kernel_terms``, if already computed.
+    """
+    kap = (terms or kernel_terms(engine, g, activation))[0]
     return g.nu * kap.dot(c * g.nv)
 
 
 def grad_gram_from(engine: Engine, g: PairGeometry, activation: str) -> np.ndarray:
     """G_{jl:} = grad_u k(u_j, v_l) = ||v_l|| (A v^_l + B u^_j); zero where u_j = 0."""
     check_pair_memory(engine, len(g.nu), len(g.nv), g.uhat.shape[1], what="gradient arrays")
-    A, B = kernel.grad_coefficients(g.phi, g.sin_phi, engine.pi, activation)
+    A, B = (_unpack(g, x) for x in kernel.grad_coefficients(g.phi, g.sin_phi, engine.pi, activation))
     G = g.nv[None, :, None] * (A[:, :, None] * g.vhat[None, :, :] + B[:, :, None] * g.uhat[:, None, :])
     return G * g.u_nonzero[:, None, None]
 
 
-def grad_gram_dot(engine: Engine, g: PairGeometry, activation: str, c: np.ndarray) -> np.ndarray:
+def grad_gram_dot(engine: Engine, g: PairGeometry, activation: str, c: np.ndarray, *,
+                  terms: tuple[Any, Any, Any] | None = None) -> np.ndarray:
     """sum_l c_l grad_u k(u_j, v_l) for every j, as two matrix products.
 
     From grad_u k(u_j, v_l) = ||v_l|| (A_jl v^_l + B_jl u^_j):
     (A * (c ||v||)) @ V^ + (B @ (c ||v||)) u^_j, zero where u_j = 0.
+    ``terms``: the pairs' (kappa, A, B) from ``kernel_terms``, if already computed.
     """
-    A, B = kernel.grad_coefficients(g.phi, g.sin_phi, engine.pi, activation)
+    if terms is None:
+        A, B = (_unpack(g, x) for x in kernel.grad_coefficients(g.phi, g.sin_phi, engine.pi, activation))
+    else:
+        A, B = terms[1], terms[2]
     cn = c * g.nv
     out = _matmul(engine, A * cn[None, :], g.vhat) + B.dot(cn)[:, None] * g.uhat
-    return out * g.u_nonzero[:, None]
+    return out if np.all(g.u_nonzero) else out * g.u_nonzero[:, None]
 
 
 def _work(engine: Engine) -> Any:
@@ -337,25 +393,33 @@ def evaluate(
     lam: Any,
     *,
     with_gradient: bool = True,
+    teacher_work: tuple[Any, Any] | None = None,
 ) -> Evaluation:
     """Exact L, L_lambda and (optionally) their gradients in (a, W).
 
     Call inside ``engine.context()`` when the arrays are mp numbers.  The student
     rows are processed in blocks (``PAIR_BLOCK_BYTES``); a non-finite result
-    raises CheckerError.
+    raises CheckerError.  ``teacher_work``: (a*, W*) already in the engine's
+    working numbers (``Problem.teacher_work``), so that they are not converted
+    on every call.
     """
     with engine.context():
-        parts = _loss_parts(_work(engine), activation, *(_to_work(engine, x) for x in (a, W, a_star, W_star)),
-                            with_gradient=with_gradient)
-        loss, lga, lgW = (_from_work(engine, x) for x in parts)
-        # The regularizer in the engine's own numbers: dL_lambda/da_j = lam a_j exactly where dL/da_j = 0.
-        reg_loss = loss + lam * regularizer(a, W)
+        aw, Ww = _to_work(engine, a), _to_work(engine, W)
+        asw, Wsw = ((_to_work(engine, a_star), _to_work(engine, W_star)) if teacher_work is None
+                    else teacher_work)
+        loss, lga, lgW = _loss_parts(_work(engine), activation, aw, Ww, asw, Wsw, with_gradient=with_gradient)
+        # The regularizer and its gradient in the same working numbers (conversions are exact),
+        # then every result converted once: dL_lambda/da_j = lam a_j exactly where dL/da_j = 0.
+        lam_w = _to_work(engine, lam)
+        reg_loss = loss + lam_w * regularizer(aw, Ww)
         if not with_gradient:
+            loss, reg_loss, lga, lgW = (_from_work(engine, x) for x in (loss, reg_loss, lga, lgW))
             ev = Evaluation(loss, reg_loss, lga, lgW, lga, lgW)
         else:
-            # Array on the left: mpf * ndarray first fails inside mpmath after formatting the
-            # whole array into its error message (milliseconds), then falls back to numpy.
-            ev = Evaluation(loss, reg_loss, lga + a * lam, lgW + W * lam, lga, lgW)
+            # Array on the left: a number * ndarray may first fail inside the number's own
+            # __mul__ (mpmath formats the whole array into its error message), then fall back.
+            ga, gW = lga + aw * lam_w, lgW + Ww * lam_w
+            ev = Evaluation(*(_from_work(engine, x) for x in (loss, reg_loss, ga, gW, lga, lgW)))
     return _check_finite(engine, ev)
 
 
@@ -373,12 +437,14 @@ def _loss_parts(engine: Engine, activation: str, a: np.ndarray, W: np.ndarray, a
     Kc = engine.zeros((n,))
     lgW = engine.zeros(W.shape)
     for rows in _row_blocks(engine, n, n):
-        whole = rows.start == 0 and rows.stop == n  # one block: the pairs of V with itself
-        geo = _geometry(engine, vu if whole else _rows(vu, rows), vu, symmetric=whole)
-        Kc[rows] = gram_dot(engine, geo, activation, c)
+        whole = rows.start == 0 and rows.stop == n  # one block: the pairs of V with itself, packed
+        packed = whole and getattr(engine, "accurate_t", -1.0) >= 0  # (engines with the vector route only)
+        geo = _packed_geometry(engine, vu) if packed else _geometry(engine, _rows(vu, rows), vu)
+        terms = kernel_terms(engine, geo, activation)
+        Kc[rows] = gram_dot(engine, geo, activation, c, terms=terms)
         students = slice(rows.start, min(rows.stop, m))
         if with_gradient and students.stop > students.start:
-            G = grad_gram_dot(engine, geo, activation, c)
+            G = grad_gram_dot(engine, geo, activation, c, terms=terms)
             lgW[students] = 2 * a[students, None] * G[:students.stop - students.start]
     loss = c.dot(Kc)
     return loss, (2 * Kc[:m] if with_gradient else engine.zeros(a.shape)), lgW

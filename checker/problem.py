@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mpmath
@@ -32,6 +32,8 @@ class Problem:
     W_star: np.ndarray
     lam: Any
     eta: Any | None
+    #: (a*, W*, their working numbers): the teacher converted once (``teacher_work``).
+    _teacher_work: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_instance(cls, instance: Instance, engine: Engine) -> "Problem":
@@ -54,13 +56,29 @@ class Problem:
                 eta=None if instance.eta is None else engine.scalar(instance.eta),
             )
 
+    def teacher_work(self) -> tuple[Any, Any] | None:
+        """The teacher (a*, W*) in the engine's working numbers (None if they are its own numbers).
+
+        Converted once and kept while ``a_star`` and ``W_star`` are the same arrays
+        (the cache holds them, so a rebound attribute is seen; they are never
+        changed in place).
+        """
+        if getattr(self.engine, "work", self.engine) is self.engine:
+            return None
+        c = self._teacher_work
+        if c is None or c[0] is not self.a_star or c[1] is not self.W_star:
+            with self.engine.context():
+                c = (self.a_star, self.W_star, (self.engine.to_work(self.a_star), self.engine.to_work(self.W_star)))
+            self._teacher_work = c
+        return c[2]
+
     def evaluate(self, a: np.ndarray | None = None, W: np.ndarray | None = None,
                  *, lam: Any = None, with_gradient: bool = True) -> objective.Evaluation:
         return objective.evaluate(
             self.engine, self.activation,
             self.a if a is None else a, self.W if W is None else W,
             self.a_star, self.W_star, self.lam if lam is None else lam,
-            with_gradient=with_gradient)
+            with_gradient=with_gradient, teacher_work=self.teacher_work())
 
 
 def check_float64_range(instance: Instance, fix: str = "use --engine mp, or rescale the instance") -> None:

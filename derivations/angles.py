@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from checker import objective
+from checker import kernel, objective
 
 from .result import Result, bound, guarded
 
@@ -113,8 +113,23 @@ def gram_contraction(activation: str = "relu") -> Result:
                    "symbolic", check)
 
 
+def kappa_from_coefficients(activation: str = "relu") -> Result:
+    """checker.kernel.kappa = B + A cos phi with (A, B) = checker.kernel.grad_coefficients (SymPy symbols)."""
+
+    def check() -> tuple[bool, str]:
+        phi, s, c = sp.symbols("phi s c", real=True)
+        A, B = kernel.grad_coefficients(phi, s, sp.pi, activation)
+        diff = sp.simplify(kernel.kappa(phi, s, c, sp.pi, activation) - kernel.kappa_from_coefficients(A, B, c))
+        return diff == 0, f"kappa - (B + A cos phi) = {diff} (phi, sin phi, cos phi independent symbols)"
+
+    return guarded(f"kappa_from_coefficients_{activation}", FAMILY,
+                   f"kappa = B + A cos phi (checker.kernel, '{activation}')", "symbolic", check)
+
+
 DERIVATIONS = (
     half_angle_route,
+    bound(kappa_from_coefficients, "kappa_from_coefficients_relu", activation="relu"),
+    bound(kappa_from_coefficients, "kappa_from_coefficients_abs", activation="abs"),
     bound(gram_contraction, "gram_contraction_relu", activation="relu"),
     bound(gram_contraction, "gram_contraction_abs", activation="abs"),
     bound(gradient_contraction, "gradient_contraction_relu", activation="relu"),

@@ -96,8 +96,8 @@ MUTATIONS: tuple[Mutation, ...] = (
              "sign of the B (sin phi) term of the relu grad_u k flipped"),
     # ---------------------------------------------------------------- objective
     Mutation("objective-no-decay-in-W-gradient", "objective", "checker/objective.py",
-             "ev = Evaluation(loss, reg_loss, lga + a * lam, lgW + W * lam, lga, lgW)",
-             "ev = Evaluation(loss, reg_loss, lga + a * lam, lgW, lga, lgW)",
+             "ga, gW = lga + aw * lam_w, lgW + Ww * lam_w",
+             "ga, gW = lga + aw * lam_w, lgW",
              (f"{T_OBJECTIVE}::test_mp_gradient_matches_central_differences_at_60_digits",),
              "lambda W dropped from the W-gradient of L_lambda", quick=True),
     Mutation("objective-regularizer-factor", "objective", "checker/objective.py",
