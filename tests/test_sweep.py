@@ -82,6 +82,7 @@ def test_point_keys_are_canonical() -> None:
     ({"axes": {"lam": []}}, "non-empty"),
     ({"measure": {"families": ["spin"]}}, "unknown family"),
     ({"measure": {"max_trials": 1}}, "max_trials"),
+    ({"measure": {"trial_step": "tiny"}}, "trial_step"),
     ({"base": {"lam": -1}}, "lam"),
     ({"extra": 1}, "unknown key"),
 ])

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from checker.engines import Float64Engine
+from checker.errors import CheckerError
 from checker.model import line_or_ray_angle
 from checker.presets import load_run_file
 from checker.problem import Problem
@@ -119,7 +120,7 @@ def test_split_makes_collinear_duplicates_with_signed_masses_1_plus_s_and_minus_
 
 def test_families_at_their_lower_end_give_the_reference_back(student) -> None:
     _, st = student
-    for name in ("far", "split", "unbalance"):
+    for name in ("rotate", "far", "split", "unbalance"):
         a, W = fam.perturb(st, name, fam.FAMILIES[name].lo)
         assert np.array_equal(a, st.a) and np.array_equal(W, st.W), name
 
@@ -255,6 +256,7 @@ def test_the_failing_run_file_is_a_theorem1_run_file(tmp_path: Path) -> None:
     ([str(REFERENCE), "--family", "rotate", "--dps", "30"], "--dps"),
     ([str(REFERENCE), "--family", "rotate", "--steps", "0"], "--steps"),
     ([str(REFERENCE), "--family", "rotate", "--json", "/"], "--json"),
+    ([str(REFERENCE), "--family", "rotate", "--step", "tiny"], "--step"),
     (["preset:nope", "--family", "rotate"], "unknown preset"),
 ])
 def test_bad_inputs_end_in_one_line_with_exit_2(args, needle, capsys, monkeypatch) -> None:
@@ -320,3 +322,67 @@ def test_reference_probe_reads_h4_even_when_h3_fails_first(tmp_path):
     out = thr.checker_thresholds(rf, thr.TrialConfig())
     assert out["hypotheses"]["H3"] is False
     assert out["hypotheses"]["H4"] is not None and out["reference_gap0"] is not None
+
+
+# --------------------------------------------------------------------------- step policy
+def test_safe_step_is_the_smaller_of_eta_and_one_over_beta0(monkeypatch) -> None:
+    # Reference: the rule itself, min(eta, 1 / beta_0), with beta_0 replaced by known
+    # values (the estimate of beta_0 has its own tests in test_smoothness.py).
+    import checker.geometry.smoothness as sm
+
+    inst = load_run_file(REFERENCE).instance.replace(eta="0.5")
+    for beta0, want in ((4.0, 0.25), (1.0, 0.5), (0.5, 0.5)):
+        monkeypatch.setattr(sm, "hessian_norm_estimate", lambda *a, b=beta0, **k: b)
+        assert thr.safe_eta(inst) == want
+
+
+def test_a_safe_trial_runs_with_the_smaller_step_and_records_it(monkeypatch) -> None:
+    # Reference: the instance handed to the T1 check.  Under "safe" an unbalanced start
+    # (beta_0 pinned at 10 here) must run with eta = 1/10 instead of the reference's step,
+    # and the trial must record the step it ran with; under "instance" the step is kept.
+    import checker.geometry.smoothness as sm
+    import checker.theorem1 as t1
+
+    seen: list[str] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_check(rf, options):
+        seen.append(rf.instance.eta)
+        raise Stop
+
+    monkeypatch.setattr(sm, "hessian_norm_estimate", lambda *a, **k: 10.0)
+    monkeypatch.setattr(t1, "TheoremCheck", fake_check)
+    rf = load_run_file(REFERENCE)
+    for step in ("safe", "instance"):
+        with pytest.raises(Stop):
+            thr.run_trial(rf, "unbalance", 3.0, thr.TrialConfig(step=step), eps0=1e-4)
+    assert float(seen[0]) == 0.1 and seen[1] == rf.instance.eta
+    with pytest.raises(CheckerError, match="--step"):
+        thr.TrialConfig(step="tiny").validate()
+
+
+def test_the_reference_is_probed_and_tried_once_for_all_families(monkeypatch) -> None:
+    # Reference: a count of the trials run.  Every family's lower end gives the reference
+    # back bit for bit, so with a shared dict the reference trial runs once for four
+    # families; every other size runs its own trial.
+    runs: list[tuple[str, float]] = []
+    probes: list[int] = []
+
+    def fake_trial(rf, family, size, cfg, *, eps0, keep=False):
+        runs.append((family, size))
+        t = thr.Trial(size=size, outcome="converges", gap0=1.0 + size, gap0_rigorous=True, loss0=1.0,
+                      final_gap=None, stop_reason="gap-target", steps=1, seconds=0.0, hypotheses_unmet=[],
+                      failed=[], diagnosis=[], instance=rf.instance.to_dict())
+        return t, None
+
+    monkeypatch.setattr(thr, "run_trial", fake_trial)
+    monkeypatch.setattr(thr, "checker_thresholds",
+                        lambda rf, cfg: probes.append(1) or {"eps_0": 1e-3, "lambda_max": 0.1, "hypotheses": {}})
+    rf, shared = load_run_file(REFERENCE), {}
+    for name in ("rotate", "far", "split", "unbalance"):
+        res, _ = thr.find_threshold(rf, name, thr.TrialConfig(), max_trials=3, shared=shared)
+        assert res.status == "nothing-fails" and len(res.trials) == 2
+    assert runs == [("rotate", 0.0), ("rotate", 3.0), ("far", 2.0), ("split", 4.0), ("unbalance", 30.0)]
+    assert len(probes) == 1  # the checker's eps_0 for the reference: once

@@ -88,6 +88,8 @@ def _near(st: Student) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def rotate(st: Student, s: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Rotate every near neuron away from its nearest teacher by the angle s."""
+    if s == 0:
+        return st.a.copy(), st.W.copy()
     rng = np.random.default_rng(seed)
     W = st.W.copy()
     idx, ang, near = _near(st)

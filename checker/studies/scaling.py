@@ -346,10 +346,12 @@ def measure_point(spec: PointSpec, cfg: MeasureConfig) -> dict[str, Any]:
         if ref is not None:
             tcfg = thr.TrialConfig(steps=cfg.trial_steps, time_budget=cfg.trial_time,
                                    gap_target=cfg.trial_gap_target, seed=spec.seed, step=cfg.trial_step)
+            shared: dict[str, Any] = {}  # eps_0 and the unperturbed start's trial: once for every family
             for name in cfg.families:
                 lo, hi = cfg.ranges.get(name, (None, None))
                 res, _ = thr.find_threshold(RunFile(ref, {}, "", ref.name), name, tcfg, lo=lo, hi=hi,
-                                            rel_tol=cfg.rel_tol, max_trials=cfg.max_trials)
+                                            rel_tol=cfg.rel_tol, max_trials=cfg.max_trials,
+                                            shared=shared)
                 out["threshold"][name] = {
                     k: getattr(res, k) for k in ("status", "size_range", "threshold_size", "threshold_gap",
                                                  "threshold_loss", "eps0_checker", "ratio_to_eps0",

@@ -391,11 +391,16 @@ def _ratio(x: float | None, y: float | None) -> float | None:
 
 def find_threshold(rf: RunFile, family: str, cfg: TrialConfig, *, lo: float | None = None,
                    hi: float | None = None, rel_tol: float = 0.05, max_trials: int = 10,
-                   progress: bool = False, keep_failing: bool = False) -> tuple[ThresholdResult, Any]:
+                   progress: bool = False, keep_failing: bool = False,
+                   shared: dict[str, Any] | None = None) -> tuple[ThresholdResult, Any]:
     """Bracket the empirical threshold of ``family`` around the reference ``rf``.
 
     Returns the result and, with ``keep_failing``, the failing trial's full run
     ``(trial, check, report)`` (for its run file and figures), else None.
+    ``shared``: a dict shared by the searches of several families from the same
+    reference; the checker's thresholds for the reference and the trial at the
+    family's lower end (the reference itself, unperturbed: the same numbers for
+    every family) are computed once and reused.
     """
     from tqdm import tqdm
 
@@ -418,13 +423,27 @@ def find_threshold(rf: RunFile, family: str, cfg: TrialConfig, *, lo: float | No
                unit="trial", leave=False)
     with shared_certificate():
         bar.set_postfix_str("checker's eps_0")
-        consts = checker_thresholds(rf, cfg)
+        ckey = json.dumps(["checker_thresholds", rf.instance.to_dict(), asdict(cfg)])
+        if shared is not None and ckey in shared:
+            consts = shared[ckey]
+        else:
+            consts = checker_thresholds(rf, cfg)
+            if shared is not None:
+                shared[ckey] = consts
         bar.update(1)
         eps0, lam_max = consts["eps_0"], consts["lambda_max"]
 
         def oracle(s: float) -> str:
-            t, pair = run_trial(rf, family, s, cfg, eps0=eps0 if eps0 is not None else 0.0,
-                                keep=keep_failing)
+            start = perturbed_instance(rf.instance, family, s, cfg.seed).to_dict()
+            start.pop("name")
+            key = json.dumps(["trial", start, asdict(cfg), eps0])  # the start's numbers, not the family's name
+            if s == f.lo and shared is not None and key in shared:
+                t, pair = shared[key], None  # the unperturbed reference, run for another family
+            else:
+                t, pair = run_trial(rf, family, s, cfg, eps0=eps0 if eps0 is not None else 0.0,
+                                    keep=keep_failing)
+                if s == f.lo and shared is not None:
+                    shared[key] = t
             trials[s] = t
             if pair is not None and t.outcome == "fails":
                 kept[s] = pair
