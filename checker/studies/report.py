@@ -62,6 +62,34 @@ def threshold_ends(t: Mapping[str, Any]) -> tuple[float | None, float | None]:
     return lo, hi
 
 
+def threshold_summary(thr: Sequence[tuple[Mapping[str, Any], str, Mapping[str, Any]]]) -> list[str]:
+    """Per family (and step policy): how far the checker's eps_0 is inside the measured basin."""
+    rows = []
+    for fam in sorted({f for _, f, _ in thr}):
+        ts = [t for _, f, t in thr if f == fam]
+        status = ", ".join(f"{k} {sum(1 for t in ts if t.get('status') == k)}"
+                           for k in sorted({str(t.get("status")) for t in ts}))
+        conv = [t["ratio_to_eps0"] for t in ts if isinstance(t.get("ratio_to_eps0"), (int, float))]
+        fail = [((t.get("threshold_gap") or {}).get("upper") or 0) / t["eps0_checker"] for t in ts
+                if t.get("status") == "bracketed" and (t.get("eps0_checker") or 0) > 0
+                and (t.get("threshold_gap") or {}).get("upper")]
+        h3 = sum(1 for t in ts if "H3" in ((t.get("failure") or {}).get("hypotheses_unmet") or []))
+        nfail = sum(1 for t in ts if t.get("failure"))
+        rows.append([fam, ts[0].get("step", "instance"), str(len(ts)), status,
+                     f"[{min(conv):.3g}, {max(conv):.3g}]" if conv else "—",
+                     f"[{min(fail):.3g}, {max(fail):.3g}]" if fail else "—",
+                     f"{h3} of {nfail}" if nfail else "—",
+                     str(sum(1 for t in ts if t.get("counterexample")))])
+    return (["### How far eps_0 is inside the measured basin", "",
+             "Per family, over the points where it was searched (points where eps_0 <= 0, i.e. lambda above the "
+             "checker's lambda_max, have no ratio): the largest initial gap seen to converge over eps_0 (a lower "
+             "bound of the basin's extent in units of eps_0), the smallest gap seen to fail over eps_0 "
+             "(bracketed points only), and how many failing starts had H3 (the step) unmet.", ""]
+            + _table(["family", "step", "points", "status", "largest converging gap / eps_0",
+                      "smallest failing gap / eps_0", "failures with H3 unmet", "counterexamples"], rows)
+            + [""])
+
+
 def _quantities(rec: Mapping[str, Any]) -> dict[str, float | None]:
     res = rec.get("result") or {}
     q = {k: (res.get("constants") or {}).get(k) for k in QUANTITIES}
@@ -190,6 +218,7 @@ def render(records: list[Mapping[str, Any]], *, source: str, figures: list[Path]
                      "gap conv.", "gap fail",
                      "loss conv.", "loss fail", "eps_0", "gap conv. / eps_0", "counterexample", "failure"],
                     rows) + [""]
+        L += threshold_summary(thr)
         if any(t.get("counterexample") for _, _, t in thr):
             L += ["**A failing start at or below the checker's eps_0 with H1-H3 holding was found: a counterexample "
                   "to T1 as this project formalizes it.**", ""]

@@ -242,7 +242,9 @@ class MeasureConfig:
     max_trials: int = 6
     rel_tol: float = 0.05
     ranges: dict[str, list[float]] = field(default_factory=dict)  # family -> [lo, hi] (default: the family's)
-    trial_step: str = "instance"  # step policy of the trials (checker.studies.threshold.STEP_POLICIES)
+    #: Step policy of the trials (checker.studies.threshold.STEP_POLICIES), or a list of them: every
+    #: family is then searched under each; its results are keyed FAMILY ("instance") and FAMILY@POLICY.
+    trial_step: str | tuple[str, ...] = "instance"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "MeasureConfig":
@@ -275,9 +277,12 @@ class MeasureConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
                 raise CheckerError(f"measure.{name}: expected a positive number, got {v!r}")
         from .threshold import STEP_POLICIES
-        if cfg.trial_step not in STEP_POLICIES:
-            raise CheckerError(f"measure.trial_step: expected one of {', '.join(STEP_POLICIES)}, "
-                               f"got {cfg.trial_step!r}")
+        steps = [cfg.trial_step] if isinstance(cfg.trial_step, str) else cfg.trial_step
+        if not isinstance(steps, (list, tuple)) or not steps or len(set(steps)) != len(steps) \
+                or not all(isinstance(x, str) and x in STEP_POLICIES for x in steps):
+            raise CheckerError(f"measure.trial_step: expected one of {', '.join(STEP_POLICIES)} or a list of "
+                               f"them without repeats, got {cfg.trial_step!r}")
+        cfg.trial_step = steps[0] if isinstance(cfg.trial_step, str) else tuple(steps)
         for name in ("steps", "trial_steps", "max_trials"):
             v = getattr(cfg, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 2:
@@ -287,7 +292,12 @@ class MeasureConfig:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["families"] = list(self.families)
+        if not isinstance(self.trial_step, str):
+            out["trial_step"] = list(self.trial_step)
         return out
+
+    def step_policies(self) -> tuple[str, ...]:
+        return (self.trial_step,) if isinstance(self.trial_step, str) else tuple(self.trial_step)
 
 
 def reference_run(spec: PointSpec, *, steps: int = 20_000, gap_target: float = 1e-10
@@ -344,20 +354,21 @@ def measure_point(spec: PointSpec, cfg: MeasureConfig) -> dict[str, Any]:
                                "certificate_degenerate": bool(getattr(check.cert, "degenerate", False)),
                                "threshold": {}}
         if ref is not None:
-            tcfg = thr.TrialConfig(steps=cfg.trial_steps, time_budget=cfg.trial_time,
-                                   gap_target=cfg.trial_gap_target, seed=spec.seed, step=cfg.trial_step)
-            shared: dict[str, Any] = {}  # eps_0 and the unperturbed start's trial: once for every family
-            for name in cfg.families:
-                lo, hi = cfg.ranges.get(name, (None, None))
-                res, _ = thr.find_threshold(RunFile(ref, {}, "", ref.name), name, tcfg, lo=lo, hi=hi,
-                                            rel_tol=cfg.rel_tol, max_trials=cfg.max_trials,
-                                            shared=shared)
-                out["threshold"][name] = {
-                    k: getattr(res, k) for k in ("status", "size_range", "threshold_size", "threshold_gap",
-                                                 "threshold_loss", "eps0_checker", "ratio_to_eps0",
-                                                 "counterexample", "failure")}
-                out["threshold"][name]["trials"] = len(res.trials)
-                out["threshold"][name]["step"] = cfg.trial_step
+            shared: dict[str, Any] = {}  # eps_0 and the unperturbed start's trial: once per step policy
+            for step in cfg.step_policies():
+                tcfg = thr.TrialConfig(steps=cfg.trial_steps, time_budget=cfg.trial_time,
+                                       gap_target=cfg.trial_gap_target, seed=spec.seed, step=step)
+                for name in cfg.families:
+                    lo, hi = cfg.ranges.get(name, (None, None))
+                    res, _ = thr.find_threshold(RunFile(ref, {}, "", ref.name), name, tcfg, lo=lo, hi=hi,
+                                                rel_tol=cfg.rel_tol, max_trials=cfg.max_trials, shared=shared)
+                    key = name if step == "instance" else f"{name}@{step}"
+                    out["threshold"][key] = {
+                        k: getattr(res, k) for k in ("status", "size_range", "threshold_size", "threshold_gap",
+                                                     "threshold_loss", "eps0_checker", "ratio_to_eps0",
+                                                     "counterexample", "failure")}
+                    out["threshold"][key]["trials"] = len(res.trials)
+                    out["threshold"][key]["step"] = step
         elif cfg.families:
             out["threshold_skipped"] = "the constants run did not reach the gap target: no reference student"
     out["seconds"] = round(time.perf_counter() - t0, 2)

@@ -423,7 +423,8 @@ def find_threshold(rf: RunFile, family: str, cfg: TrialConfig, *, lo: float | No
                unit="trial", leave=False)
     with shared_certificate():
         bar.set_postfix_str("checker's eps_0")
-        ckey = json.dumps(["checker_thresholds", rf.instance.to_dict(), asdict(cfg)])
+        ckey = json.dumps(["checker_thresholds", rf.instance.to_dict(),
+                           {k: v for k, v in asdict(cfg).items() if k != "step"}])  # (the step is the trials')
         if shared is not None and ckey in shared:
             consts = shared[ckey]
         else:
