@@ -113,3 +113,21 @@ def test_cli_bad_inputs_end_in_one_line_with_exit_2(args, needle, capsys) -> Non
     code = report.main(args)
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err
+
+
+def test_threshold_summary_gives_the_ratios_to_eps0_per_family() -> None:
+    # Reference: values worked out by hand from three synthetic searches of one family:
+    # converging gaps 2e-3, 5e-3, 1e-2 over eps_0 = 1e-3 -> ratios 2, 5 (bracketed) and
+    # 10 (nothing fails); failing gaps 4e-3 and 8e-2 over 1e-3 -> 4 and 80; one of the
+    # two failures had H3 unmet; none is a counterexample.
+    def t(status, conv, fail, h3):
+        return {"status": status, "step": "safe", "eps0_checker": 1e-3, "ratio_to_eps0": conv / 1e-3,
+                "threshold_gap": {"lower": conv, "upper": fail}, "counterexample": False,
+                "failure": ({"hypotheses_unmet": ["H3"] if h3 else []} if fail else {})}
+
+    thr = [({}, "split@safe", t("bracketed", 2e-3, 4e-3, True)),
+           ({}, "split@safe", t("bracketed", 5e-3, 8e-2, False)),
+           ({}, "split@safe", t("nothing-fails", 1e-2, None, False))]
+    row = next(line for line in report.threshold_summary(thr) if line.startswith("| split@safe"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells == ["split@safe", "safe", "3", "bracketed 2, nothing-fails 1", "[2, 10]", "[4, 80]", "1 of 2", "0"]

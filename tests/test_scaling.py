@@ -45,3 +45,38 @@ def test_start_student_has_the_single_teacher_optimal_masses_on_the_teacher_dire
 def test_infeasible_points_are_refused(kw, needle) -> None:
     with pytest.raises(CheckerError, match=needle):
         PointSpec(**kw)
+
+
+def test_each_step_policy_searches_every_family_with_one_shared_memo(monkeypatch) -> None:
+    # Reference: the calls made.  With trial_step = [instance, safe] every family is
+    # searched once per policy, with that policy in its TrialConfig, under the keys
+    # FAMILY and FAMILY@safe, and every search of the point shares one memo dict
+    # (the checker's eps_0 and the unperturbed start are computed once).
+    from types import SimpleNamespace
+
+    from checker.studies import scaling
+    from checker.studies import threshold as thr
+
+    spec = PointSpec()
+    start = start_instance(spec)
+    report = SimpleNamespace(constants={}, conclusions=[SimpleNamespace(id="C2", holds=True)], hypotheses=[],
+                             final=None)
+    monkeypatch.setattr(scaling, "reference_run", lambda spec, **kw: (start, SimpleNamespace(cert=None), report,
+                                                                      start))
+    calls: list[tuple[str, str, int]] = []
+
+    def fake_find(rf, name, cfg, **kw):
+        calls.append((name, cfg.step, id(kw["shared"])))
+        res = SimpleNamespace(status="nothing-fails", size_range={}, threshold_size={}, threshold_gap={},
+                              threshold_loss={}, eps0_checker=1e-3, ratio_to_eps0=10.0, counterexample=False,
+                              failure={}, trials=[1, 2])
+        return res, None
+
+    monkeypatch.setattr(thr, "find_threshold", fake_find)
+    cfg = scaling.MeasureConfig.from_dict({"families": ["rotate", "far"], "trial_step": ["instance", "safe"]})
+    out = scaling.measure_point(spec, cfg)
+    assert sorted(out["threshold"]) == ["far", "far@safe", "rotate", "rotate@safe"]
+    assert [(n, s) for n, s, _ in calls] == [("rotate", "instance"), ("far", "instance"), ("rotate", "safe"),
+                                             ("far", "safe")]
+    assert len({m for _, _, m in calls}) == 1
+    assert out["threshold"]["far@safe"]["step"] == "safe" and out["threshold"]["far"]["step"] == "instance"
