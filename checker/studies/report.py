@@ -231,12 +231,20 @@ def render(records: list[Mapping[str, Any]], *, source: str, figures: list[Path]
           "when the bracket's lower end is the reference start itself (size at the family's lower end) the "
           "`converged` fit measures the reference, not the basin.", ""]
     rows = []
+    unfit = set()
     for f in fits(ok):
+        if f["quantity"].startswith("threshold_") and f["n"] < 2:
+            unfit.add(AXIS_LABEL[f["axis"]])  # no bracket on this axis: nothing to fit (see the summary)
+            continue
         ci = "—" if f["ci_low"] is None else f"[{f['ci_low']:.3g}, {f['ci_high']:.3g}]"
         rows.append([AXIS_LABEL[f["axis"]], QUANTITY_LABEL.get(f["quantity"], f["quantity"]),
                      f"[{f['range'][0]:.3g}, {f['range'][1]:.3g}]", str(f["n"]), f["slope"], f["stderr"], ci,
                      f["note"] or ""])
     L += _table(["axis", "quantity", "range", "n", "slope", "std. error", "95% interval", "note"], rows) + [""]
+    if unfit:
+        L += ["Threshold fits with fewer than 2 bracketed points on an axis are left out (the family found "
+              "nothing failing there, or too few points: see the summary of thresholds above); axes concerned: "
+              + ", ".join(sorted(unfit)) + ".", ""]
     if figures:
         L += ["## Figures", ""]
         base = out_path.parent if out_path is not None else Path(".")
