@@ -320,6 +320,40 @@ def test_sup_reduces_to_a_smaller_sphere_when_the_span_is_degenerate_in_low_dime
     assert Fraction(cert.lower) <= Fraction(full.upper) and Fraction(full.lower) <= Fraction(cert.upper)
 
 
+@pytest.mark.parametrize("rows", [
+    [["0.9", "0.2", "0.3"], ["0.1", "0.6", "-0.2"]],  # d = 3, students off the teachers' plane: span R^3
+    [["0.9", "0.2", "0"], ["0.1", "0.6", "0"]],  # d = 3, everything in a plane: s + 1 = d, half of S^2
+])
+def test_half_sphere_search_brackets_the_full_sphere_sup(rows):
+    """The reduced search keeps only the half sphere p_{s+1} >= 0 (the sum is even in it).
+
+    Reference: the branch and bound on the full sphere S^2 of R^3 (no reduction, no
+    restriction) at the same tolerance; both are certified intervals of the same
+    supremum, so they must overlap, and the reduced one must have searched the
+    half sphere (every box it kept has a point with p_{s+1} >= 0).
+    """
+    from flint import ctx
+
+    from checker.rigorous.arb_objective import KernelSum
+    from checker.rigorous.duality import certified_sup, residual_terms
+    from checker.rigorous.sphere import certified_max_abs
+
+    inst = Instance.create(teacher_a=["1", "-0.7"], teacher_W=[["1", "0", "0"], ["0", "1", "0"]],
+                           student_a=["0.8", "-0.5"], student_W=rows, lam="0.01")
+    p = Problem.from_instance(inst, Float64Engine())
+    cert = certified_sup(p, tol=1e-5)
+    V, c = residual_terms(p, p.a, p.W)
+    with ctx.workprec(80):
+        full = certified_max_abs(KernelSum("relu", V, c), 3, tol=1e-5, max_boxes=200_000, prec=80)
+    assert cert.rigorous and full.rigorous
+    assert Fraction(cert.lower) <= Fraction(full.upper) and Fraction(full.lower) <= Fraction(cert.upper)
+    if rows[0][2] == "0":
+        assert cert.span_dim == 2 and cert.search_dim == 3  # reduced (s + 1 = d), not the direct search
+        assert cert.sphere.boxes < full.boxes  # the half sphere: fewer boxes than the whole one
+    else:
+        assert cert.span_dim == 3
+
+
 def test_dual_scale_and_value_against_exact_rationals():
     # A student far from the single relu teacher (a* = 1, w* = e3, lambda = 0.1): sup |g| is
     # about kappa(0) = 1/2 > lambda/2, so the scale s = min(1, lambda/(2U)) is ~0.1 < 1 and

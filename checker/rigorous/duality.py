@@ -335,13 +335,19 @@ def _lipschitz(activation: str) -> arb:
     return arb(1) if kap == 1.0 else (arb(1) / 2).sqrt()
 
 
+def _upper_half(U: Sequence[arb]) -> bool:
+    """False only for a box of unit vectors certainly in the half sphere of negative last coordinate."""
+    return not (U[-1] < 0)
+
+
 def certified_sup(problem: Problem, a: Any = None, W: Any = None, *, tol: float,
                   max_boxes: int = 200_000, seeds: Sequence[Sequence[Any]] = (), prec: int | None = None,
                   max_seconds: float | None = None) -> SupCertificate:
     """Certified bounds on sup_{||w||=1} |g(w)|: branch and bound on [g, -g] over the sphere.
 
-    When span{v_l} has dimension s with s + 1 < d and s <= 3 (any d), the search
-    runs on S^s, a smaller sphere; otherwise d <= 4: the sphere S^{d-1} itself.
+    When span{v_l} has dimension s < d with s <= 3 (any d), the search runs on the
+    half of S^s where the last coordinate is >= 0 (a smaller sphere when s + 1 < d,
+    half the sphere when s + 1 = d); otherwise d <= 4: the sphere S^{d-1} itself.
     The reduction: an orthonormal basis q_1..q_s of the span is computed in the engine; with
     z_l the (exact, dyadic) coordinates of v_l in it and E the exactly orthonormal
     polar factor of Q = (q_1 .. q_s), the vectors v_l' = E z_l satisfy
@@ -349,7 +355,9 @@ def certified_sup(problem: Problem, a: Any = None, W: Any = None, *, tol: float,
     ||E - Q||_2 = max |1 - sigma_i(Q)| <= max |1 - sigma_i(Q)^2|), both enclosed
     in Arb.  g'(w) = sum c_l k(w, v_l') depends on w only through (E^T w,
     ||w - E E^T w||), a point of S^s, and is even in the last coordinate, so
-    sup_{S^{d-1}} g' = sup_{S^s} of the reduced kernel sum with rows (z_l, 0).
+    sup_{S^{d-1}} g' = sup_{S^s} of the reduced kernel sum with rows (z_l, 0), which is
+    its sup over the half sphere p_{s+1} >= 0 (the reflection p_{s+1} -> -p_{s+1}
+    maps S^s onto itself and leaves the sum unchanged).
     Finally |g - g'| <= Lip sum_l |c_l| ||v_l - v_l'|| (see ``_lipschitz``).
     Otherwise (d > 4 and s > 3) the result is not rigorous.
     """
@@ -363,7 +371,7 @@ def certified_sup(problem: Problem, a: Any = None, W: Any = None, *, tol: float,
         return SupCertificate("0", "0", [1.0] + [0.0] * (d - 1), True, "", d, 0, "0", None)
     basis = _span_basis(engine, V)
     s = len(basis)
-    if d <= MAX_SEARCH_DIM and s + 1 >= d:  # the reduction would not shrink the sphere
+    if d <= MAX_SEARCH_DIM and s >= d:  # the span is all of R^d: nothing to reduce
         with ctx.workprec(prec):
             F = KernelSum(act, V, c)
             res = certified_max_abs(F, d, tol=tol, max_boxes=max_boxes, seeds=seeds, prec=prec,
@@ -401,8 +409,10 @@ def certified_sup(problem: Problem, a: Any = None, W: Any = None, *, tol: float,
             p = Qf.dot(uf)
             red_seeds.append(list(p) + [float(np.linalg.norm(uf - Qf.T.dot(p)))])
         F = KernelSum(act, Z, c)
+        # g' is even in the last coordinate: the half sphere p_{s+1} >= 0 holds its sup (``keep``
+        # drops only the boxes certainly below it), half the boxes of the whole S^s.
         res = certified_max_abs(F, s + 1, tol=tol, max_boxes=max_boxes, seeds=red_seeds, prec=prec,
-                                max_seconds=max_seconds)
+                                max_seconds=max_seconds, keep=_upper_half)
     digits = digits_for(prec)
     if not res.rigorous:
         return SupCertificate(res.upper, res.lower, res.argmax, False, res.reason, s + 1, s,
