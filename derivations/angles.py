@@ -65,24 +65,34 @@ class _SymbolicEngine:
     pi = sp.pi
 
 
+def _symbolic_pairs(m: int, n: int, d: int) -> tuple[objective.PairGeometry, np.ndarray]:
+    """A pair geometry of m x n pairs in d dimensions and weights c, every entry its own SymPy symbol."""
+    def sym(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        return np.array(sp.symbols(f"{name}0:{int(np.prod(shape))}", real=True), dtype=object).reshape(shape)
+
+    g = objective.PairGeometry(nu=sym("nu", (m,)), nv=sym("nv", (n,)), uhat=sym("uh", (m, d)),
+                               vhat=sym("vh", (n, d)), phi=sym("phi", (m, n)), sin_phi=sym("s", (m, n)),
+                               cos_phi=sym("t", (m, n)),
+                               u_nonzero=np.array([sp.Integer(1)] * m, dtype=object))  # mask 1: u_j != 0
+    return g, sym("c", (n,))
+
+
+def _entrywise_equal(fast: np.ndarray, slow: np.ndarray) -> tuple[bool, int]:
+    diffs = [sp.simplify(sp.expand(x - y)) for x, y in zip(fast.ravel(), slow.ravel())]
+    return all(x == 0 for x in diffs), len(diffs)
+
+
 def gradient_contraction(activation: str = "relu") -> Result:
     """grad_gram_dot(c) = sum_l c_l grad_gram_from[:, l, :] (checker functions on SymPy symbols)."""
 
     def check() -> tuple[bool, str]:
         m, n, d = 2, 3, 2
-        sym = lambda name, shape: np.array(sp.symbols(f"{name}0:{int(np.prod(shape))}", real=True),  # noqa: E731
-                                           dtype=object).reshape(shape)
-        g = objective.PairGeometry(nu=sym("nu", (m,)), nv=sym("nv", (n,)), uhat=sym("uh", (m, d)),
-                                   vhat=sym("vh", (n, d)), phi=sym("phi", (m, n)), sin_phi=sym("s", (m, n)),
-                                   cos_phi=sym("t", (m, n)),
-                                   u_nonzero=np.array([sp.Integer(1)] * m, dtype=object))  # mask 1: u_j != 0
-        c = sym("c", (n,))
+        g, c = _symbolic_pairs(m, n, d)
         eng = _SymbolicEngine()
         fast = objective.grad_gram_dot(eng, g, activation, c)
-        G = objective.grad_gram_from(eng, g, activation)
-        slow = (G * c[None, :, None]).sum(axis=1)
-        diffs = [sp.simplify(sp.expand(x - y)) for x, y in zip(fast.ravel(), slow.ravel())]
-        return all(x == 0 for x in diffs), f"{m} x {n} pairs in d = {d}: all {len(diffs)} entries equal"
+        slow = (objective.grad_gram_from(eng, g, activation) * c[None, :, None]).sum(axis=1)
+        ok, count = _entrywise_equal(fast, slow)
+        return ok, f"{m} x {n} pairs in d = {d}: all {count} entries equal"
 
     return guarded(f"gradient_contraction_{activation}", FAMILY,
                    "sum_l c_l ||v_l|| (A_jl v^_l + B_jl u^_j) = (A * c||v||) V^ + (B c||v||) u^_j "
@@ -95,17 +105,11 @@ def gram_contraction(activation: str = "relu") -> Result:
 
     def check() -> tuple[bool, str]:
         m, n = 2, 3
-        sym = lambda name, shape: np.array(sp.symbols(f"{name}0:{int(np.prod(shape))}", real=True),  # noqa: E731
-                                           dtype=object).reshape(shape)
-        g = objective.PairGeometry(nu=sym("nu", (m,)), nv=sym("nv", (n,)), uhat=sym("uh", (m, 1)),
-                                   vhat=sym("vh", (n, 1)), phi=sym("phi", (m, n)), sin_phi=sym("s", (m, n)),
-                                   cos_phi=sym("t", (m, n)), u_nonzero=np.array([sp.Integer(1)] * m, dtype=object))
-        c = sym("c", (n,))
+        g, c = _symbolic_pairs(m, n, 1)
         eng = _SymbolicEngine()
-        fast = objective.gram_dot(eng, g, activation, c)
-        slow = objective.gram_from(eng, g, activation).dot(c)
-        diffs = [sp.simplify(sp.expand(x - y)) for x, y in zip(fast.ravel(), slow.ravel())]
-        return all(x == 0 for x in diffs), f"{m} x {n} pairs: all {len(diffs)} entries equal"
+        ok, count = _entrywise_equal(objective.gram_dot(eng, g, activation, c),
+                                     objective.gram_from(eng, g, activation).dot(c))
+        return ok, f"{m} x {n} pairs: all {count} entries equal"
 
     return guarded(f"gram_contraction_{activation}", FAMILY,
                    "sum_l c_l ||u_j|| ||v_l|| kappa_jl = ||u_j|| (kappa @ (c ||v||)) "
