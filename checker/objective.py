@@ -409,7 +409,8 @@ def evaluate(
                     else teacher_work)
         loss, lga, lgW = _loss_parts(_work(engine), activation, aw, Ww, asw, Wsw, with_gradient=with_gradient)
         # The regularizer and its gradient in the same working numbers (conversions are exact),
-        # then every result converted once: dL_lambda/da_j = lam a_j exactly where dL/da_j = 0.
+        # then every result converted once; where dL/da_j = 0, dL_lambda/da_j is lam a_j rounded
+        # once at the working precision (exactly the float64 product).
         lam_w = _to_work(engine, lam)
         reg_loss = loss + lam_w * regularizer(aw, Ww)
         if not with_gradient:
