@@ -435,15 +435,17 @@ def find_threshold(rf: RunFile, family: str, cfg: TrialConfig, *, lo: float | No
         eps0, lam_max = consts["eps_0"], consts["lambda_max"]
 
         def oracle(s: float) -> str:
-            start = perturbed_instance(rf.instance, family, s, cfg.seed).to_dict()
-            start.pop("name")
-            key = json.dumps(["trial", start, asdict(cfg), eps0])  # the start's numbers, not the family's name
-            if s == f.lo and shared is not None and key in shared:
+            key = None  # only the unperturbed start is shared between families
+            if s == f.lo and shared is not None:
+                start = perturbed_instance(rf.instance, family, s, cfg.seed).to_dict()
+                start.pop("name")
+                key = json.dumps(["trial", start, asdict(cfg), eps0])  # the start's numbers, not the family
+            if key is not None and key in shared:
                 t, pair = shared[key], None  # the unperturbed reference, run for another family
             else:
                 t, pair = run_trial(rf, family, s, cfg, eps0=eps0 if eps0 is not None else 0.0,
                                     keep=keep_failing)
-                if s == f.lo and shared is not None:
+                if key is not None:
                     shared[key] = t
             trials[s] = t
             if pair is not None and t.outcome == "fails":
