@@ -28,11 +28,11 @@ Sections:
   straightforward mpmath implementation of ``naive_mpmath.py`` (scalar loops
   over pairs) at 50 and 100 digits, on the small and medium instances;
 * angle error: the largest relative error of phi and sin phi on the Gram route
-  of ``checker.objective.half_angle_norms`` for |t| <= threshold, against 40
-  digits, which justifies ``checker.objective.ACCURATE_T``.
+  of ``checker.core.objective.half_angle_norms`` for |t| <= threshold, against 40
+  digits, which justifies ``checker.core.objective.ACCURATE_T``.
 
 The allocator is tuned as every command of the checker tunes it
-(``checker.cli.tune_allocator``; recorded as ``allocator_tuned``); run with
+(``checker.commands.cli.tune_allocator``; recorded as ``allocator_tuned``); run with
 CHECKER_DEFAULT_MALLOC=1 to measure glibc's defaults instead.
 """
 
@@ -59,17 +59,17 @@ import mpmath  # noqa: E402
 import numpy as np  # noqa: E402
 
 import naive_mpmath  # noqa: E402
-from checker import objective  # noqa: E402
-from checker.engines import make_engine  # noqa: E402
-from checker.io import write_json_atomic  # noqa: E402
-from checker.model import Instance  # noqa: E402
-from checker.problem import Problem  # noqa: E402
+from checker.core import objective  # noqa: E402
+from checker.core.engines import make_engine  # noqa: E402
+from checker.core.io import write_json_atomic  # noqa: E402
+from checker.core.model import Instance  # noqa: E402
+from checker.core.problem import Problem  # noqa: E402
 
 
 def tune_allocator() -> bool:
-    """checker.cli.tune_allocator, as every command of the checker runs it (False if absent or off)."""
+    """checker.commands.cli.tune_allocator, as every command of the checker runs it (False if absent or off)."""
     try:
-        from checker.cli import tune_allocator as tune
+        from checker.commands.cli import tune_allocator as tune
     except ImportError:  # a baseline checkout from before it existed
         return False
     return tune()
@@ -443,15 +443,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engines-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.baseline is not None and not (Path(args.baseline) / "checker" / "objective.py").is_file():
-        print(f"bench: --baseline {args.baseline}: no checker/objective.py there", file=sys.stderr)
+        print(f"bench: --baseline {args.baseline}: no checker/core/objective.py there", file=sys.stderr)
         return 2
     if not 1 <= args.repeat <= 50:
         print("bench: --repeat must be between 1 and 50", file=sys.stderr)
         return 2
     path = args.json or (None if args.smoke else str(ROOT / "benchmarks" / "results.json"))
     if path is not None:
-        from checker.io import check_output_file
-        from checker.errors import CheckerError
+        from checker.core.io import check_output_file
+        from checker.core.errors import CheckerError
         try:
             check_output_file("--json", path)
         except CheckerError as exc:

@@ -19,9 +19,9 @@ import argparse
 import json
 import time
 
-from checker.engines import make_engine
-from checker.presets import load_preset
-from checker.problem import Problem
+from checker.core.engines import make_engine
+from checker.commands.presets import load_preset
+from checker.core.problem import Problem
 from checker.studies import gd_run
 
 

@@ -14,7 +14,7 @@ On the preset three-teachers-d4 (relu, m* = 3, m = 6, d = 4, lambda = 0.01), eac
   duality gap is <= 1e-20 (descent to a gap estimate of 1e-21, then the rigorous bound),
   over the time of the certified optimum to width 1e-20;
 * ``hybrid_gd_speedup_to_1e-20``: pure high-precision descent over the hybrid run
-  (``checker.hybrid.run_hybrid``), both to a gap estimate of 1e-20 (same stop rule).
+  (``checker.dynamics.hybrid.run_hybrid``), both to a gap estimate of 1e-20 (same stop rule).
 
 Ratios are of times measured in the same run; the machine may be shared, so compare ratios,
 not times.  ``--json`` merges the keys into an existing results file (the engine benchmark
@@ -31,13 +31,13 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from checker import gd, hybrid
-from checker.cli import tune_allocator
-from checker.engines import MpEngine
-from checker.io import check_output_file, write_json_atomic
-from checker.model import Instance
-from checker.presets import load_preset
-from checker.problem import Problem
+from checker.dynamics import gd, hybrid
+from checker.commands.cli import tune_allocator
+from checker.core.engines import MpEngine
+from checker.core.io import check_output_file, write_json_atomic
+from checker.core.model import Instance
+from checker.commands.presets import load_preset
+from checker.core.problem import Problem
 from checker.rigorous.duality import gap_bound
 from checker.rigorous.optimum import certified_optimum
 

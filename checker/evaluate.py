@@ -3,7 +3,7 @@
 Prints one JSON object: the exact population loss L, the regularized loss
 L_lambda and the gradients of L_lambda in a and W, numbers as decimal strings
 carrying the engine's full precision.  Bad input: exit status 2, one line on stderr.
-``--dps`` needs ``--engine mp`` (the rule of every command, ``checker.options``).
+``--dps`` needs ``--engine mp`` (the rule of every command, ``checker.commands.options``).
 A result that overflows float64 is never printed: exit 2, suggesting ``--engine mp``.
 """
 
@@ -15,12 +15,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .cli import run_guarded, UsageParser
-from .engines import MIN_DPS, make_engine, to_strings
-from .errors import CheckerError
-from .model import Instance
-from .options import max_dps, parse_option, resolve_engine
-from .problem import Problem
+from checker.commands.cli import run_guarded, UsageParser
+from checker.core.engines import MIN_DPS, make_engine, to_strings
+from checker.core.errors import CheckerError
+from checker.core.model import Instance
+from checker.commands.options import max_dps, parse_option, resolve_engine
+from checker.core.problem import Problem
 
 
 def evaluate_instance(instance: Instance, engine_name: str = "float64", dps: int | None = None) -> dict:

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import CheckerError
+from checker.core.errors import CheckerError
 
 
 #: The figure files, in the order they are written (``directions.png`` only when d = 2).
@@ -39,7 +39,7 @@ def check_plotting(folder: str, d: int | None = None, *,
     path that exists and is not a regular file is refused, never replaced; a symbolic
     link is written through.  Other commands (``d`` None) probe their own file names.
     """
-    from .io import check_output_dir, check_output_file
+    from checker.core.io import check_output_dir, check_output_file
 
     try:
         import matplotlib  # noqa: F401
@@ -66,9 +66,9 @@ def descent_direction_figure(check: Any, plt: Any) -> Any:
     leading right singular vectors of the teacher matrix (for m* = 1: w*_1 and the largest student
     component orthogonal to it); the projection can shorten arrows, never lengthen them.
     """
-    from .engines import Float64Engine
+    from checker.core.engines import Float64Engine
     from .geometry import descent
-    from .problem import Problem
+    from checker.core.problem import Problem
 
     eng = Float64Engine()
     p = Problem.from_instance(check.instance, eng)
@@ -124,7 +124,7 @@ def make_plots(check: Any, report: Any, folder: str) -> list[Path]:
     paths: list[Path] = []
 
     def save(fig: Any, name: str) -> Path:
-        from .io import write_bytes_atomic
+        from checker.core.io import write_bytes_atomic
 
         fig.tight_layout()
         buf = io.BytesIO()
@@ -151,7 +151,7 @@ def make_plots(check: Any, report: Any, folder: str) -> list[Path]:
     paths.append(save(fig, "gap_loss.png"))
 
     # mass against angle, start and end
-    from .io import engine_from_json
+    from checker.core.io import engine_from_json
 
     inst = check.instance
     fig, ax = plt.subplots(figsize=(6.4, 4.2))

@@ -34,7 +34,7 @@ smoothness estimate, the initial gap, the preliminary dual, the descent, the
 final gap.  Ctrl-C in any phase ends with verdict "interrupted" naming the
 phase; with --checkpoint the results of the finished phases (exact JSON,
 decimal strings) and the descent state are written to a sealed checkpoint
-(SHA-256 digest of its content, ``checker.io.seal``) from which --resume
+(SHA-256 digest of its content, ``checker.core.io.seal``) from which --resume
 continues without redoing them.
 
 Rigour: a check labelled rigorous compares a decimal upper bound (rounded up)
@@ -56,14 +56,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import __version__, objective
-from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
-from .engines import MIN_DPS, Engine, make_engine
-from .errors import CheckerError
-from .model import Instance
-from .options import MAX_SEED, MAX_STEPS, OPTIONS, layer_engine, max_dps, parse_option
-from .presets import DEFAULT_PRESET, RunFile, load_preset, load_run_file, preset_names
-from .problem import Problem, check_float64_range
+from checker import __version__
+from checker.core import objective
+from checker.commands.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
+from checker.core.engines import MIN_DPS, Engine, make_engine
+from checker.core.errors import CheckerError
+from checker.core.model import Instance
+from checker.commands.options import MAX_SEED, MAX_STEPS, OPTIONS, layer_engine, max_dps, parse_option
+from checker.commands.presets import DEFAULT_PRESET, RunFile, load_preset, load_run_file, preset_names
+from checker.core.problem import Problem, check_float64_range
 
 SCHEMA_VERSION = "1.0"
 EXIT_INCONCLUSIVE = 3
@@ -126,7 +127,7 @@ class Options:
     checkpoint: str | None = None
     resume: bool = False
     progress: bool = True
-    #: mp engine: float64 steps until float64's precision floor, then mp (checker.hybrid)
+    #: mp engine: float64 steps until float64's precision floor, then mp (checker.dynamics.hybrid)
     hybrid: bool = True
     #: evaluate every hypothesis even after one failed (no descent without --force);
     #: for callers that report which hypothesis a start misses (checker.algorithm)
@@ -413,7 +414,7 @@ class TheoremCheck:
 
     def _refuse_outside_t1(self) -> None:
         """Instances T1 says nothing about, refused in seconds (exit 2) before any long work."""
-        from .engines import Float64Engine
+        from checker.core.engines import Float64Engine
 
         if Decimal(self.instance.lam) == 0:
             raise CheckerError("T1 needs lambda > 0 (weight decay); for lambda = 0 use python -m checker.gd")
@@ -486,7 +487,7 @@ class TheoremCheck:
         the run's engine, so the dual value is for the instance's own lambda.
         """
         from .rigorous import duality
-        from .engines import Float64Engine
+        from checker.core.engines import Float64Engine
 
         self.say("preliminary float64 descent for a better dual bound ...")
         # A plain fixed-length loop: nothing of run_gd (monitoring, checkpoints, stop
@@ -511,7 +512,7 @@ class TheoremCheck:
     # ------------------------------------------------------------ checkpoints of the phases
     def defining_options(self) -> dict[str, Any]:
         """The options that define a run (with their effective values): a resume must match them."""
-        from . import gd
+        from checker.dynamics import gd
 
         return {"engine": self.engine.name, "dps": self.engine.dps if self.engine.name == "mp" else None,
                 "schedule": gd.Schedule.parse(self.options.schedule).to_dict(), "eta": self.instance.eta,
@@ -519,7 +520,7 @@ class TheoremCheck:
                 "seed": self.options.seed, "gap_every": self._gap_every()}
 
     def _checkpoint_data(self, status: str) -> dict[str, Any]:
-        from .io import seal
+        from checker.core.io import seal
 
         return seal({
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "status": status, "phase": self.phase,
@@ -529,7 +530,7 @@ class TheoremCheck:
 
     def _save_checkpoint(self, status: str) -> None:
         if self.options.checkpoint:
-            from .io import write_json_atomic
+            from checker.core.io import write_json_atomic
             write_json_atomic(self.options.checkpoint, self._checkpoint_data(status))
 
     def _on_gd_checkpoint(self, data: dict[str, Any]) -> None:
@@ -543,9 +544,9 @@ class TheoremCheck:
         content that does not match its digest; another instance or other defining
         options; phase results, descent state or monitor rows that do not parse.
         """
-        from . import gd
+        from checker.dynamics import gd
         from .geometry.certificate import Certificate
-        from .io import check_sealed_format, read_json
+        from checker.core.io import check_sealed_format, read_json
         from .rigorous.duality import GapBound
 
         path = self.options.checkpoint
@@ -676,7 +677,7 @@ class TheoremCheck:
         redone.  Ctrl-C in any phase returns the partial report (verdict "interrupted",
         ``phase`` the phase reached) and writes the checkpoint when --checkpoint is given.
         """
-        from . import gd, hybrid
+        from checker.dynamics import gd, hybrid
         from .rigorous import duality
 
         opts = self.options
@@ -790,11 +791,11 @@ class TheoremCheck:
                 + "; the Arb enclosures are exact for those numbers, not for the decimal strings themselves")
 
     def _hybrid(self) -> bool:
-        """The descent runs as ``checker.hybrid.run_hybrid`` (mp engine and hybrid on)."""
+        """The descent runs as ``checker.dynamics.hybrid.run_hybrid`` (mp engine and hybrid on)."""
         return self.options.hybrid and self.engine.name != "float64"
 
     def _validate_gd(self, data: Any, source: str) -> None:
-        from . import gd, hybrid
+        from checker.dynamics import gd, hybrid
 
         if self._hybrid():
             hybrid.validate_checkpoint(data, self.problem, source)
@@ -1045,7 +1046,7 @@ def build_parser() -> UsageParser:
     src.add_argument("--preset", help=f"embedded instance (default: {DEFAULT_PRESET}); --list-presets lists them")
     src.add_argument("--instance", help="instance or run file (JSON)")
     p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
-    # Option values are read as text and validated by the one table of checker.options
+    # Option values are read as text and validated by the one table of checker.commands.options
     # (the same ranges and messages as the keys of a run file).
     p.add_argument("--engine", help="'float64' (default) or 'mp'")
     p.add_argument("--dps", help=f"digits for --engine mp ({MIN_DPS} to {max_dps()}, default 50)")
@@ -1064,7 +1065,7 @@ def build_parser() -> UsageParser:
     p.add_argument("--force", action="store_true", help="run even when hypotheses are unmet")
     p.add_argument("--no-hybrid", action="store_true",
                    help="mp engine: every step in mp (default: float64 steps until float64's precision "
-                        "floor, then mp from that iterate; checker.hybrid)")
+                        "floor, then mp from that iterate; checker.dynamics.hybrid)")
     p.add_argument("--counterexample-dir", default=".", help="where a failing instance is saved (default .)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -1072,7 +1073,7 @@ def build_parser() -> UsageParser:
 
 def options_from(args: argparse.Namespace, rf: RunFile) -> Options:
     """The run options: command-line flags over the run file's, each validated by the one table."""
-    run = rf.run  # validated when the run file was read (checker.presets)
+    run = rf.run  # validated when the run file was read (checker.commands.presets)
     cli = {key: parse_option(key, getattr(args, key)) for key in OPTIONS
            if key not in ("force", "hybrid") and getattr(args, key, None) is not None}
 
@@ -1104,7 +1105,7 @@ def check_outputs(args: argparse.Namespace, d: int) -> None:
     and is not a regular file is refused, never replaced; symbolic links are written
     through).
     """
-    from .io import check_output_dir, check_output_file
+    from checker.core.io import check_output_dir, check_output_file
 
     if args.json:
         check_output_file("--json", args.json,
@@ -1119,7 +1120,7 @@ def check_outputs(args: argparse.Namespace, d: int) -> None:
 
 
 def write_counterexample(rf: RunFile, opts: Options, report: Report, folder: str) -> Path:
-    from .io import write_json_atomic
+    from checker.core.io import write_json_atomic
 
     run = {k: v for k, v in asdict(opts).items()
            if k in ("engine", "dps", "schedule", "steps", "eta", "gap_target", "time_budget", "radius",
@@ -1156,7 +1157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         print_report(report)
         if args.json:
-            from .io import write_json_atomic
+            from checker.core.io import write_json_atomic
             write_json_atomic(args.json, report.to_dict())
             print(f"result written to {args.json}")
         if args.plots and report.run:

@@ -3,8 +3,8 @@
 One line per result, then "N verified, M failed"; the detail of each failed
 result goes to stderr.  Exit status 0 if all verified, 1 if any failed, 2 on a
 usage or output error.  ``--json FILE`` also writes the list of Result dicts
-with ``checker.io.write_json_atomic``; the path is probed before any derivation
-runs (``checker.io.check_output_file``), so a bad path costs no work.
+with ``checker.core.io.write_json_atomic``; the path is probed before any derivation
+runs (``checker.core.io.check_output_file``), so a bad path costs no work.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from checker.cli import EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
-from checker.io import check_output_file, write_json_atomic
+from checker.commands.cli import EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
+from checker.core.io import check_output_file, write_json_atomic
 
 from . import run_all
 from .result import Result

@@ -1,4 +1,4 @@
-"""The angle routes and the gradient contraction of ``checker/objective.py``.
+"""The angle routes and the gradient contraction of ``checker/core/objective.py``.
 
 The objective computes the angle triple of a pair of unit vectors (u^, v^) from
 t = <u^, v^> (one Gram product for all pairs) and the half-angle norms
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from checker import kernel, objective
+from checker.core import kernel, objective
 
 from .result import Result, bound, guarded
 
@@ -96,7 +96,7 @@ def gradient_contraction(activation: str = "relu") -> Result:
 
     return guarded(f"gradient_contraction_{activation}", FAMILY,
                    "sum_l c_l ||v_l|| (A_jl v^_l + B_jl u^_j) = (A * c||v||) V^ + (B c||v||) u^_j "
-                   f"(checker.objective.grad_gram_dot, '{activation}')",
+                   f"(checker.core.objective.grad_gram_dot, '{activation}')",
                    "symbolic", check)
 
 
@@ -113,12 +113,12 @@ def gram_contraction(activation: str = "relu") -> Result:
 
     return guarded(f"gram_contraction_{activation}", FAMILY,
                    "sum_l c_l ||u_j|| ||v_l|| kappa_jl = ||u_j|| (kappa @ (c ||v||)) "
-                   f"(checker.objective.gram_dot, '{activation}')",
+                   f"(checker.core.objective.gram_dot, '{activation}')",
                    "symbolic", check)
 
 
 def kappa_from_coefficients(activation: str = "relu") -> Result:
-    """checker.kernel.kappa = B + A cos phi with (A, B) = checker.kernel.grad_coefficients (SymPy symbols)."""
+    """checker.core.kernel.kappa = B + A cos phi with (A, B) = checker.core.kernel.grad_coefficients (SymPy symbols)."""
 
     def check() -> tuple[bool, str]:
         phi, s, c = sp.symbols("phi s c", real=True)
@@ -127,7 +127,7 @@ def kappa_from_coefficients(activation: str = "relu") -> Result:
         return diff == 0, f"kappa - (B + A cos phi) = {diff} (phi, sin phi, cos phi independent symbols)"
 
     return guarded(f"kappa_from_coefficients_{activation}", FAMILY,
-                   f"kappa = B + A cos phi (checker.kernel, '{activation}')", "symbolic", check)
+                   f"kappa = B + A cos phi (checker.core.kernel, '{activation}')", "symbolic", check)
 
 
 DERIVATIONS = (

@@ -7,7 +7,7 @@ derivations, proved by SymPy.
 
 * H(u, v) = grad_u grad_v^T k(u, v) = A(phi) I + A1 sin(phi) (s^ s^T - p^ p^T),
   s = u^ + v^, p = v^ - u^, (A, A1) = checker.geometry.certificate.mixed_coefficients:
-  (a) equal to the second derivative of ||u|| ||v|| kappa(acos t) (checker.kernel's
+  (a) equal to the second derivative of ||u|| ||v|| kappa(acos t) (checker.core.kernel's
   kappa) in R^3; (b) equal to E[sigma'(<u,x>) sigma'(<v,x>) x x^T] by exact
   Gaussian integration; (c) its limits at u = v and u = -v.
 * grad_w <beta, grad_v k(w, v)> = H(w, v) beta for beta _|_ v, with grad_v k
@@ -29,7 +29,7 @@ from typing import Any, Callable
 import sympy as sp
 
 from checker.geometry import certificate as cc
-from checker import kernel as ck
+from checker.core import kernel as ck
 
 from .result import Result, bound, guarded
 
@@ -238,7 +238,7 @@ def certificate_premise_optimum_below_teacher() -> Result:
     def check() -> tuple[bool, str]:
         import numpy as np
 
-        from checker import objective
+        from checker.core import objective
 
         ms, d = 2, 3
         A = sp.symbols(f"A1:{ms + 1}", positive=True)  # |a*_i|
@@ -355,7 +355,7 @@ def certificate_premise_am_gm() -> Result:
     def check() -> tuple[bool, str]:
         import numpy as np
 
-        from checker import objective
+        from checker.core import objective
 
         lam = sp.Symbol("lambda", positive=True)
         a = sp.Symbol("a", real=True)

@@ -40,8 +40,8 @@ import numpy as np
 import sympy as sp
 from sympy.core.sympify import converter as _sympify_converter
 
-from checker import kernel as ck
-from checker import objective
+from checker.core import kernel as ck
+from checker.core import objective
 from checker.geometry import descent as cd
 
 from .result import Result, bound, guarded
@@ -50,7 +50,7 @@ FAMILY = "descent"
 
 
 class SympyEngine:
-    """The engine interface of ``checker.objective`` on numpy object arrays of SymPy expressions."""
+    """The engine interface of ``checker.core.objective`` on numpy object arrays of SymPy expressions."""
 
     name = "sympy"
     pi = sp.pi
@@ -112,7 +112,7 @@ def kernel_directional_derivative(activation: str = "relu") -> Result:
     return guarded(
         f"kernel_directional_derivative_{activation}", FAMILY,
         f"<grad_u k(u, v), u - w_hat> = k(u, v) - ||v|| (A <v_hat, w_hat> + B <u_hat, w_hat>) "
-        f"with checker.kernel kappa and (A, B) for {activation} (differentiated along the path)",
+        f"with checker.core.kernel kappa and (A, B) for {activation} (differentiated along the path)",
         "symbolic", check)
 
 
@@ -197,9 +197,9 @@ def descent_several_teachers_measured() -> Result:
     """Several teachers: <grad, D> / zeta > 0 at balanced points on the optimal directions (measured)."""
 
     def check() -> tuple[bool, str]:
-        from checker.engines import MpEngine
-        from checker.presets import load_preset
-        from checker.problem import Problem
+        from checker.core.engines import MpEngine
+        from checker.commands.presets import load_preset
+        from checker.core.problem import Problem
 
         inst = load_preset("default").instance
         eng = MpEngine(30)

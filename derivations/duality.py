@@ -11,7 +11,7 @@ measures the checker builds from a network.
 The dual scale s and the dual value D are not restated here: the derivations
 call the checker's own ``checker.rigorous.duality.dual_scale`` and
 ``dual_objective`` with SymPy symbols (as ``derivations/kernel.py`` does with
-``checker/kernel.py``), so what is proved is the code that runs.
+``checker/core/kernel.py``), so what is proved is the code that runs.
 """
 
 from __future__ import annotations

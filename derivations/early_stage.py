@@ -30,7 +30,7 @@ from typing import Any
 
 import sympy as sp
 
-from checker import kernel as ck
+from checker.core import kernel as ck
 from checker.stages import stage1 as cs1
 
 from .hermite import _Z, gaussian_expectation, hermite_squares

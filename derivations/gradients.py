@@ -3,7 +3,7 @@
 In coordinates u, v in R^3 (symbols), k(u, v) = ||u|| ||v|| kappa(acos t) with
 t = <u, v>/(||u|| ||v||) and kappa the checker's own function; SymPy
 differentiates it in u_1, u_2, u_3 and the result is compared with
-||v|| (A v_hat + B u_hat), (A, B) = checker.kernel.grad_coefficients.
+||v|| (A v_hat + B u_hat), (A, B) = checker.core.kernel.grad_coefficients.
 
 d = 3 is enough: a displacement of u orthogonal to u and v changes neither
 <u, v> nor ||u|| to first order, so the gradient lies in span(u, v) in any
@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 import sympy as sp
 
-from checker import kernel as ck
+from checker.core import kernel as ck
 
 from .kernel import KappaFn
 from .result import Result, bound, guarded
@@ -85,7 +85,7 @@ def gradient_closed_form(activation: str = "relu", kappa_fn: KappaFn = ck.kappa,
     return guarded(
         f"gradient_{activation}_closed_form", FAMILY,
         f"grad_u of ||u|| ||v|| kappa(acos t) in R^3 = ||v|| (A v_hat + B u_hat) with "
-        f"checker.kernel.grad_coefficients (A, B) for {activation}, 0 < phi < pi",
+        f"checker.core.kernel.grad_coefficients (A, B) for {activation}, 0 < phi < pi",
         "symbolic", check)
 
 
@@ -123,7 +123,7 @@ def arb_objective_hessian(w_hat: Any, v_hat: Any, norm_w: Any, norm_v: Any, phi:
 
     The per-row term of checker.rigorous.arb_objective.KernelSum.hessian (e e^T is its
     ``_tangent_dyad``), transcribed because that routine runs on Arb balls only;
-    B is the checker's own ``checker.kernel.grad_coefficients``.
+    B is the checker's own ``checker.core.kernel.grad_coefficients``.
     """
     _, b = ck.grad_coefficients(phi, sin_phi, sp.pi, activation)
     e = (v_hat - cos_phi * w_hat) / sin_phi
@@ -153,12 +153,12 @@ def hessian_closed_form(activation: str = "relu", kappa_fn: KappaFn = ck.kappa,
         ok = residues.is_zero_matrix is True
         return ok, (f"d^2k/du_i du_j - H_ij = {residues.tolist()} for i, j = 1..3; H is "
                     f"checker.rigorous.arb_objective.KernelSum.hessian's per-row term (transcribed: it runs "
-                    f"on Arb balls only) with B from checker.kernel.grad_coefficients")
+                    f"on Arb balls only) with B from checker.core.kernel.grad_coefficients")
 
     return guarded(
         f"hessian_{activation}_closed_form", FAMILY,
         f"Hess_u of ||u|| ||v|| kappa(acos t) in R^3 = (||v|| B/||u||)(I - u^ u^T + e e^T), "
-        f"e = (v^ - cos phi u^)/sin phi, B from checker.kernel.grad_coefficients for {activation} "
+        f"e = (v^ - cos phi u^)/sin phi, B from checker.core.kernel.grad_coefficients for {activation} "
         f"(checker.rigorous.arb_objective.KernelSum.hessian), 0 < phi < pi",
         "symbolic", check)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import sympy as sp
 
-from checker import kernel as ck
+from checker.core import kernel as ck
 
 from .kernel import KappaFn, gaussian_density, kappa_checker, sigma_with_sign
 from .result import Result, bound, guarded

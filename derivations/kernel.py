@@ -11,7 +11,7 @@ coordinates x = r (cos th, sin th), and by the 1-homogeneity of sigma,
 For phi in (0, pi) the sign changes of the two factors in that period window are
 at -pi/2 < phi - pi/2 < pi/2 < phi + pi/2 < 3pi/2; on each piece sigma is
 replaced by its exact (linear) value and SymPy integrates exactly.  The result
-is compared with ``checker.kernel.kappa`` called on SymPy symbols, so the proof
+is compared with ``checker.core.kernel.kappa`` called on SymPy symbols, so the proof
 is about the checker's own formula.
 """
 
@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import sympy as sp
 
-from checker import kernel as ck
+from checker.core import kernel as ck
 
 from .result import Result, bound, guarded
 
@@ -102,7 +102,7 @@ def kappa_gaussian_integral(activation: str = "relu", kappa_fn: KappaFn = ck.kap
     return guarded(
         f"kappa_{activation}_gaussian_integral", FAMILY,
         f"E[sigma(<u,x>) sigma(<v,x>)] for unit u, v at angle phi in (0, pi) equals "
-        f"checker.kernel.kappa(phi, sin phi, cos phi, pi, '{activation}')",
+        f"checker.core.kernel.kappa(phi, sin phi, cos phi, pi, '{activation}')",
         "symbolic", check)
 
 

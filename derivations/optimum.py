@@ -30,7 +30,7 @@ from typing import Any, Callable
 import sympy as sp
 from sympy.calculus.util import function_range
 
-from checker import kernel as ck
+from checker.core import kernel as ck
 
 from .kernel import KappaFn, kappa_checker
 from .result import Result, bound, guarded

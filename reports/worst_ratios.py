@@ -80,7 +80,7 @@ class WorstRatios:
         """Atomic JSON write (temporary file, then rename), keeping the other kinds of an existing record."""
         import json
 
-        from checker.io import write_json_atomic
+        from checker.core.io import write_json_atomic
 
         out = self.to_dict(profile=profile, command=command)
         try:

@@ -17,7 +17,7 @@ parameters by design.
   unbalanced by a bounded factor, plus a few small neurons anywhere.
 * ``random_students``: a student anywhere (norms and output weights in range).
 * ``lambdas``, ``step_sizes`` (decimal strings, log-uniform) and ``precisions``.
-* ``instances``: all of the above assembled into a ``checker.model.Instance``;
+* ``instances``: all of the above assembled into a ``checker.core.model.Instance``;
   ``single_teacher_optimum`` builds the exact lambda-optimum of one teacher.
 
 Random orientations come from a numpy generator seeded by a drawn integer
@@ -40,8 +40,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.strategies import SearchStrategy
 
-from checker.kernel import ACTIVATIONS, kappa_at_one
-from checker.model import Instance
+from checker.core.kernel import ACTIVATIONS, kappa_at_one
+from checker.core.model import Instance
 
 SIGNS = ("mixed", "positive", "negative")
 CONSTRUCTIONS = ("frame", "cone", "circle")

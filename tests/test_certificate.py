@@ -20,9 +20,9 @@ from hypothesis import example, given, note, target
 from hypothesis import strategies as st
 
 from checker.geometry import certificate as cc
-from checker import objective
-from checker.engines import Float64Engine
-from checker.errors import CheckerError
+from checker.core import objective
+from checker.core.engines import Float64Engine
+from checker.core.errors import CheckerError
 from derivations import certificate as dc
 from tests import reference
 from tests.strategies import Teacher, near_students, random_students, teachers
@@ -291,7 +291,7 @@ def _single_reference(act: str, r: float) -> tuple[float, float]:
     """(rho, rho_far) of the single-teacher certificate eta = sign kappa(phi)/kappa(0).
 
     From the t-form kernel of tests/reference.py on a fine grid (float reference
-    independent of checker.kernel): rho = min over (0, r] of (1 - eta)/phi^2,
+    independent of checker.core.kernel): rho = min over (0, r] of (1 - eta)/phi^2,
     rho_far = 1 - max over (r, phi_max] of |eta| (phi_max = pi, or pi/2 for lines).
     """
     with mpmath.workdps(30):
@@ -443,7 +443,7 @@ _CERT_TEMPLATE = cc.Certificate(activation="relu", alpha=[2.0], beta=[[0.0, 0.0]
 @pytest.mark.parametrize("lam,zeta", [(0.01, 0.0), (0.01, 1e-4), (0.2, 3e-3)])
 def test_certificate_terms_bounds_and_flags_against_independent_geometry(lam, zeta) -> None:
     # Reference: the student's masses and angles from numpy (arccos of the clipped cosine, the
-    # textbook route, not checker.objective.pair_geometry), the bounds from _bound_reference,
+    # textbook route, not checker.core.objective.pair_geometry), the bounds from _bound_reference,
     # and each holds flag recomputed as measured <= bound.  1e-12 relative: arccos near 1 loses
     # about sqrt(eps) in the angle only for angles below 1e-8, and none is drawn that small.
     a_star, W_star = _three_teacher_relu()

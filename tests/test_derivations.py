@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import sympy as sp
 
-from checker import kernel as ck
+from checker.core import kernel as ck
 from derivations import all_derivations
 from derivations.__main__ import main
 from derivations.gradients import arb_objective_hessian, euler_identity, gradient_closed_form, hessian_closed_form

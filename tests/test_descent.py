@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from hypothesis import example, given, note, target
 
-from checker.engines import Float64Engine, MpEngine
-from checker.errors import CheckerError
+from checker.core.engines import Float64Engine, MpEngine
+from checker.core.errors import CheckerError
 from checker.geometry import descent as ds
-from checker.model import Instance
-from checker.problem import Problem
+from checker.core.model import Instance
+from checker.core.problem import Problem
 from checker.rigorous import duality
 from reports.worst_ratios import WorstRatios
 from tests import strategies as S
@@ -194,7 +194,7 @@ def test_directional_derivative_matches_central_differences(activation, seed):
     Reference: central differences of the objective at 40 digits (+10 guard), h = 1e-12: truncation
     h^2 |d^3 L/dt^3| / 6 ~ 1e-25 S^2 and rounding 1e-50 S^2 / h = 1e-38 S^2, so 1e-20 (1 + S^2) has
     five orders of headroom; a wrong term of the closed form is O(1).  Also against the engine's
-    gradient (an independent code path: grad_a, grad_W of checker.objective) to 1e-35 (1 + S^2).
+    gradient (an independent code path: grad_a, grad_W of checker.core.objective) to 1e-35 (1 + S^2).
     """
     rng = np.random.default_rng(seed)
     d = 3

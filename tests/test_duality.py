@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checker import objective
+from checker.core import objective
 from checker.rigorous.duality import (GapBound, certified_sup, dual_value, gap_bound, local_maxima, residual_terms,
                              sup_estimate)
-from checker.engines import Float64Engine, MpEngine
-from checker.errors import CheckerError
-from checker.model import Instance
-from checker.problem import Problem
+from checker.core.engines import Float64Engine, MpEngine
+from checker.core.errors import CheckerError
+from checker.core.model import Instance
+from checker.core.problem import Problem
 
 
 def _mp(x) -> mpmath.mpf:

@@ -1,4 +1,4 @@
-"""Tests of checker/engines.py: precision validation, scoping, conversion and output."""
+"""Tests of checker/core/engines.py: precision validation, scoping, conversion and output."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import mpmath
 import numpy as np
 import pytest
 
-from checker.engines import (GUARD_DIGITS, MAX_DPS, MIN_DPS, Float64Engine, MpEngine, make_engine,
+from checker.core.engines import (GUARD_DIGITS, MAX_DPS, MIN_DPS, Float64Engine, MpEngine, make_engine,
                              to_strings)
-from checker.errors import CheckerError
-from checker.model import Instance
-from checker.problem import Problem
+from checker.core.errors import CheckerError
+from checker.core.model import Instance
+from checker.core.problem import Problem
 from tests import reference
 from tests.tolerance import assert_close_scaled
 
@@ -66,7 +66,7 @@ def test_float64_overflow_says_use_mp(where):
     # A finite decimal beyond float64's range (about 1.8e308) is a valid instance
     # but cannot be represented: a one-line CheckerError pointing to the mp engine.
     inst = overflow_instance(where)
-    # refused where the instance enters the float64 engine (checker.problem.check_float64_range),
+    # refused where the instance enters the float64 engine (checker.core.problem.check_float64_range),
     # naming the field
     with pytest.raises(CheckerError, match=r"overflows float64.*use --engine mp") as info:
         Problem.from_instance(inst, Float64Engine())

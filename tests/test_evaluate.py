@@ -192,8 +192,8 @@ def test_an_overflowing_student_is_refused_naming_the_field(capsys, tmp_path):
 
 def test_a_non_finite_float64_result_is_never_printed(capsys, tmp_path, monkeypatch):
     # Past the door (switched off here), an overflow in the objective must still end in exit 2.
-    import checker.problem
-    monkeypatch.setattr(checker.problem, "check_float64_range", lambda instance, fix="": None)
+    import checker.core.problem
+    monkeypatch.setattr(checker.core.problem, "check_float64_range", lambda instance, fix="": None)
     data = json.loads(json.dumps(INSTANCE))
     data["student"]["a"][0] = "1e200"
     path = tmp_path / "big.json"

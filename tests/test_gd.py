@@ -1,4 +1,4 @@
-"""checker/gd.py: descent, balance identity, schedule, stop rules, checkpoints and resume."""
+"""checker/dynamics/gd.py: descent, balance identity, schedule, stop rules, checkpoints and resume."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from checker import gd
-from checker.engines import make_engine
-from checker.errors import CheckerError
-from checker.io import (check_seal, engine_from_json, engine_to_json, json_digest, read_json, seal,
+from checker.dynamics import gd
+from checker.core.engines import make_engine
+from checker.core.errors import CheckerError
+from checker.core.io import (check_seal, engine_from_json, engine_to_json, json_digest, read_json, seal,
                         write_json_atomic)
-from checker.model import Instance
-from checker.problem import Problem
+from checker.core.model import Instance
+from checker.core.problem import Problem
 from tests import strategies as S
 from tests.tolerance import assert_close
 
@@ -427,7 +427,7 @@ def test_load_checkpoint_refuses_a_state_that_overflows_float64(float64_checkpoi
     data = read_json(float64_checkpoint, "checkpoint")
     data["state"]["W"][0][0] = "1e300"
     write_json_atomic(float64_checkpoint, seal(data))
-    # the engine refuses the overflow (checker.objective.NonFiniteResult), or the checkpoint
+    # the engine refuses the overflow (checker.core.objective.NonFiniteResult), or the checkpoint
     # check finds the objective not finite: either way one line naming the file
     with pytest.raises(CheckerError, match="not finite|overflows float64") as info:
         gd.load_checkpoint(float64_checkpoint, problem(TWO_TEACHERS, "float64"))

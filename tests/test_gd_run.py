@@ -12,10 +12,10 @@ import mpmath
 import numpy as np
 import pytest
 
-from checker import objective
-from checker.engines import make_engine
-from checker.io import read_json
-from checker.model import Instance
+from checker.core import objective
+from checker.core.engines import make_engine
+from checker.core.io import read_json
+from checker.core.model import Instance
 from checker.studies import gd_run
 from tests.test_gd import TWO_TEACHERS
 

@@ -1,6 +1,6 @@
-"""Tests of checker/hybrid.py: float64 steps to the float64 floor, then high precision.
+"""Tests of checker/dynamics/hybrid.py: float64 steps to the float64 floor, then high precision.
 
-Reference: the pure high-precision run of ``checker.gd.run_gd`` on the same
+Reference: the pure high-precision run of ``checker.dynamics.gd.run_gd`` on the same
 problem (a separate code path: it never touches float64).  The two runs differ
 only by the rounding of the float64 steps, which a contracting descent does not
 amplify: the iterates agree to ~1e-12 relative, far above the 30-digit engine's
@@ -14,10 +14,10 @@ import json
 import numpy as np
 import pytest
 
-from checker import gd, hybrid
-from checker.engines import MpEngine
-from checker.model import Instance
-from checker.problem import Problem
+from checker.dynamics import gd, hybrid
+from checker.core.engines import MpEngine
+from checker.core.model import Instance
+from checker.core.problem import Problem
 from checker.rigorous.duality import gap_bound
 
 

@@ -1,4 +1,4 @@
-"""checker/io.py: atomic JSON writes, guarded reads, engine numbers as exact strings."""
+"""checker/core/io.py: atomic JSON writes, guarded reads, engine numbers as exact strings."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from checker import io as cio
-from checker.engines import Float64Engine, MpEngine
-from checker.errors import CheckerError
+from checker.core import io as cio
+from checker.core.engines import Float64Engine, MpEngine
+from checker.core.errors import CheckerError
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -192,7 +192,7 @@ def test_engine_from_json_rejects_malformed_data(data, expect):
 
 # ----------------------------------------------------------------------------- output-path guards
 def test_write_json_atomic_writes_through_a_symlink(tmp_path):
-    from checker.io import write_json_atomic
+    from checker.core.io import write_json_atomic
 
     target = tmp_path / "real.json"
     target.write_text("{}\n")
@@ -204,7 +204,7 @@ def test_write_json_atomic_writes_through_a_symlink(tmp_path):
 
 
 def test_write_json_atomic_refuses_a_non_regular_target(tmp_path):
-    from checker.io import write_json_atomic
+    from checker.core.io import write_json_atomic
 
     folder = tmp_path / "d"
     folder.mkdir()
@@ -217,7 +217,7 @@ def test_write_json_atomic_refuses_a_non_regular_target(tmp_path):
 
 
 def test_check_output_file_refuses_before_any_work(tmp_path):
-    from checker.io import check_output_file
+    from checker.core.io import check_output_file
 
     inp = tmp_path / "in.json"
     inp.write_text("{}")
@@ -237,7 +237,7 @@ def test_check_output_file_refuses_before_any_work(tmp_path):
 
 
 def test_check_output_dir(tmp_path):
-    from checker.io import check_output_dir
+    from checker.core.io import check_output_dir
 
     f = tmp_path / "file"
     f.write_text("x")
@@ -249,7 +249,7 @@ def test_check_output_dir(tmp_path):
 
 
 def test_run_guarded_turns_internal_errors_into_one_line(capsys, monkeypatch):
-    from checker.cli import DEBUG_ENV, run_guarded
+    from checker.commands.cli import DEBUG_ENV, run_guarded
 
     def boom() -> int:
         raise ZeroDivisionError("x" * 500)
@@ -277,7 +277,7 @@ def test_tune_allocator_sets_glibc_thresholds_and_can_be_turned_off(monkeypatch)
     # nothing under CHECKER_DEFAULT_MALLOC=1.  run_guarded calls it before the body.
     import sys
 
-    from checker import cli
+    from checker.commands import cli
 
     calls: list[tuple[int, int]] = []
 

@@ -1,4 +1,4 @@
-"""Tests of checker/kernel.py: the closed forms of kappa and of grad_u k.
+"""Tests of checker/core/kernel.py: the closed forms of kappa and of grad_u k.
 
 Layered references: the independent t-form of tests/reference.py (exact
 identity to high precision), 2-D Gaussian quadrature over a ladder of
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from flint import arb, ctx
 
-from checker import kernel
+from checker.core import kernel
 from tests import reference
 from tests.tolerance import assert_close
 
@@ -29,7 +29,7 @@ def _sigma(activation: str):
 
 
 def _kappa_mp(phi, activation: str):
-    """checker.kernel.kappa fed with mpmath numbers at the current precision."""
+    """checker.core.kernel.kappa fed with mpmath numbers at the current precision."""
     phi = mpmath.mpf(phi)
     return kernel.kappa(phi, mpmath.sin(phi), mpmath.cos(phi), +mpmath.pi, activation)
 

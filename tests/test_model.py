@@ -1,4 +1,4 @@
-"""Tests of checker/model.py: the instance, its JSON form and every loader error.
+"""Tests of checker/core/model.py: the instance, its JSON form and every loader error.
 
 Every invalid input must raise InstanceError (a CheckerError: one line, exit 2)
 whose ``field`` is the offending field and whose message names it.
@@ -13,10 +13,10 @@ import math
 import mpmath
 import pytest
 
-from checker.errors import CheckerError, InstanceError
-from checker.engines import MpEngine
-from checker.model import Instance
-from checker.problem import Problem
+from checker.core.errors import CheckerError, InstanceError
+from checker.core.engines import MpEngine
+from checker.core.model import Instance
+from checker.core.problem import Problem
 
 
 def valid() -> dict:

@@ -60,11 +60,11 @@ def test_mutations_are_anchored_and_name_existing_tests():
 
 def test_a_missing_anchor_is_reported_as_a_failure_of_the_tool(tmp_path):
     mc = _tool()
-    (tmp_path / "checker").mkdir()
-    (tmp_path / "checker" / "kernel.py").write_text("nothing to see\nx = 1\nx = 1\n")
-    m = mc.Mutation("probe", "kernel", "checker/kernel.py", "absent text", "y", ("tests/x.py",), "probe")
-    assert mc.check_anchor(tmp_path, m).startswith("anchor not found in checker/kernel.py")
-    twice = mc.Mutation("probe", "kernel", "checker/kernel.py", "x = 1", "y", ("tests/x.py",), "probe")
+    (tmp_path / "checker" / "core").mkdir(parents=True)
+    (tmp_path / "checker" / "core" / "kernel.py").write_text("nothing to see\nx = 1\nx = 1\n")
+    m = mc.Mutation("probe", "kernel", "checker/core/kernel.py", "absent text", "y", ("tests/x.py",), "probe")
+    assert mc.check_anchor(tmp_path, m).startswith("anchor not found in checker/core/kernel.py")
+    twice = mc.Mutation("probe", "kernel", "checker/core/kernel.py", "x = 1", "y", ("tests/x.py",), "probe")
     assert mc.check_anchor(tmp_path, twice).startswith("anchor ambiguous")
     outcome = mc.run_mutation(tmp_path, m, first_failure=True, timeout=10)
     assert outcome.verdict == "anchor" and not outcome.ok

@@ -1,4 +1,4 @@
-"""Tests of checker/objective.py: the exact population objective and its gradients.
+"""Tests of checker/core/objective.py: the exact population objective and its gradients.
 
 References, each independent of checker/: the 90-digit double-sum reference of
 tests/reference.py (gradients by mpmath.diff), central finite differences of the
@@ -14,11 +14,11 @@ import mpmath
 import numpy as np
 import pytest
 
-from checker import objective
-from checker.engines import Float64Engine, MpEngine
-from checker.errors import CheckerError
-from checker.model import Instance
-from checker.problem import Problem
+from checker.core import objective
+from checker.core.engines import Float64Engine, MpEngine
+from checker.core.errors import CheckerError
+from checker.core.model import Instance
+from checker.core.problem import Problem
 from tests import reference
 from tests.tolerance import assert_close, assert_close_scaled
 
@@ -160,7 +160,7 @@ def test_zero_norm_student_neuron_contributes_nothing(activation):
     # neuron (for the loss and the other neurons' gradients) and with it (for
     # grad_a, where the loss does not depend on a_j).  Tolerance: 40 digits as for
     # every mp-vs-reference comparison.  At w_j = 0, k is not differentiable; the
-    # documented convention (checker/objective.py) is grad_{w_j} L = 0 and
+    # documented convention (checker/core/objective.py) is grad_{w_j} L = 0 and
     # dL/da_j = 0, hence grad_{w_j} L_lambda = lambda * 0 = 0 and
     # dL_lambda/da_j = lambda a_j: one product rounded once at the engine's working
     # precision (exactly the float64 product; in mp the product is formed in the Arb
@@ -477,7 +477,7 @@ def test_float64_refuses_an_objective_that_overflows(scale):
     inst = _scaled_instance(scale)
     evmp = Problem.from_instance(inst, MpEngine(30)).evaluate()
     assert mpmath.isfinite(evmp.loss) and abs(evmp.reg_loss) > 1e308
-    # Refused at the door (checker.problem.check_float64_range: the squares exceed 1e300) ...
+    # Refused at the door (checker.core.problem.check_float64_range: the squares exceed 1e300) ...
     with pytest.raises(CheckerError, match="overflows float64.*--engine mp"):
         Problem.from_instance(inst, Float64Engine())
     # ... and, behind it, by the objective itself on arrays that bypass the door check.

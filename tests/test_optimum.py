@@ -12,9 +12,9 @@ import mpmath
 import numpy as np
 import pytest
 
-from checker.engines import MpEngine
-from checker.model import Instance
-from checker.problem import Problem
+from checker.core.engines import MpEngine
+from checker.core.model import Instance
+from checker.core.problem import Problem
 from checker.rigorous.optimum import certified_optimum, newton_polish, reduce_student
 
 

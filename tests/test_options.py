@@ -1,4 +1,4 @@
-"""The one validation table of ``checker.options`` (flags and run-file keys of checker.theorem1)."""
+"""The one validation table of ``checker.commands.options`` (flags and run-file keys of checker.theorem1)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from fractions import Fraction
 import mpmath
 import pytest
 
-from checker.engines import MAX_DPS, MpEngine
-from checker.errors import InstanceError
-from checker.io import engine_from_json, engine_to_json
-from checker.model import Instance
-from checker.options import (MAX_SEED, OPTIONS, layer_engine, max_dps, parse_option, parse_run,
+from checker.core.engines import MAX_DPS, MpEngine
+from checker.core.errors import InstanceError
+from checker.core.io import engine_from_json, engine_to_json
+from checker.core.model import Instance
+from checker.commands.options import (MAX_SEED, OPTIONS, layer_engine, max_dps, parse_option, parse_run,
                              resolve_engine)
-from checker.presets import RUN_KEYS, preset_names, load_preset
-from checker.problem import Problem
+from checker.commands.presets import RUN_KEYS, preset_names, load_preset
+from checker.core.problem import Problem
 
 
 def test_the_table_is_the_run_file_format_and_every_preset_passes_it() -> None:

@@ -1,4 +1,4 @@
-"""The float64 door of ``checker.problem``: an instance the float64 objective would overflow is refused.
+"""The float64 door of ``checker.core.problem``: an instance the float64 objective would overflow is refused.
 
 Reference for the accepted side: the mp engine at 50 digits (its own arithmetic,
 no float64 anywhere), compared with the float64 engine on the same instance.
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from checker.engines import Float64Engine, MpEngine
-from checker.errors import InstanceError
-from checker.model import Instance
-from checker.problem import Problem, check_float64_range
+from checker.core.engines import Float64Engine, MpEngine
+from checker.core.errors import InstanceError
+from checker.core.model import Instance
+from checker.core.problem import Problem, check_float64_range
 from tests.tolerance import assert_close
 
 TEACHER = dict(activation="relu", teacher_a=["1", "-0.7"], teacher_W=[["1", "0", "0"], ["0", "1", "0"]],

@@ -1,4 +1,4 @@
-"""Property tests of the exact population objective (checker/objective.py).
+"""Property tests of the exact population objective (checker/core/objective.py).
 
 Every property is an identity or inequality of the mathematics (see
 docs/formalization.md), checked at points drawn by tests/strategies.py.
@@ -25,12 +25,12 @@ import numpy as np
 import pytest
 from hypothesis import example, given, note, strategies as st
 
-from checker import objective
-from checker.engines import Float64Engine, MpEngine, make_engine
-from checker.errors import CheckerError, InstanceError
-from checker.kernel import kappa_at_one
-from checker.model import Instance
-from checker.problem import Problem
+from checker.core import objective
+from checker.core.engines import Float64Engine, MpEngine, make_engine
+from checker.core.errors import CheckerError, InstanceError
+from checker.core.kernel import kappa_at_one
+from checker.core.model import Instance
+from checker.core.problem import Problem
 from tests import strategies as S
 from tests.tolerance import assert_close, mass_scale, max_abs_diff
 
@@ -653,7 +653,7 @@ def test_unknown_engine_and_preset():
     with pytest.raises(CheckerError) as info:
         make_engine("float32")
     _one_line(info.value)
-    from checker.presets import load_preset
+    from checker.commands.presets import load_preset
 
     with pytest.raises(CheckerError) as info:
         load_preset("no-such-preset")

@@ -21,12 +21,12 @@ import pytest
 from hypothesis import assume, example, given, note, settings, strategies as st, target
 
 from checker.geometry import certificate as cert_mod
-from checker import gd
+from checker.dynamics import gd
 from checker.rigorous import duality
-from checker.engines import Float64Engine, MpEngine
-from checker.kernel import kappa_at_one
-from checker.model import Instance
-from checker.problem import Problem
+from checker.core.engines import Float64Engine, MpEngine
+from checker.core.kernel import kappa_at_one
+from checker.core.model import Instance
+from checker.core.problem import Problem
 from reports.worst_ratios import WorstRatios
 from tests import strategies as S
 from tests.tolerance import mass_scale

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from checker.errors import CheckerError
-from checker.model import line_or_ray_angle
+from checker.core.errors import CheckerError
+from checker.core.model import line_or_ray_angle
 from checker.studies.scaling import PointSpec, cone_teacher, start_instance, teacher_weights
 from tests.tolerance import assert_close
 

@@ -11,9 +11,9 @@ from flint import arb, ctx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checker import objective
+from checker.core import objective
 from checker.rigorous.arb_objective import KernelSum, kappa_taylor, quadratic_max, to_arb, to_arb_vector, upper_fraction
-from checker.engines import Float64Engine, MpEngine
+from checker.core.engines import Float64Engine, MpEngine
 from checker.rigorous.sphere import SphereMax, certified_max, certified_max_abs, certified_max_many
 from tests.tolerance import assert_close
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from checker.engines import Float64Engine, MpEngine
+from checker.core.engines import Float64Engine, MpEngine
 from checker.stages import stage1
 from tests import strategies as S
 from tests.tolerance import assert_close
@@ -110,7 +110,7 @@ def test_stage1_is_deterministic_and_leaves_a_alone():
 @pytest.mark.parametrize("bad", [dict(width=0), dict(width=3, scale=-1.0), dict(width=3, steps=0),
                                  dict(width=3, variant="other"), dict(width=3, eta=math.nan)])
 def test_options_are_validated(bad):
-    from checker.errors import CheckerError
+    from checker.core.errors import CheckerError
     with pytest.raises(CheckerError):
         stage1.Stage1Options(**bad).validate()
 
@@ -119,7 +119,7 @@ def test_options_are_validated(bad):
 @given(teacher=S.teachers(activation="relu", min_d=3, max_d=6, max_m_star=3),
        start=S.stage1_settings(min_scale=1e-2, max_scale=1.0))
 def test_orient_never_lowers_the_signed_correlation(teacher, start):
-    from checker import objective
+    from checker.core import objective
 
     a_star, W_star = teacher.a_array(), teacher.W_array()
     W_star = W_star / np.linalg.norm(W_star, axis=1)[:, None]

@@ -7,8 +7,8 @@ import mpmath
 import numpy as np
 from hypothesis import given, settings
 
-from checker import objective
-from checker.engines import Float64Engine, MpEngine
+from checker.core import objective
+from checker.core.engines import Float64Engine, MpEngine
 from checker.stages import stage2
 from tests import strategies as S
 from tests.tolerance import assert_close
@@ -53,7 +53,7 @@ def test_ridge_zeroes_the_objectives_own_gradient():
     with eng.context():
         ev = objective.evaluate(eng, "relu", a, Wm, ast, Ws, eng.scalar(0))
         g = ev.loss_grad_a + lam2 * a
-    # Reference: checker.objective's gradient of L (no factor 1/2) plus lambda2 a; it vanishes
+    # Reference: checker.core.objective's gradient of L (no factor 1/2) plus lambda2 a; it vanishes
     # at the minimizer to the working precision (50 digits, O(1) entries).
     assert_close(g, [0] * len(W), abs_=1e-45, what="gradient at the ridge solution")
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import find, given, strategies as st
 from hypothesis.errors import InvalidArgument
 
-from checker.model import Instance, line_or_ray_angle
+from checker.core.model import Instance, line_or_ray_angle
 from tests import strategies as S
 
 

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import pytest
 
-from checker.errors import CheckerError
+from checker.core.errors import CheckerError
 from checker.studies import sweep
 
 GRID = {

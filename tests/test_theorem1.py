@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from checker import theorem1
-from checker.errors import CheckerError
-from checker.presets import load_preset, load_run_file, preset_names
+from checker.core.errors import CheckerError
+from checker.commands.presets import load_preset, load_run_file, preset_names
 from tests.outputs import bad_output_cases, device_intact, tree_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -359,7 +359,7 @@ def _descent_checkpoint(tmp_path: Path, capsys, monkeypatch, abs_phases) -> Path
 
 
 def _edit(path: Path, change, *, reseal: bool) -> None:
-    from checker.io import seal
+    from checker.core.io import seal
     data = json.loads(path.read_text())
     change(data)
     if reseal:

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from checker.engines import Float64Engine
-from checker.errors import CheckerError
-from checker.model import line_or_ray_angle
-from checker.presets import load_run_file
-from checker.problem import Problem
+from checker.core.engines import Float64Engine
+from checker.core.errors import CheckerError
+from checker.core.model import line_or_ray_angle
+from checker.commands.presets import load_run_file
+from checker.core.problem import Problem
 from checker.studies import families as fam
 from checker.studies import threshold as thr
 from checker.studies.scaling import PointSpec, start_instance
@@ -127,7 +127,7 @@ def test_families_at_their_lower_end_give_the_reference_back(student) -> None:
 
 def test_perturb_refuses_a_size_below_the_family_range(student) -> None:
     _, st = student
-    from checker.errors import CheckerError
+    from checker.core.errors import CheckerError
     with pytest.raises(CheckerError):
         fam.perturb(st, "unbalance", 0.5)
     with pytest.raises(CheckerError):
@@ -236,7 +236,7 @@ def test_the_failing_run_file_is_a_theorem1_run_file(tmp_path: Path) -> None:
                   inst.to_dict())
     res = thr.ThresholdResult("1.0", "x", "unbalance", "f", {"lo": 1, "hi": 30}, {}, "float64", {}, "bracketed",
                               {}, {}, {}, 0.1, 0.01, 0.01, 1.0, 1.0, False, None, {}, [], {}, [], "")
-    from checker.io import write_json_atomic
+    from checker.core.io import write_json_atomic
     path = tmp_path / "failing.json"
     write_json_atomic(path, thr.failing_run_file(t, thr.TrialConfig(), res))
     back = load_run_file(path)

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from checker import objective
-from checker.io import read_json
+from checker.core import objective
+from checker.core.io import read_json
 from checker.studies import weight_decay as wd
 
 
@@ -127,7 +127,7 @@ def test_bad_flags_are_refused_with_one_line(capsys, args, expect):
 
 
 def test_a_start_without_extra_students_is_refused(tmp_path, capsys):
-    from checker.presets import load_preset
+    from checker.commands.presets import load_preset
     import json
 
     inst = load_preset("default").instance

@@ -52,7 +52,7 @@ def assert_close_scaled(actual: Any, expected: Any, *, digits: float, what: str 
 
 
 def mass_scale(p: Any) -> Any:
-    """S = sum |a_j| ||w_j|| + sum |a*_i| ||w*_i|| of a ``checker.problem.Problem``, in its numbers.
+    """S = sum |a_j| ||w_j|| + sum |a*_i| ||w*_i|| of a ``checker.core.problem.Problem``, in its numbers.
 
     |L| <= kappa(0) S^2 and so is every kernel term of L: rounding errors of the
     objective scale with S^2, which is why tolerances are stated relative to it.

@@ -57,8 +57,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import kernel, objective
-from ..engines import Float64Engine
+from checker.core import kernel, objective
+from checker.core.engines import Float64Engine
 
 #: A system whose 2-norm condition number exceeds this is reported singular.
 CONDITION_LIMIT = 1e12
@@ -82,7 +82,7 @@ _F64 = Float64Engine()
 def mixed_coefficients(phi: Any, sin_phi: Any, pi: Any, activation: str) -> tuple[Any, Any]:
     """(A, A1) with H(u, v) = A I + A1 sin(phi) (s s^T - p p^T); A1 = -dA/dphi.
 
-    Generic over the number type like ``checker.kernel`` (SymPy symbols included).
+    Generic over the number type like ``checker.core.kernel`` (SymPy symbols included).
     """
     A, _ = kernel.grad_coefficients(phi, sin_phi, pi, activation)
     if activation == "relu":
@@ -243,7 +243,7 @@ class Certificate:
     @classmethod
     def from_json(cls, data: Any, where: str = "certificate") -> "Certificate":
         """The record written by ``to_json``; anything else is a one-line ``CheckerError`` naming ``where``."""
-        from ..errors import CheckerError
+        from checker.core.errors import CheckerError
 
         names = [f.name for f in fields(cls)]
         if not isinstance(data, dict) or sorted(data) != sorted(names):
@@ -317,7 +317,7 @@ def nearest_teacher(W_star: np.ndarray, Q: np.ndarray, activation: str) -> tuple
 
 
 def separation(W_star: np.ndarray, activation: str) -> float:
-    """Delta = min pairwise (ray or line) angle; pi for a single teacher, as in ``checker.model``."""
+    """Delta = min pairwise (ray or line) angle; pi for a single teacher, as in ``checker.core.model``."""
     if len(W_star) == 1:
         return math.pi
     g = objective.pair_geometry(_F64, W_star, W_star)

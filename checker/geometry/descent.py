@@ -61,10 +61,10 @@ from typing import Any
 import mpmath
 import numpy as np
 
-from .. import objective
-from ..engines import Engine
-from ..errors import CheckerError
-from ..io import engine_to_json
+from checker.core import objective
+from checker.core.engines import Engine
+from checker.core.errors import CheckerError
+from checker.core.io import engine_to_json
 from .certificate import nearest_teacher
 
 #: A ratio against zeta is recorded only when zeta exceeds this many ulps of |L_lambda| + ||f*||^2.

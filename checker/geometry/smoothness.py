@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engines import Float64Engine
-from ..model import Instance
-from ..problem import Problem
+from checker.core.engines import Float64Engine
+from checker.core.model import Instance
+from checker.core.problem import Problem
 
 
 def _flat_grad(problem: Problem, x: np.ndarray, m: int, d: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Arb ball enclosures of the kernel sums and of the population objective.
 
-The rigorous side of ``checker/objective.py``: the same closed forms
-(``checker.kernel.kappa`` and ``grad_coefficients``, called on python-flint
+The rigorous side of ``checker/core/objective.py``: the same closed forms
+(``checker.core.kernel.kappa`` and ``grad_coefficients``, called on python-flint
 ``arb`` balls) and the same stable angle route,
 
     a = ||u^ - v^||,  b = ||u^ + v^||,  phi = 2 atan2(a, b),  sin phi = a b / 2,
@@ -32,7 +32,7 @@ import mpmath
 import numpy as np
 from flint import arb, arb_series, ctx, fmpz
 
-from .. import kernel
+from checker.core import kernel
 
 ArbVector = list[arb]
 

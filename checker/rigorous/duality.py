@@ -35,12 +35,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from flint import arb, ctx
 
-from .. import kernel, objective
+from checker.core import kernel, objective
 from .arb_objective import (KernelSum, decimal_string, digits_for, dot, loss_enclosure, lower_fraction, norm,
                             to_arb, to_arb_matrix, upper_fraction)
-from ..engines import Engine, Float64Engine, MpEngine, as_floats
-from ..errors import CheckerError
-from ..problem import Problem
+from checker.core.engines import Engine, Float64Engine, MpEngine, as_floats
+from checker.core.errors import CheckerError
+from checker.core.problem import Problem
 from .sphere import SphereMax, certified_max_abs
 
 #: Largest sphere dimension (ambient R^n, n <= 4) the branch and bound is asked to cover.

@@ -3,7 +3,7 @@
 L*_lambda = inf over every width and parameter of L_lambda.  Three steps:
 
 1. **Descent into the basin** (float64): gradient descent on L_lambda from the
-   instance's student until the float64 precision floor (``checker.gd.run_gd``
+   instance's student until the float64 precision floor (``checker.dynamics.gd.run_gd``
    detects it).
 2. **Reduction and polish** (high precision): neurons whose directions agree to
    ``merge_angle`` and whose output weights have the same sign are merged into one
@@ -35,10 +35,10 @@ from typing import Any, Callable
 import mpmath
 import numpy as np
 
-from ..engines import Engine, Float64Engine, MpEngine
-from ..errors import CheckerError
-from ..model import Instance
-from ..problem import Problem
+from checker.core.engines import Engine, Float64Engine, MpEngine
+from checker.core.errors import CheckerError
+from checker.core.model import Instance
+from checker.core.problem import Problem
 from .duality import GapBound, gap_bound
 
 #: Directions closer than this (radians) with the same output sign are merged (the
@@ -73,7 +73,7 @@ class Enclosure:
 def descend_float64(instance: Instance, *, max_steps: int = 200_000, time_budget: float | None = 30.0,
                     progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Float64 gradient descent on L_lambda from the instance's student to its precision floor."""
-    from ..gd import StopRules, run_gd
+    from checker.dynamics.gd import StopRules, run_gd
 
     if instance.eta is None:
         raise CheckerError("the certified optimum needs a step size: give \"eta\" in the instance")
@@ -271,7 +271,7 @@ def certified_optimum(instance: Instance, *, dps: int = 50, start: tuple[np.ndar
     with localcontext() as dctx:
         dctx.prec, dctx.rounding = 400, ROUND_CEILING
         width = Decimal(gb.reg_loss) - Decimal(gb.dual)
-    from ..io import engine_to_json
+    from checker.core.io import engine_to_json
 
     return Enclosure(lower=gb.dual, upper=gb.reg_loss, width=str(width), rigorous=gb.rigorous,
                      lam=instance.lam, dps=dps, neurons=len(ar), a=engine_to_json(engine, a_p),

@@ -23,11 +23,11 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..engines import Engine, make_engine, to_strings
-from ..errors import CheckerError, InstanceError
+from checker.core.engines import Engine, make_engine, to_strings
+from checker.core.errors import CheckerError, InstanceError
 from ..geometry.certificate import nearest_teacher
-from ..model import Instance
-from ..presets import RunFile
+from checker.core.model import Instance
+from checker.commands.presets import RunFile
 from . import stage1, stage2
 
 SCHEMA_VERSION = "1.0"
@@ -194,7 +194,7 @@ def run_seed(teacher: Instance, opts: AlgorithmOptions, seed: int, *,
              say: Callable[[str], None] = lambda s: None) -> SeedResult:
     """The three stages on one seed (results as data)."""
     from ..theorem1 import NEGLIGIBLE_MASS, Options, TheoremCheck
-    from .. import objective
+    from checker.core import objective
 
     engine: Engine = make_engine(opts.engine, opts.dps)
     s1 = opts.stage1_options()

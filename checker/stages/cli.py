@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .. import __version__
-from ..cli import EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
-from ..errors import CheckerError, InstanceError
-from ..model import Instance, parse_json_text, read_text_file
-from ..presets import run_option
+from checker.commands.cli import EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
+from checker.core.errors import CheckerError, InstanceError
+from checker.core.model import Instance, parse_json_text, read_text_file
+from checker.commands.presets import run_option
 from .algorithm import SCHEMA_VERSION, AlgorithmOptions, overall_verdict, run_seed, teacher_instance
 
 PROG = "python -m checker.algorithm"
@@ -141,7 +141,7 @@ def _fingerprint(teacher: Instance, opts: AlgorithmOptions) -> dict[str, Any]:
 
 
 def _load_checkpoint(path: str, fingerprint: dict[str, Any]) -> dict[str, Any]:
-    from ..io import read_json
+    from checker.core.io import read_json
 
     data = read_json(path, "--checkpoint")
     if not isinstance(data, Mapping) or data.get("kind") != "algorithm-checkpoint" \
@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             teacher, run, desc = load_preset(name)
             source = f"preset {name}"
         opts, seeds = options_from(args, run, source)
-        from ..io import check_output_dir, check_output_file, write_json_atomic
+        from checker.core.io import check_output_dir, check_output_file, write_json_atomic
         if args.resume and not args.checkpoint:
             raise CheckerError("--resume needs --checkpoint FILE")
         distinct = {"--teacher": args.teacher}

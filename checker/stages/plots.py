@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..io import check_output_dir
-from ..model import Instance
+from checker.core.io import check_output_dir
+from checker.core.model import Instance
 
 
 def _plane(W_star: np.ndarray) -> np.ndarray:

@@ -41,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import objective
-from ..engines import Engine
-from ..errors import CheckerError
+from checker.core import objective
+from checker.core.engines import Engine
+from checker.core.errors import CheckerError
 from ..geometry.certificate import nearest_teacher
 
 VARIANTS = ("plain", "centred")
@@ -130,7 +130,7 @@ def stage1_gradient(engine: Engine, activation: str, a: np.ndarray, W: np.ndarra
         nonzero = np.array([bool(n > 0) for n in norms])
         U = W / np.where(nonzero, norms, 1)[:, None]
         corr = 2 * a[:, None] * (c * mo["e1"] * U + mo["e2"] * b[None, :])
-        # sigma'(0) = 0 convention at w_j = 0, as in checker.objective
+        # sigma'(0) = 0 convention at w_j = 0, as in checker.core.objective
         return G + corr * nonzero[:, None]
 
 

@@ -1,7 +1,7 @@
 """Stage 2: the first layer fixed, the second layer solved exactly (ridge regression).
 
 With W fixed, L(a, W) = a^T K_ss a - 2 a^T K_st a* + a*^T K_tt a* (no factor
-1/2, ``checker.objective``), K_ss = K(W, W), K_st = K(W, W*).  Minimizing
+1/2, ``checker.core.objective``), K_ss = K(W, W), K_st = K(W, W*).  Minimizing
 L(a, W) + (lambda2/2) ||a||^2 over a: the gradient 2 K_ss a - 2 K_st a* +
 lambda2 a vanishes at
 
@@ -12,7 +12,7 @@ a*^T K_tt a* - (K_st a*)^T K_ss^+ (K_st a*), reached at the least-squares a =
 K_ss^+ K_st a*.  K_ss is a Gram matrix of features (positive semidefinite) and
 often nearly singular, so the pseudo-inverse is taken on the eigenvalues above
 ``RANK_RTOL`` times the largest; the floor returned is L evaluated by
-``checker.objective`` at that a (the loss of an actual second layer, so never
+``checker.core.objective`` at that a (the loss of an actual second layer, so never
 below the true infimum), together with the rank used.
 """
 
@@ -24,8 +24,8 @@ from typing import Any
 import mpmath
 import numpy as np
 
-from .. import objective
-from ..engines import Engine, Float64Engine
+from checker.core import objective
+from checker.core.engines import Engine, Float64Engine
 
 #: Relative eigenvalue cut of the pseudo-inverse for the floor: float64 Gram
 #: entries carry ~1e-16 relative rounding, so eigenvalues below ~1e-13 of the

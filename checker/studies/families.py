@@ -32,7 +32,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import CheckerError
+from checker.core.errors import CheckerError
 from ..geometry.certificate import nearest_teacher
 
 #: Random candidates searched for the far direction of the ``far`` family.

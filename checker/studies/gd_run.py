@@ -1,6 +1,6 @@
 """``python -m checker.gd INSTANCE``: gradient descent alone, outside T1, for studies.
 
-Runs ``checker.gd.run_gd`` on an instance with the options a study needs:
+Runs ``checker.dynamics.gd.run_gd`` on an instance with the options a study needs:
 any lambda >= 0 (0 included: plain GD without weight decay), the trained blocks
 (``--train both|first|second``), either engine, a step budget, a history at
 geometric steps (``--history geometric``, about 20 rows a decade, so a
@@ -37,15 +37,15 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .. import __version__
-from ..options import max_dps
-from ..cli import EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
-from ..engines import Engine, make_engine
-from ..errors import CheckerError
+from checker.commands.options import max_dps
+from checker.commands.cli import EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
+from checker.core.engines import Engine, make_engine
+from checker.core.errors import CheckerError
 from ..geometry.certificate import nearest_teacher
-from ..io import check_output_dir, check_output_file, engine_to_json, read_json, write_json_atomic
-from ..model import Instance
-from ..presets import load_preset, load_run_file, preset_names
-from ..problem import Problem
+from checker.core.io import check_output_dir, check_output_file, engine_to_json, read_json, write_json_atomic
+from checker.core.model import Instance
+from checker.commands.presets import load_preset, load_run_file, preset_names
+from checker.core.problem import Problem
 from ..theorem1 import EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, NEGLIGIBLE_MASS
 
 PROG = "python -m checker.gd"
@@ -300,7 +300,7 @@ def run(instance: Instance, opts: Options, *, checkpoint: str | None = None, res
     ``start_data`` (its dict) or the file ``opts.start``; steps then continue from
     that result's step count.
     """
-    from .. import gd
+    from checker.dynamics import gd
 
     engine = make_engine(opts.engine, opts.dps)
     if instance.eta is None:

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..cli import EXIT_OK, UsageParser, run_guarded
-from ..errors import CheckerError
+from checker.commands.cli import EXIT_OK, UsageParser, run_guarded
+from checker.core.errors import CheckerError
 from .scaling import AXES, QUANTITIES, loglog_fit
 
 AXIS_LABEL = {"lam": "lambda", "delta": "Delta", "m_star": "m*", "d": "d", "a_min": "a_min"}
@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
 
     def body() -> int:
-        from ..io import check_output_dir, check_output_file
+        from checker.core.io import check_output_dir, check_output_file
         from .sweep import read_results
 
         args = parser.parse_args(argv)

@@ -32,8 +32,8 @@ from typing import Any, Mapping, Sequence
 import mpmath
 import numpy as np
 
-from ..errors import CheckerError
-from ..model import Instance
+from checker.core.errors import CheckerError
+from checker.core.model import Instance
 
 #: The axes a grid varies, with the generator parameter each one sets.
 AXES = ("lam", "delta", "m_star", "d", "a_min")
@@ -307,8 +307,8 @@ def reference_run(spec: PointSpec, *, steps: int = 20_000, gap_target: float = 1
     The reference is the end point of that run (a student near the lambda-optimum)
     when it reached the gap target (C2 holds), else None.
     """
-    from ..io import engine_from_json
-    from ..presets import RunFile
+    from checker.core.io import engine_from_json
+    from checker.commands.presets import RunFile
     from ..theorem1 import Options, TheoremCheck
 
     start = start_instance(spec)
@@ -328,7 +328,7 @@ def measure_point(spec: PointSpec, cfg: MeasureConfig) -> dict[str, Any]:
     """The T1 constants of a generated instance and, per family, its empirical threshold (JSON-ready)."""
     import time
 
-    from ..presets import RunFile
+    from checker.commands.presets import RunFile
     from . import threshold as thr
 
     t0 = time.perf_counter()

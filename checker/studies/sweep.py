@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import __version__
-from ..cli import EXIT_OK, UsageParser, run_guarded, tune_allocator
-from ..errors import CheckerError
+from checker.commands.cli import EXIT_OK, UsageParser, run_guarded, tune_allocator
+from checker.core.errors import CheckerError
 from .scaling import AXES, MeasureConfig, PointSpec
 
 RESULT_VERSION = "1.0"
@@ -120,7 +120,7 @@ class Grid:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Grid":
-        from ..io import read_json
+        from checker.core.io import read_json
         return cls.from_dict(read_json(path, "grid"), str(path))
 
 
@@ -200,7 +200,7 @@ def measure_grid_point(point: Mapping[str, Any]) -> dict[str, Any]:
     """Measure one grid point; a user-level error is recorded in the line, not raised.
 
     Runs in a pool or Dask worker process: the allocator is tuned there too
-    (``checker.cli.tune_allocator``; idempotent).
+    (``checker.commands.cli.tune_allocator``; idempotent).
     """
     from .scaling import measure_point
 
@@ -322,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
 
     def body() -> int:
-        from ..io import check_output_file
+        from checker.core.io import check_output_file
 
         args = parser.parse_args(argv)
         if args.workers is not None and args.workers < 1:

@@ -39,12 +39,12 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from .. import __version__
-from ..cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
-from ..engines import Float64Engine
-from ..errors import CheckerError
-from ..model import Instance
-from ..presets import RunFile, load_preset, load_run_file, preset_names
-from ..problem import Problem
+from checker.commands.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
+from checker.core.engines import Float64Engine
+from checker.core.errors import CheckerError
+from checker.core.model import Instance
+from checker.commands.presets import RunFile, load_preset, load_run_file, preset_names
+from checker.core.problem import Problem
 from . import families as fam
 
 SCHEMA_VERSION = "1.0"
@@ -261,7 +261,7 @@ def checker_thresholds(rf: RunFile, cfg: TrialConfig) -> dict[str, Any]:
 def diagnose(check: Any, report: Any) -> list[str]:
     """What went wrong in a failing run, in words (from its final student)."""
     from ..geometry.certificate import certificate_terms
-    from ..io import engine_from_json
+    from checker.core.io import engine_from_json
 
     notes: list[str] = []
     failed = {c.id: c for c in report.conclusions if c.holds is False}
@@ -601,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
 
     def body() -> int:
-        from ..io import check_output_dir, check_output_file, write_json_atomic
+        from checker.core.io import check_output_dir, check_output_file, write_json_atomic
 
         args = parser.parse_args(argv)
         fam.family(args.family)

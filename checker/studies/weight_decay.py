@@ -47,14 +47,14 @@ import mpmath
 import numpy as np
 
 from .. import __version__
-from ..options import max_dps
-from ..cli import EXIT_OK, UsageParser, run_guarded
-from ..engines import make_engine
-from ..errors import CheckerError
-from ..io import check_output_dir, check_output_file, write_json_atomic
-from ..model import Instance
-from ..presets import load_preset, load_run_file, preset_names
-from ..problem import Problem
+from checker.commands.options import max_dps
+from checker.commands.cli import EXIT_OK, UsageParser, run_guarded
+from checker.core.engines import make_engine
+from checker.core.errors import CheckerError
+from checker.core.io import check_output_dir, check_output_file, write_json_atomic
+from checker.core.model import Instance
+from checker.commands.presets import load_preset, load_run_file, preset_names
+from checker.core.problem import Problem
 from ..theorem1 import EXIT_INCONCLUSIVE, EXIT_INTERRUPTED
 from . import gd_run
 
@@ -184,7 +184,7 @@ class RunSummary:
 
 
 def _teacher_energy(instance: Instance) -> float:
-    from .. import objective
+    from checker.core import objective
 
     e = make_engine("float64")
     p = Problem.from_instance(instance, e)

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Callable, NoReturn
 
-from .errors import CheckerError
+from checker.core.errors import CheckerError
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -5,7 +5,7 @@ With x ~ N(0, I_d), f_theta(x) = sum_j a_j sigma(<w_j, x>) and the teacher f*,
     L(theta) = E[(f_theta - f*)^2] = a^T K(W, W) a - 2 a^T K(W, W*) a* + a*^T K(W*, W*) a*,
     L_lambda(theta) = L(theta) + (lambda / 2)(||a||^2 + ||W||_F^2),
 
-with K(U, V)_{jl} = k(u_j, v_l) from ``checker.kernel``.  No factor 1/2 in L.
+with K(U, V)_{jl} = k(u_j, v_l) from ``checker.core.kernel``.  No factor 1/2 in L.
 
 Angles: with u^ = u/||u||, v^ = v/||v||, t = <u^, v^> (one Gram product for all
 pairs) and the half-angle norms a = ||u^ - v^||, b = ||u^ + v^||,
@@ -52,9 +52,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import kernel
-from .engines import ACCURATE_T, Engine
-from .errors import CheckerError
+from checker.core import kernel
+from checker.core.engines import ACCURATE_T, Engine
+from checker.core.errors import CheckerError
 
 
 #: Bytes of pair arrays (all (m, n) intermediates together) a block of
@@ -99,7 +99,7 @@ def check_pair_memory(engine: Engine, m: int, n: int, d: int = 0, *, what: str =
     if need > PAIR_MEMORY_LIMIT:
         raise CheckerError(
             f"{what} of {m} x {n} neuron pairs need about {need / 2**30:.1f} GiB, above the "
-            f"limit of {PAIR_MEMORY_LIMIT / 2**30:.0f} GiB (checker.objective.PAIR_MEMORY_LIMIT); "
+            f"limit of {PAIR_MEMORY_LIMIT / 2**30:.0f} GiB (checker.core.objective.PAIR_MEMORY_LIMIT); "
             "use fewer neurons")
 
 

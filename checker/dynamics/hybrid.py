@@ -3,7 +3,7 @@
 A high-precision run spends most of its steps where float64 would have done as
 well: far above float64's rounding level.  ``run_hybrid`` runs the same
 gradient descent (same instance, step, schedule and stop rules) in float64
-until ``checker.gd.run_gd`` detects the float64 precision floor, then reads the
+until ``checker.dynamics.gd.run_gd`` detects the float64 precision floor, then reads the
 float64 iterate exactly into the high-precision engine (a double is an exact
 binary number) and continues there from that step: the same trajectory up to
 the rounding of the float64 steps, with one step counter, one history, one
@@ -25,11 +25,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import gd
-from .engines import Float64Engine
-from .errors import CheckerError
-from .io import read_json, seal
-from .problem import Problem
+from checker.dynamics import gd
+from checker.core.engines import Float64Engine
+from checker.core.errors import CheckerError
+from checker.core.io import read_json, seal
+from checker.core.problem import Problem
 
 #: Smallest gap float64 resolves: 100 ulps of an O(1) objective.
 FLOAT64_GAP_RESOLUTION = 100 * Float64Engine.eps
@@ -48,7 +48,7 @@ def float64_twin(problem: Problem) -> Problem:
 
 
 def validate_checkpoint(data: Any, problem: Problem, source: str) -> None:
-    """``checker.gd.validate_checkpoint`` for a hybrid run of ``problem``: a float64 checkpoint
+    """``checker.dynamics.gd.validate_checkpoint`` for a hybrid run of ``problem``: a float64 checkpoint
     (written before the switch) is checked against the float64 twin, any other against ``problem``."""
     engine = data.get("engine") if isinstance(data, dict) else None
     if isinstance(engine, dict) and engine.get("name") == "float64" and problem.engine.name != "float64":
@@ -96,7 +96,7 @@ def run_hybrid(problem: Problem, eta: Any, *, schedule: gd.Schedule = gd.Schedul
                resume: dict | None = None, progress: bool = True,
                monitor: list[Any] | None = None, instance_dict: dict | None = None,
                on_checkpoint: Callable[[dict], None] | None = None) -> gd.GDResult:
-    """``checker.gd.run_gd`` with float64 steps until the float64 precision floor.
+    """``checker.dynamics.gd.run_gd`` with float64 steps until the float64 precision floor.
 
     Same arguments and result as ``run_gd``; ``problem`` is the high-precision
     problem.  ``GDResult.lam_changes`` and the history carry one step counter.

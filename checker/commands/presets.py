@@ -1,9 +1,9 @@
 """Embedded instances (``checker/presets/*.json``) and the run file format.
 
-A run file is either a bare instance (see ``checker.model``) or an object
+A run file is either a bare instance (see ``checker.core.model``) or an object
 ``{"description": str, "instance": {...}, "run": {...}}`` whose ``run`` part
 holds default options of ``python -m checker.theorem1`` (the keys and ranges of
-``checker.options.OPTIONS``: engine, dps, schedule, steps, eta, gap_target,
+``checker.commands.options.OPTIONS``: engine, dps, schedule, steps, eta, gap_target,
 time_budget, radius, threshold, seed, force), validated when the file is read.  Presets use the second
 form; so do the counterexample files the checker writes, which is why
 ``--instance COUNTEREXAMPLE.json`` reproduces a failure.
@@ -18,9 +18,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import CheckerError, InstanceError, quote
-from .model import Instance, parse_json_text, read_text_file
-from .options import OPTIONS, parse_option, parse_run
+from checker.core.errors import CheckerError, InstanceError, quote
+from checker.core.model import Instance, parse_json_text, read_text_file
+from checker.commands.options import OPTIONS, parse_option, parse_run
 
 DEFAULT_PRESET = "default"
 
@@ -67,7 +67,7 @@ def load_run_file(path: str | Path) -> RunFile:
 
 
 def run_option(run: Mapping[str, Any], key: str, kind: type, default: Any, source: str) -> Any:
-    """A run option from a run file, validated by the one table of ``checker.options``.
+    """A run option from a run file, validated by the one table of ``checker.commands.options``.
 
     The table fixes the type and range of the options of ``checker.theorem1``; a key
     of another command's run file (e.g. ``width`` of ``checker.algorithm``) is

@@ -25,8 +25,8 @@ from typing import Any, Mapping
 import mpmath
 import numpy as np
 
-from .engines import Engine
-from .errors import CheckerError, quote
+from checker.core.engines import Engine
+from checker.core.errors import CheckerError, quote
 
 _DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 

@@ -8,10 +8,10 @@ from typing import Any
 import mpmath
 import numpy as np
 
-from . import objective
-from .engines import Engine
-from .errors import InstanceError, quote
-from .model import Instance
+from checker.core import objective
+from checker.core.engines import Engine
+from checker.core.errors import InstanceError, quote
+from checker.core.model import Instance
 
 #: Largest size of a float64 intermediate allowed at the door: squares of entries,
 #: the kernel products a_j a_l ||w_j|| ||w_l|| and their sums stay below this, which

@@ -1,6 +1,6 @@
 """Number engines: float64 (numpy) and mpmath at a chosen number of digits.
 
-Both engines present one interface to the array code in ``checker/objective.py``:
+Both engines present one interface to the array code in ``checker/core/objective.py``:
 numpy arrays (float64, or dtype=object holding ``mpmath.mpf``) plus the
 elementwise functions sqrt, atan2, sin, cos and the constant pi.  The formulas
 are written once against this interface, so the two engines cannot drift apart.
@@ -20,14 +20,14 @@ import mpmath
 import numpy as np
 from mpmath.libmp import from_man_exp
 
-from .errors import CheckerError
+from checker.core.errors import CheckerError
 
 #: Guard digits carried inside the mp engine beyond the requested ``dps``; the
 #: objective is a sum of O((m + m*)^2) terms of size O(1), so a few digits of
 #: cancellation are lost before rounding to ``dps`` on output.
 GUARD_DIGITS = 10
 
-#: |t| = |cos phi| above which checker.objective computes a = ||u^ - v^|| (t > 0)
+#: |t| = |cos phi| above which checker.core.objective computes a = ||u^ - v^|| (t > 0)
 #: or b = ||u^ + v^|| (t < 0) from the difference (sum) vector instead of the Gram
 #: entry.  Below it the Gram route loses at most log10(1 / (1 - ACCURATE_T)) digits
 #: of relative accuracy in a, b, phi and sin phi.  Measured in float64 against 40
@@ -42,7 +42,7 @@ _make_mpf = mpmath.mp.make_mpf
 MIN_DPS = 5
 #: Largest dps: every decimal string of a run (about dps + 25 digits at most) must stay
 #: below Python's int <-> str conversion limit (4300 digits by default); see
-#: checker.options.max_dps for interpreters with a lower limit.
+#: checker.commands.options.max_dps for interpreters with a lower limit.
 MAX_DPS = 4_000
 
 
@@ -58,9 +58,9 @@ class Float64Engine:
     sin = staticmethod(np.sin)
     cos = staticmethod(np.cos)
 
-    #: Bytes of one number in a pair array (for the memory estimate of checker.objective).
+    #: Bytes of one number in a pair array (for the memory estimate of checker.core.objective).
     bytes_per_number = 8
-    #: |cos phi| above which checker.objective computes the half-angle norms from vectors.
+    #: |cos phi| above which checker.core.objective computes the half-angle norms from vectors.
     accurate_t = ACCURATE_T
 
     def context(self) -> contextlib.AbstractContextManager:
@@ -70,7 +70,7 @@ class Float64Engine:
 
     @property
     def work(self) -> "Float64Engine":
-        """The engine of checker.objective's pair arithmetic: itself."""
+        """The engine of checker.core.objective's pair arithmetic: itself."""
         return self
 
     def to_work(self, x: Any) -> Any:
@@ -127,12 +127,12 @@ class Float64Engine:
 
 
 class ArbWork:
-    """The working numbers of the mp engine inside ``checker.objective``: Arb midpoints.
+    """The working numbers of the mp engine inside ``checker.core.objective``: Arb midpoints.
 
     python-flint ``arb`` at the mp engine's working precision (the same bits as
     ``mpmath.workdps(work_dps)``).  Arb's arithmetic, square root and atan2 run
-    in C, 10-40x faster than mpmath's; the formulas of ``checker.objective`` and
-    ``checker.kernel`` run unchanged on numpy arrays of arb.  Only midpoints are
+    in C, 10-40x faster than mpmath's; the formulas of ``checker.core.objective`` and
+    ``checker.core.kernel`` run unchanged on numpy arrays of arb.  Only midpoints are
     used: unit vectors are rounded to points (``point``), so rounding behaves as
     in a floating-point engine (identical rows give an exact zero difference)
     and results are returned as the ``mpmath.mpf`` of their midpoints
@@ -205,7 +205,7 @@ class ArbWork:
         return contextlib.nullcontext()  # MpEngine.context sets the precision
 
 
-#: High-precision backends: "arb" (default: Arb midpoints inside checker.objective)
+#: High-precision backends: "arb" (default: Arb midpoints inside checker.core.objective)
 #: and "mpmath" (pure mpmath, for cross-checks).
 MP_BACKENDS = ("arb", "mpmath")
 
@@ -253,7 +253,7 @@ class MpEngine:
         with mpmath.workdps(self.work_dps), ctx.workprec(self.work_prec):
             yield
 
-    # Working numbers of checker.objective (identity for the mpmath backend).
+    # Working numbers of checker.core.objective (identity for the mpmath backend).
     def to_work(self, x: Any) -> Any:
         return x if self.work is self else self.work.to_work(x)
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
-from .engines import GUARD_DIGITS, MAX_DPS, MIN_DPS
-from .errors import CheckerError, InstanceError, quote
+from checker.core.engines import GUARD_DIGITS, MAX_DPS, MIN_DPS
+from checker.core.errors import CheckerError, InstanceError, quote
 
 #: Largest seed: the seeds feed numpy's generators, which take 32-bit seeds in the
 #: legacy interface; one range for every command keeps runs reproducible everywhere.
@@ -29,7 +29,7 @@ MAX_SEED = 2**32 - 1
 #: Largest step budget (a run of 10^9 steps would take years even in float64).
 MAX_STEPS = 10**9
 #: Decimal digits beyond ``dps`` that the longest string a run converts carries (the
-#: engine's guard digits, the round-trip digits of checker.io and the Arb path's
+#: engine's guard digits, the round-trip digits of checker.core.io and the Arb path's
 #: outward-rounded bounds; measured at most dps + 23, margin kept).
 _DPS_STRING_MARGIN = GUARD_DIGITS + 40
 
@@ -85,7 +85,7 @@ def _table() -> dict[str, OptionSpec]:
 
 
 #: The options of ``python -m checker.theorem1`` (run-file key -> spec); the run-file
-#: keys accepted by ``checker.presets`` are exactly these.
+#: keys accepted by ``checker.commands.presets`` are exactly these.
 OPTIONS: dict[str, OptionSpec] = _table()
 
 
@@ -132,7 +132,7 @@ def parse_option(key: str, value: Any, field: str | None = None) -> Any:
         if spec.kind == "choice" and value not in spec.choices:
             raise bad()
         if key == "schedule":
-            from .gd import Schedule  # imported here: gd imports the engines and io
+            from checker.dynamics.gd import Schedule  # imported here: gd imports the engines and io
             try:
                 Schedule.parse(value)
             except CheckerError as exc:

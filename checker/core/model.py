@@ -31,8 +31,8 @@ from typing import Any, Mapping, Sequence
 import mpmath
 import numpy as np
 
-from .errors import InstanceError, quote
-from .kernel import ACTIVATIONS
+from checker.core.errors import InstanceError, quote
+from checker.core.kernel import ACTIVATIONS
 
 _DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
@@ -44,7 +44,7 @@ MIN_SEPARATION = 1e-12
 TOP_KEYS = {"activation", "teacher", "student", "lambda", "eta", "name", "normalize_teacher"}
 
 #: Longest decimal string accepted for one number: a little more than the digits the
-#: largest --dps (checker.engines.MAX_DPS = 4000, plus guard digits) can use; longer
+#: largest --dps (checker.core.engines.MAX_DPS = 4000, plus guard digits) can use; longer
 #: text could only be rounded away, and Python refuses int <-> str conversions beyond
 #: 4300 digits.
 MAX_NUMBER_CHARS = 4100
