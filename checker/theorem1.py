@@ -58,7 +58,9 @@ import numpy as np
 
 from checker import __version__
 from checker.core import objective
-from checker.commands.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
+from checker.commands.cli import UsageParser, run_guarded
+from checker.core.constants import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK,
+                                    EXIT_OUTSIDE_T1, NEGLIGIBLE_MASS)
 from checker.core.engines import MIN_DPS, Engine, make_engine
 from checker.core.errors import CheckerError
 from checker.core.model import Instance
@@ -67,10 +69,6 @@ from checker.commands.presets import DEFAULT_PRESET, RunFile, load_preset, load_
 from checker.core.problem import Problem, check_float64_range
 
 SCHEMA_VERSION = "1.0"
-EXIT_INCONCLUSIVE = 3
-#: Hypotheses unmet, run anyway with --force: the verdict "outside-T1".
-EXIT_OUTSIDE_T1 = 4
-EXIT_INTERRUPTED = 130
 
 #: The phases of a run, in order; an interrupted report names the one it reached.
 PHASES = ("cheap-checks", "certificate", "smoothness", "initial-gap", "preliminary-dual", "descent", "final-gap")
@@ -91,8 +89,6 @@ HYPOTHESES = {
 MONITOR_KEYS = ("lam", "zeta", "reg_loss", "loss", "far_mass", "weighted_sq_angle", "C3_bound", "C4_bound",
                 "max_heavy_angle")
 
-#: Relative size of a neuron mass that counts as non-negligible in C5 (times a_min).
-NEGLIGIBLE_MASS = 1e-2
 
 
 @dataclass
@@ -1113,7 +1109,7 @@ def check_outputs(args: argparse.Namespace, d: int) -> None:
     if args.checkpoint:
         check_output_file("--checkpoint", args.checkpoint, distinct_from={"--instance": args.instance})
     if args.plots:
-        from .plots import check_plotting
+        from checker.commands.figures import check_plotting
         check_plotting(args.plots, d, distinct_from={"--instance": args.instance, "--json": args.json,
                                                      "--checkpoint": args.checkpoint})
     check_output_dir("--counterexample-dir", args.counterexample_dir)
@@ -1161,7 +1157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_json_atomic(args.json, report.to_dict())
             print(f"result written to {args.json}")
         if args.plots and report.run:
-            from .plots import make_plots
+            from checker.commands.figures import make_plots
             for p in make_plots(check, report, args.plots):
                 print(f"figure: {p}")
         if report.verdict == "fails":

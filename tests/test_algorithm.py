@@ -156,7 +156,7 @@ def test_ctrl_c_writes_the_partial_result_and_exits_130(narrow_run, monkeypatch,
 
 
 def test_figures_are_written(narrow_run, tmp_path):
-    from checker.stages.plots import make_plots
+    from checker.commands.algorithm_figures import make_plots
 
     teacher = cli.load_preset("too-narrow-d5")[0]
     paths = make_plots(narrow_run[1]["seeds"], teacher, str(tmp_path / "fig"))

@@ -8,11 +8,10 @@ import os
 import sys
 from typing import Callable, NoReturn
 
+from checker.core.constants import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED,  # noqa: F401
+                                    EXIT_OK, EXIT_OUTSIDE_T1)
 from checker.core.errors import CheckerError
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 #: Environment variable that makes an internal error show its traceback.
 DEBUG_ENV = "CHECKER_DEBUG"
 #: Environment variable that keeps the C library's default allocator settings (see tune_allocator).

@@ -13,26 +13,18 @@ from __future__ import annotations
 
 import math
 
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
 from checker.core.errors import CheckerError, InstanceError, quote
 from checker.core.model import Instance, parse_json_text, read_text_file
+from checker.core.runfile import RunFile  # noqa: F401  (the run file as data, read here)
 from checker.commands.options import OPTIONS, parse_option, parse_run
 
 DEFAULT_PRESET = "default"
 
 RUN_KEYS = set(OPTIONS)
-
-
-@dataclass(frozen=True)
-class RunFile:
-    instance: Instance
-    run: dict[str, Any] = field(default_factory=dict)
-    description: str = ""
-    source: str = ""
 
 
 def preset_names() -> list[str]:

@@ -27,7 +27,7 @@ from checker.core.engines import Engine, make_engine, to_strings
 from checker.core.errors import CheckerError, InstanceError
 from ..geometry.certificate import nearest_teacher
 from checker.core.model import Instance
-from checker.commands.presets import RunFile
+from checker.core.runfile import RunFile
 from . import stage1, stage2
 
 SCHEMA_VERSION = "1.0"
@@ -193,7 +193,8 @@ def _number_or_none(text: str) -> float | None:
 def run_seed(teacher: Instance, opts: AlgorithmOptions, seed: int, *,
              say: Callable[[str], None] = lambda s: None) -> SeedResult:
     """The three stages on one seed (results as data)."""
-    from ..theorem1 import NEGLIGIBLE_MASS, Options, TheoremCheck
+    from checker.core.constants import NEGLIGIBLE_MASS
+    from ..theorem1 import Options, TheoremCheck
     from checker.core import objective
 
     engine: Engine = make_engine(opts.engine, opts.dps)

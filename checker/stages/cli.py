@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .. import __version__
-from checker.commands.cli import EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
+from checker.commands.cli import UsageParser, run_guarded
+from checker.core.constants import EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK
 from checker.core.errors import CheckerError, InstanceError
 from checker.core.model import Instance, parse_json_text, read_text_file
 from checker.commands.presets import run_option
 from .algorithm import SCHEMA_VERSION, AlgorithmOptions, overall_verdict, run_seed, teacher_instance
 
 PROG = "python -m checker.algorithm"
-EXIT_INCONCLUSIVE = 3
-EXIT_INTERRUPTED = 130
 DEFAULT_PRESET = "two-signs-d6"
 #: keys of a preset's (or teacher file's) "run" object: option name -> (type, AlgorithmOptions field)
 RUN_KEYS: dict[str, tuple[type, str]] = {
@@ -206,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_output_file("--checkpoint", args.checkpoint,
                               distinct_from={**distinct, "--json": args.json})
         if args.plots:
-            from ..plots import check_plotting
+            from checker.commands.figures import check_plotting
             check_plotting(args.plots)
             check_output_dir("--plots", args.plots)
         fingerprint = _fingerprint(teacher, opts)
@@ -275,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             print(f"result written to {args.json}")
         if args.plots and results:
-            from .plots import make_plots
+            from checker.commands.algorithm_figures import make_plots
             for p in make_plots(results, teacher, args.plots):
                 print(f"figure: {p}")
         if interrupted:

@@ -46,7 +46,7 @@ from checker.core.io import check_output_dir, check_output_file, engine_to_json,
 from checker.core.model import Instance
 from checker.commands.presets import load_preset, load_run_file, preset_names
 from checker.core.problem import Problem
-from ..theorem1 import EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, NEGLIGIBLE_MASS
+from checker.core.constants import EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, NEGLIGIBLE_MASS
 
 PROG = "python -m checker.gd"
 RESULT_FORMAT = "zhou-ge-checker/gd-run"

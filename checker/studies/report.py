@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CheckerError(f"{args.results}: no such results file")
         out = check_output_file("--out", args.out, distinct_from={"RESULTS": args.results})
         if args.figures:
-            from ..plots import check_plotting
+            from checker.commands.figures import check_plotting
             check_plotting(args.figures)
             check_output_dir("--figures", args.figures)
         records = sorted(read_results(args.results).values(), key=lambda r: r["key"])

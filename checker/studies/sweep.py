@@ -41,13 +41,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .. import __version__
-from checker.commands.cli import EXIT_OK, UsageParser, run_guarded, tune_allocator
+from checker.commands.cli import UsageParser, run_guarded, tune_allocator
+from checker.core.constants import EXIT_INTERRUPTED, EXIT_OK
 from checker.core.errors import CheckerError
 from .scaling import AXES, MeasureConfig, PointSpec
 
 RESULT_VERSION = "1.0"
 GRID_KEYS = {"version", "name", "description", "base", "axes", "points", "measure"}
-EXIT_INTERRUPTED = 130
 
 
 # --------------------------------------------------------------------------- grid

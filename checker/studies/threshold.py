@@ -39,7 +39,8 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from .. import __version__
-from checker.commands.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UsageParser, run_guarded
+from checker.commands.cli import UsageParser, run_guarded
+from checker.core.constants import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK
 from checker.core.engines import Float64Engine
 from checker.core.errors import CheckerError
 from checker.core.model import Instance
@@ -48,8 +49,6 @@ from checker.core.problem import Problem
 from . import families as fam
 
 SCHEMA_VERSION = "1.0"
-EXIT_INCONCLUSIVE = 3
-EXIT_INTERRUPTED = 130
 #: A run stopped at the precision floor with a gap above this many gap targets
 #: stalled on a stationary point other than the lambda-optimum (a failure).
 STALL_FACTOR = 1e3
@@ -620,7 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             check_output_file("--json", args.json, distinct_from={"instance": args.instance})
         if args.plots:
-            from ..plots import check_plotting
+            from checker.commands.figures import check_plotting
             check_plotting(args.plots)
             check_output_dir("--plots", args.plots)
         fail_dir = args.failing_dir or (str(Path(args.json).resolve().parent) if args.json else ".")
@@ -636,7 +635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_json_atomic(path, failing_run_file(trial, cfg, result))
             result.failing_run = str(path)
             if args.plots:
-                from ..plots import make_plots
+                from checker.commands.figures import make_plots
                 folder = Path(args.plots) / f"failing-{args.family}"
                 result.failure["figures"] = [str(p) for p in make_plots(check, report, str(folder))]
         if args.json:

@@ -55,7 +55,7 @@ from checker.core.io import check_output_dir, check_output_file, write_json_atom
 from checker.core.model import Instance
 from checker.commands.presets import load_preset, load_run_file, preset_names
 from checker.core.problem import Problem
-from ..theorem1 import EXIT_INCONCLUSIVE, EXIT_INTERRUPTED
+from checker.core.constants import EXIT_INCONCLUSIVE, EXIT_INTERRUPTED
 from . import gd_run
 
 PROG = "python -m checker.weight_decay"
@@ -442,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             check_output_file("--json", args.json, distinct_from={"--instance": args.instance})
         if args.plots:
-            from ..plots import check_plotting
+            from checker.commands.figures import check_plotting
             check_plotting(args.plots)
             check_output_dir("--plots", args.plots)
         opts = StudyOptions(lam=args.lam.strip() if args.lam else None,

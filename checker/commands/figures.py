@@ -67,7 +67,7 @@ def descent_direction_figure(check: Any, plt: Any) -> Any:
     component orthogonal to it); the projection can shorten arrows, never lengthen them.
     """
     from checker.core.engines import Float64Engine
-    from .geometry import descent
+    from checker.geometry import descent
     from checker.core.problem import Problem
 
     eng = Float64Engine()
@@ -117,7 +117,7 @@ def make_plots(check: Any, report: Any, folder: str) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .geometry.certificate import certificate_terms, eta_values
+    from checker.geometry.certificate import certificate_terms, eta_values
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
