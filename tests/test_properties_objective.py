@@ -668,7 +668,7 @@ def test_gap_target_beyond_the_precision_is_refused(engine, dps, shortfall):
     import contextlib
     import io
 
-    from checker.theorem1 import main
+    from checker.commands.theorem1 import main
 
     eps = 2.0**-52 if engine == "float64" else 10.0**-dps
     gap_target = 100 * eps * 10.0**-shortfall

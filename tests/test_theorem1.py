@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from checker import theorem1
+from checker.commands import theorem1
+from checker.theorem.checkpoint import CHECKPOINT_FORMAT
+from checker.theorem.verdict import SCHEMA_VERSION, decimal_at_most
 from checker.core.errors import CheckerError
 from checker.commands.presets import load_preset, load_run_file, preset_names
 from tests.outputs import bad_output_cases, device_intact, tree_state
@@ -43,7 +45,7 @@ def test_default_preset_holds_and_writes_the_documented_json(tmp_path: Path, cap
     assert code == 0, stdout + err
     assert "verdict: holds" in stdout
     data = json.loads(out.read_text())
-    assert data["version"] == theorem1.SCHEMA_VERSION
+    assert data["version"] == SCHEMA_VERSION
     assert data["verdict"] == "holds"
     assert [h["id"] for h in data["hypotheses"]] == ["H1", "H1-certificate", "H2", "H3", "H4"]
     assert [c["id"] for c in data["conclusions"]] == ["C1", "C2", "C3", "C4", "C5", "C6", "C7"]
@@ -290,7 +292,7 @@ def test_ctrl_c_in_a_phase_writes_the_partial_result_and_the_finished_phases(
     order = list(PHASE_METHODS)
     finished = order if phase == "final-gap" else order[:order.index(phase)]
     saved = json.loads(ckpt.read_text())
-    assert saved["format"] == theorem1.CHECKPOINT_FORMAT and saved["phase"] == phase
+    assert saved["format"] == CHECKPOINT_FORMAT and saved["phase"] == phase
     assert sorted(saved["phases"]) == sorted(finished)
     assert (saved["gd"] is not None) == (phase == "final-gap")
     assert all(calls[p] == 1 for p in finished)
@@ -484,10 +486,10 @@ def test_rigorous_comparisons_use_the_decimal_upper_bound_not_its_nearest_float(
     # round-to-nearest comparison says "<= 0.1" although the bound exceeds 0.1.
     upper = "0.1000000000000000055511151231257828"
     assert float(upper) == 0.1 and float(upper) <= 0.1  # what the old comparison did
-    assert theorem1.decimal_at_most(upper, 0.1) is False
-    assert theorem1.decimal_at_most("0.1000000000000000055511151231257827", 0.1) is True
-    assert theorem1.decimal_at_most("1e-30", "1e-30") is True
-    assert theorem1.decimal_at_most("inf", 1.0) is False and theorem1.decimal_at_most("nan", 1.0) is False
+    assert decimal_at_most(upper, 0.1) is False
+    assert decimal_at_most("0.1000000000000000055511151231257827", 0.1) is True
+    assert decimal_at_most("1e-30", "1e-30") is True
+    assert decimal_at_most("inf", 1.0) is False and decimal_at_most("nan", 1.0) is False
 
 
 def test_command_line_runs_as_documented(tmp_path: Path) -> None:
@@ -601,7 +603,7 @@ def test_outputs_may_not_overwrite_the_input_or_each_other(args: list[str], need
 
 def test_json_through_a_symlink_is_written_to_its_target(tmp_path: Path, capsys, monkeypatch) -> None:
     def quick_run(self, on_hypotheses=None):  # the writing path of main without the long phases
-        return theorem1.Report(theorem1.SCHEMA_VERSION, "test", "hypotheses-unmet", self.instance.to_dict(),
+        return theorem1.Report(SCHEMA_VERSION, "test", "hypotheses-unmet", self.instance.to_dict(),
                                self.engine.name, self.engine.dps, {}, [], message="H4 fails (stub)")
 
     monkeypatch.setattr(theorem1.TheoremCheck, "run", quick_run)

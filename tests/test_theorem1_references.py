@@ -34,7 +34,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from checker import theorem1
+from checker.commands import theorem1
 from tests import reference
 from tests.tolerance import assert_close
 

@@ -341,7 +341,7 @@ def test_a_safe_trial_runs_with_the_smaller_step_and_records_it(monkeypatch) -> 
     # (beta_0 pinned at 10 here) must run with eta = 1/10 instead of the reference's step,
     # and the trial must record the step it ran with; under "instance" the step is kept.
     import checker.geometry.smoothness as sm
-    import checker.theorem1 as t1
+    import checker.theorem.check as t1
 
     seen: list[str] = []
 

@@ -194,7 +194,7 @@ def run_seed(teacher: Instance, opts: AlgorithmOptions, seed: int, *,
              say: Callable[[str], None] = lambda s: None) -> SeedResult:
     """The three stages on one seed (results as data)."""
     from checker.core.constants import NEGLIGIBLE_MASS
-    from ..theorem1 import Options, TheoremCheck
+    from checker.theorem.check import Options, TheoremCheck
     from checker.core import objective
 
     engine: Engine = make_engine(opts.engine, opts.dps)

@@ -256,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         results.pop()
                         break
                     if res.stage3.verdict == "fails" and counterexample is None:
-                        from ..theorem1 import write_counterexample
+                        from checker.commands.theorem1 import write_counterexample
                         counterexample = write_counterexample(res._run_file, res._options, res._report,
                                                               args.counterexample_dir)
                     save()

@@ -308,8 +308,8 @@ def reference_run(spec: PointSpec, *, steps: int = 20_000, gap_target: float = 1
     when it reached the gap target (C2 holds), else None.
     """
     from checker.core.io import engine_from_json
-    from checker.commands.presets import RunFile
-    from ..theorem1 import Options, TheoremCheck
+    from checker.core.runfile import RunFile
+    from checker.theorem.check import Options, TheoremCheck
 
     start = start_instance(spec)
     check = TheoremCheck(RunFile(start, {}, "", start.name),
@@ -328,7 +328,7 @@ def measure_point(spec: PointSpec, cfg: MeasureConfig) -> dict[str, Any]:
     """The T1 constants of a generated instance and, per family, its empirical threshold (JSON-ready)."""
     import time
 
-    from checker.commands.presets import RunFile
+    from checker.core.runfile import RunFile
     from . import threshold as thr
 
     t0 = time.perf_counter()

@@ -236,7 +236,7 @@ def _reg_loss64(instance: Instance) -> float:
 
 
 def _options(cfg: TrialConfig, threshold: float | None) -> Any:
-    from ..theorem1 import Options
+    from checker.theorem.check import Options
 
     # every hypothesis is evaluated even when one fails early (the probe of the reference
     # instance reads H4's gap; a trial is forced anyway)
@@ -247,7 +247,7 @@ def _options(cfg: TrialConfig, threshold: float | None) -> Any:
 
 def checker_thresholds(rf: RunFile, cfg: TrialConfig) -> dict[str, Any]:
     """eps_0, lambda_max and the certificate constants of the checker for the reference instance."""
-    from ..theorem1 import TheoremCheck
+    from checker.theorem.check import TheoremCheck
 
     check = TheoremCheck(rf, _options(cfg, None))
     hyps, constants = check.hypotheses()
@@ -309,7 +309,7 @@ def run_trial(rf: RunFile, family: str, size: float, cfg: TrialConfig, *, eps0: 
     accuracy (the branch and bound tolerance of ``checker.theorem1`` follows it).
     Returns the trial and, with ``keep``, the (check, report) pair for figures.
     """
-    from ..theorem1 import TheoremCheck
+    from checker.theorem.check import TheoremCheck
 
     inst = perturbed_instance(rf.instance, family, size, cfg.seed)
     if cfg.step == "safe":
