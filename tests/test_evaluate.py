@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from checker.evaluate import main
+from checker.commands.evaluate import main
 from tests import reference
 from tests.tolerance import assert_close_scaled
 

@@ -494,7 +494,7 @@ def test_float64_refuses_an_objective_that_overflows(scale):
 def test_evaluate_command_exits_2_on_overflow(tmp_path, capsys):
     # Contract of the command line: exit 2 and one line on stderr, nothing on stdout
     # (before: exit 0 printing "loss": "nan").
-    from checker.evaluate import main
+    from checker.commands.evaluate import main
 
     path = tmp_path / "i.json"
     path.write_text(json.dumps(_scaled_instance("1e300").to_dict()))

@@ -591,7 +591,7 @@ def test_unreadable_json_gives_one_line_error(text):
 def test_cli_bad_files_exit_2_with_one_line(content, capsys):
     """The evaluate CLI on a non-UTF-8 file, truncated JSON and a directory: exit 2, one line on
     stderr, nothing on stdout.  Reference: product.md exit codes."""
-    from checker.evaluate import main
+    from checker.commands.evaluate import main
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "instance.json")
@@ -613,7 +613,7 @@ def test_cli_corrupted_instance_exit_2(case):
     import contextlib
     import io
 
-    from checker.evaluate import main
+    from checker.commands.evaluate import main
 
     _, d = case
     with tempfile.TemporaryDirectory() as tmp:
