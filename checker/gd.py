@@ -1,8 +1,8 @@
-"""``python -m checker.gd``: gradient descent alone, outside T1 (see ``checker.studies.gd_run``)."""
+"""``python -m checker.gd``: gradient descent alone, outside T1 (``checker.commands.gd``)."""
 
 import sys
 
-from checker.studies.gd_run import main
+from checker.commands.gd import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,6 +16,7 @@ from checker.core import objective
 from checker.core.engines import make_engine
 from checker.core.io import read_json
 from checker.core.model import Instance
+from checker.commands import gd as gd_cmd
 from checker.studies import gd_run
 from tests.test_gd import TWO_TEACHERS
 
@@ -28,7 +29,7 @@ def inst_file(tmp_path):
 
 
 def run_cli(*args: str) -> int:
-    return gd_run.main([*args, "--no-progress"])
+    return gd_cmd.main([*args, "--no-progress"])
 
 
 def result(path) -> dict:
