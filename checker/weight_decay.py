@@ -1,10 +1,8 @@
-"""``python -m checker.weight_decay``: the weight-decay study (code in checker/studies/weight_decay.py)."""
-
-from __future__ import annotations
+"""``python -m checker.weight_decay``: the weight-decay study (``checker.commands.weight_decay``)."""
 
 import sys
 
-from .studies.weight_decay import main
+from checker.commands.weight_decay import main
 
 if __name__ == "__main__":
     sys.exit(main())

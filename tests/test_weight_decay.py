@@ -9,6 +9,7 @@ import pytest
 
 from checker.core import objective
 from checker.core.io import read_json
+from checker.commands import weight_decay as wd_cmd
 from checker.studies import weight_decay as wd
 
 
@@ -57,7 +58,7 @@ def _tiny(tmp_path, *extra: str) -> tuple[int, dict]:
     # lambda = 0.04 and 700 float64 steps: the first-layer run with weight decay reaches
     # float64's floor (step 600 on the default preset) and continues 20 steps in mp.
     out = tmp_path / "study.json"
-    code = wd.main(["--lambda", "0.04", "--steps", "700", "--mp-steps", "20", "--dps", "20", "--json", str(out),
+    code = wd_cmd.main(["--lambda", "0.04", "--steps", "700", "--mp-steps", "20", "--dps", "20", "--json", str(out),
                     "--no-progress", *extra])
     return code, (read_json(out, "study") if out.exists() else {})
 
@@ -121,7 +122,7 @@ def test_ctrl_c_ends_the_study_with_the_partial_result(tmp_path, monkeypatch):
     (["--preset", "single-teacher", "--instance", "x.json"], "not allowed"),
 ])
 def test_bad_flags_are_refused_with_one_line(capsys, args, expect):
-    assert wd.main([*args, "--no-progress"]) == 2
+    assert wd_cmd.main([*args, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert expect in err and err.count("\n") == 1
 
@@ -134,14 +135,14 @@ def test_a_start_without_extra_students_is_refused(tmp_path, capsys):
     few = inst.replace(student_a=inst.student_a[:2], student_W=inst.student_W[:2])
     path = tmp_path / "few.json"
     path.write_text(json.dumps(few.to_dict()))
-    assert wd.main(["--instance", str(path), "--no-progress"]) == 2
+    assert wd_cmd.main(["--instance", str(path), "--no-progress"]) == 2
     assert "more students than teachers" in capsys.readouterr().err
 
 
 def test_bad_output_paths_are_refused_before_any_run(tmp_path, capsys):
     afile = tmp_path / "a-file"
     afile.write_text("x")
-    assert wd.main(["--plots", str(afile), "--no-progress"]) == 2  # a file, not a folder
-    assert wd.main(["--json", str(tmp_path), "--no-progress"]) == 2  # a folder, not a file
+    assert wd_cmd.main(["--plots", str(afile), "--no-progress"]) == 2  # a file, not a folder
+    assert wd_cmd.main(["--json", str(tmp_path), "--no-progress"]) == 2  # a folder, not a file
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 2 and all(line.startswith(wd.PROG) for line in err)
+    assert len(err) == 2 and all(line.startswith(wd_cmd.PROG) for line in err)

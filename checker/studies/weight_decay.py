@@ -1,4 +1,5 @@
-"""``python -m checker.weight_decay``: what weight decay buys, measured.
+"""What weight decay buys, measured: the library of ``python -m checker.weight_decay``
+(the command is ``checker.commands.weight_decay``).
 
 The same start (more students than teachers, near the teacher; the preset
 ``default`` unless ``--preset``/``--instance`` says otherwise) is run four times
@@ -37,31 +38,22 @@ Nothing here predicts an exponent: the command measures it.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, localcontext
-from pathlib import Path
 from typing import Any, Sequence
 
 import mpmath
 import numpy as np
 
 from .. import __version__
-from checker.commands.options import max_dps
-from checker.commands.cli import EXIT_OK, UsageParser, run_guarded
 from checker.core.engines import make_engine
 from checker.core.errors import CheckerError
-from checker.core.io import check_output_dir, check_output_file, write_json_atomic
 from checker.core.model import Instance
-from checker.commands.presets import load_preset, load_run_file, preset_names
 from checker.core.problem import Problem
-from checker.core.constants import EXIT_INCONCLUSIVE, EXIT_INTERRUPTED
 from . import gd_run
 
-PROG = "python -m checker.weight_decay"
 RESULT_FORMAT = "zhou-ge-checker/weight-decay-study"
 RESULT_VERSION = "1.0"
-DEFAULT_PRESET = "default"
 TARGETS = tuple(10.0 ** -k for k in range(4, 13))
 #: A row resolves e when e exceeds this many ulps of S (the rounding level of L_lambda) ...
 RESOLVE_ULPS = 100
@@ -314,148 +306,3 @@ def run_study(instance: Instance, opts: StudyOptions, source: str = "",
             verdict = "inconclusive"
             notes.append(f"{spec.name}: a phase stopped with {reasons}; its law is not measured to the end")
     return StudyResult(instance.to_dict(), source, asdict(opts) | {"lambda": lam}, runs, verdict, notes)
-
-
-# --------------------------------------------------------------------------- output
-def _fmt_law(law: Law) -> str:
-    if law.model == "none":
-        return f"no fit ({law.reason})"
-    lo, hi = law.fit_range_steps
-    if law.model == "linear-rate":
-        r = law.linear_rate
-        body = f"linear: rate {r['rate']:.4g} per step [95%: {r['rate_low']:.4g}, {r['rate_high']:.4g}]"
-    else:
-        r = law.power_law
-        body = f"power law: exponent {r['exponent']:.4g} [95%: {r['exponent_low']:.4g}, {r['exponent_high']:.4g}]"
-    e0, e1 = law.fit_range_excess
-    return f"{body} over steps {lo}..{hi} (e {e0:.2g} -> {e1:.2g}, {law.points} rows)"
-
-
-def print_study(res: StudyResult, out: Any = None) -> None:
-    out = out or sys.stdout
-    print(f"weight-decay study — {res.source}: lambda = {res.options['lambda']} vs 0, eta = "
-          f"{res.instance.get('eta')}, m = {len(res.instance['student']['a'])} students, "
-          f"m* = {len(res.instance['teacher']['a'])} teachers", file=out)
-    for r in res.runs:
-        print(f"\n{r.name} (lambda = {r.lam}, train = {r.train})", file=out)
-        for ph in r.phases:
-            eng = ph["engine"]["name"] + (f" {ph['engine']['dps']} digits" if ph["engine"]["dps"] else "")
-            print(f"  {eng}: steps {ph['from_step']}..{ph['to_step']} ({ph['stop_reason']}, "
-                  f"{ph['elapsed']:.1f} s)", file=out)
-        print(f"  final: L = {float(r.final['loss']):.6g}, L_lambda = {float(r.final['reg_loss']):.12g}, "
-              f"far mass = {float(r.final['far_mass']):.3g}", file=out)
-        print(f"  {r.excess_definition}", file=out)
-        print(f"  law: {_fmt_law(r.law)}", file=out)
-        hits = ", ".join(f"{k}: {v if v is not None else '-'}" for k, v in r.steps_to_target.items())
-        print(f"  steps to e <= target: {hits}", file=out)
-        geo = "; ".join(f"t={g['step']}: far {float(g['far_mass']):.2g}, redundant "
-                        f"{float(g['redundant_mass']):.3g}, angle {float(g['max_angle']):.2g}"
-                        for g in r.geometry)
-        print(f"  geometry: {geo}", file=out)
-    for n in res.notes:
-        print(f"note: {n}", file=out)
-    print(f"\nverdict: {res.verdict}", file=out)
-
-
-def make_figure(res: StudyResult, folder: str | Path) -> Path:
-    """One figure: excess against steps, log-log, every run (mp continuation dashed, fit range bold)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    colors = ["tab:blue", "tab:cyan", "tab:red", "tab:orange"]
-    for r, c in zip(res.runs, colors):
-        pts = [h for h in r.history if h["step"] >= 1 and h["resolved"]]
-        for eng, style in (("float64", "-"), (None, "--")):
-            sel = [h for h in pts if (h["engine"] == "float64") == (eng == "float64")]
-            if sel:
-                ax.loglog([h["step"] for h in sel], [h["excess"] for h in sel], style, color=c, lw=1.2,
-                          label=f"{r.name} (lambda={r.lam})" if eng == "float64" else f"{r.name}, mp")
-        if r.law.fit_range_steps:
-            lo, hi = r.law.fit_range_steps
-            fit = [h for h in pts if lo <= h["step"] <= hi]
-            ax.loglog([h["step"] for h in fit], [h["excess"] for h in fit], color=c, lw=3.5, alpha=0.35)
-    ax.set_xlabel("step t")
-    ax.set_ylabel("excess e(t)  (L for lambda = 0; L_lambda - L_ref for lambda > 0)")
-    ax.set_title("Weight decay vs none: GD from the same start (resolved rows; bold: fit range)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "weight-decay-loss.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-# --------------------------------------------------------------------------- command line
-def build_parser() -> UsageParser:
-    p = UsageParser(prog=PROG, description="What weight decay buys: GD with lambda > 0 and lambda = 0 "
-                                            "from the same start, both layers and first layer only.")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--preset", help=f"embedded start (default: {DEFAULT_PRESET})")
-    src.add_argument("--instance", help="instance or run file (JSON)")
-    p.add_argument("--lambda", dest="lam", help="the weight decay of the lambda > 0 runs (default: the instance's)")
-    p.add_argument("--eta", help="step size (default: the instance's)")
-    p.add_argument("--steps", type=int, default=100_000, help="float64 steps per run (default 100000)")
-    p.add_argument("--mp-steps", type=int, default=1500,
-                   help="mp steps after a float64 precision floor (default 1500; 0: none)")
-    p.add_argument("--dps", type=int, default=30, help="digits of the mp continuation (default 30)")
-    p.add_argument("--json", help="write the result to this file")
-    p.add_argument("--plots", help="write the figure to this folder")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-
-    def body() -> int:
-        args = parser.parse_args(argv)
-        if args.steps < 1:
-            raise CheckerError(f"--steps must be >= 1, got {args.steps}")
-        if args.mp_steps < 0:
-            raise CheckerError(f"--mp-steps must be >= 0, got {args.mp_steps}")
-        if not 15 <= args.dps <= max_dps():
-            raise CheckerError(f"--dps must be between 15 and {max_dps()}, got {args.dps}")
-        for flag, value in (("--lambda", args.lam), ("--eta", args.eta)):
-            if value is not None:
-                try:
-                    ok = Decimal(value.strip()).is_finite() and Decimal(value.strip()) > 0
-                except ArithmeticError:
-                    ok = False
-                if not ok:
-                    raise CheckerError(f"{flag} must be a positive decimal number, got {value!r}")
-        if args.instance:
-            instance, source = load_run_file(args.instance).instance, args.instance
-        else:
-            name = args.preset or DEFAULT_PRESET
-            if name not in preset_names():
-                raise CheckerError(f"unknown preset {name!r}; available presets: {', '.join(preset_names())}")
-            instance, source = load_preset(name).instance, f"preset {name}"
-        if instance.m <= instance.m_star:
-            raise CheckerError(f"the study needs more students than teachers (m = {instance.m}, "
-                               f"m* = {instance.m_star})")
-        if args.json:
-            check_output_file("--json", args.json, distinct_from={"--instance": args.instance})
-        if args.plots:
-            from checker.commands.figures import check_plotting
-            check_plotting(args.plots)
-            check_output_dir("--plots", args.plots)
-        opts = StudyOptions(lam=args.lam.strip() if args.lam else None,
-                            eta=args.eta.strip() if args.eta else None, steps=args.steps,
-                            mp_steps=args.mp_steps, dps=args.dps, progress=not args.no_progress)
-        say = (lambda text: print(text, file=sys.stderr, flush=True)) if opts.progress else (lambda text: None)
-        res = run_study(instance, opts, source, say)
-        print_study(res)
-        if args.json:
-            write_json_atomic(args.json, res.to_dict())
-            print(f"result written to {args.json}")
-        if args.plots and res.runs:
-            print(f"figure: {make_figure(res, args.plots)}")
-        return {"complete": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(res.verdict, EXIT_INCONCLUSIVE)
-
-    return run_guarded(body, PROG)
