@@ -1,8 +1,8 @@
-"""``python -m checker.threshold``: see ``checker.studies.threshold``."""
+"""``python -m checker.threshold``: the empirical threshold of the local phase along a family (``checker.commands.threshold``)."""
 
 import sys
 
-from .studies.threshold import main
+from checker.commands.threshold import main
 
 if __name__ == "__main__":
     sys.exit(main())

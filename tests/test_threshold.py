@@ -16,6 +16,7 @@ from checker.core.model import line_or_ray_angle
 from checker.commands.presets import load_run_file
 from checker.core.problem import Problem
 from checker.studies import families as fam
+from checker.commands import threshold as thr_cmd
 from checker.studies import threshold as thr
 from checker.studies.scaling import PointSpec, start_instance
 from tests.tolerance import assert_close
@@ -207,7 +208,7 @@ def test_search_reports_gap_and_loss_brackets_and_the_ratio_to_eps0(monkeypatch)
 def test_a_failure_below_eps0_is_a_counterexample_and_exits_1(monkeypatch, tmp_path: Path, capsys) -> None:
     _synthetic(monkeypatch, eps0=5.0, t_star=0.2)  # failing gaps from 2.0 < eps_0 = 5
     out = tmp_path / "r.json"
-    code = thr.main([str(REFERENCE), "--family", "rotate", "--json", str(out), "--no-progress"])
+    code = thr_cmd.main([str(REFERENCE), "--family", "rotate", "--json", str(out), "--no-progress"])
     cap = capsys.readouterr()
     assert code == 1
     assert "COUNTEREXAMPLE" in cap.out and "COUNTEREXAMPLE" in cap.err
@@ -224,7 +225,7 @@ def test_a_failure_below_eps0_with_h3_unmet_is_not_a_counterexample(monkeypatch)
 
 def test_nothing_failing_says_so_and_gives_the_range(monkeypatch, capsys) -> None:
     _synthetic(monkeypatch, eps0=0.1, t_star=math.inf)
-    code = thr.main([str(REFERENCE), "--family", "far", "--range", "0", "1.5", "--no-progress"])
+    code = thr_cmd.main([str(REFERENCE), "--family", "far", "--range", "0", "1.5", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0 and "nothing fails within the family's range [0, 1.5]" in out
 
@@ -262,7 +263,7 @@ def test_the_failing_run_file_is_a_theorem1_run_file(tmp_path: Path) -> None:
 def test_bad_inputs_end_in_one_line_with_exit_2(args, needle, capsys, monkeypatch) -> None:
     # no trial may start: a bad input is refused before any work
     monkeypatch.setattr(thr, "checker_thresholds", lambda *a, **k: pytest.fail("work started"))
-    code = thr.main(args)
+    code = thr_cmd.main(args)
     err = capsys.readouterr().err
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and needle in err
@@ -273,7 +274,7 @@ def test_an_instance_without_a_step_size_is_refused(tmp_path: Path, capsys) -> N
     data.pop("eta")
     p = tmp_path / "noeta.json"
     p.write_text(json.dumps(data))
-    code = thr.main([str(p), "--family", "rotate"])
+    code = thr_cmd.main([str(p), "--family", "rotate"])
     err = capsys.readouterr().err
     assert code == 2 and "eta" in err and len(err.strip().splitlines()) == 1
 
@@ -283,7 +284,7 @@ def test_an_instance_without_a_step_size_is_refused(tmp_path: Path, capsys) -> N
 def test_unbalance_search_on_the_reference_brackets_and_saves_a_reproducible_failing_run(tmp_path: Path,
                                                                                           capsys) -> None:
     out = tmp_path / "u.json"
-    code = thr.main([str(REFERENCE), "--family", "unbalance", "--max-trials", "5", "--trial-time", "60",
+    code = thr_cmd.main([str(REFERENCE), "--family", "unbalance", "--max-trials", "5", "--trial-time", "60",
                      "--json", str(out), "--plots", str(tmp_path / "fig"), "--no-progress"])
     res = json.loads(out.read_text())
     assert code in (0, 1)
@@ -306,7 +307,7 @@ def test_ctrl_c_writes_the_partial_result_and_exits_130(monkeypatch, tmp_path: P
 
     monkeypatch.setattr(thr, "run_trial", interrupted_third)
     out = tmp_path / "r.json"
-    code = thr.main([str(REFERENCE), "--family", "rotate", "--json", str(out), "--no-progress"])
+    code = thr_cmd.main([str(REFERENCE), "--family", "rotate", "--json", str(out), "--no-progress"])
     capsys.readouterr()
     res = json.loads(out.read_text())
     assert code == 130 and res["interrupted"] is True and len(res["trials"]) == 2

@@ -1,8 +1,9 @@
-"""``python -m checker.threshold``: the empirical threshold of the local phase along a family.
+"""The empirical threshold of the local phase along a family: the library of ``python -m checker.threshold``
+(the command is ``checker.commands.threshold``).
 
 From a reference student near the lambda-optimum, a perturbation family
 (``checker.studies.families``) moves the start by a size s.  A *trial* at s runs
-the T1 check (``checker.theorem1.TheoremCheck``, fixed lambda, forced, with its
+the T1 check (``checker.theorem.check.TheoremCheck``, fixed lambda, forced, with its
 own threshold set large enough that H4 never stops it) and is classified:
 
 * ``converges``: GD reached the gap target and no conclusion of T1 failed;
@@ -33,18 +34,15 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from .. import __version__
-from checker.commands.cli import UsageParser, run_guarded
-from checker.core.constants import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK
 from checker.core.engines import Float64Engine
 from checker.core.errors import CheckerError
 from checker.core.model import Instance
-from checker.commands.presets import RunFile, load_preset, load_run_file, preset_names
+from checker.core.runfile import RunFile
 from checker.core.problem import Problem
 from . import families as fam
 
@@ -537,124 +535,3 @@ def failing_run_file(trial: Trial, cfg: TrialConfig, result: ThresholdResult) ->
     return {"description": f"threshold search, family {result.family} at size {trial.size:.6g} "
                            f"(initial gap {trial.gap0:.4g}): fails ({', '.join(trial.failed)}): {what}",
             "instance": trial.instance, "run": run}
-
-
-# --------------------------------------------------------------------------- command line
-def build_parser() -> UsageParser:
-    p = UsageParser(prog="python -m checker.threshold",
-                    description="Empirical threshold of the local phase along a perturbation family.")
-    p.add_argument("instance", help="run or instance file (JSON) of a reference student near the optimum, "
-                                    "or preset:NAME")
-    p.add_argument("--family", required=True, help=f"one of {', '.join(fam.FAMILIES)}")
-    p.add_argument("--engine", choices=["float64", "mp"], default="float64")
-    p.add_argument("--dps", type=int, help="digits for --engine mp")
-    p.add_argument("--range", nargs=2, type=float, metavar=("LO", "HI"), help="size range searched")
-    p.add_argument("--rel-tol", type=float, default=0.05, help="bracket width in size, relative to the range")
-    p.add_argument("--max-trials", type=int, default=10, help="trials of the bisection (default 10)")
-    p.add_argument("--steps", type=int, default=20_000, help="step budget per trial")
-    p.add_argument("--trial-time", type=float, default=60.0, help="wall-time budget per trial (seconds)")
-    p.add_argument("--gap-target", type=float, default=1e-9, help="gap a trial must reach to converge")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--step", choices=STEP_POLICIES, default="instance",
-                   help="step of each trial: the instance's eta (default), or 'safe': min(eta, 1/beta_0) with "
-                        "beta_0 the smoothness at the trial's start, so that a failure is not the step's")
-    p.add_argument("--json", help="write the result here")
-    p.add_argument("--plots", help="figures of the failing run go to this folder")
-    p.add_argument("--failing-dir", help="where the failing run file goes (default: the --json folder or .)")
-    p.add_argument("--no-progress", action="store_true")
-    return p
-
-
-def load_reference(text: str) -> RunFile:
-    if text.startswith("preset:"):
-        name = text[len("preset:"):]
-        if name not in preset_names():
-            raise CheckerError(f"unknown preset {name!r}; available: {', '.join(preset_names())}")
-        return load_preset(name)
-    return load_run_file(text)
-
-
-def print_result(r: ThresholdResult, out: Any = None) -> None:
-    out = out or sys.stdout
-    print(f"threshold search — family {r.family} ({r.parameter}), range [{r.size_range['lo']:g}, "
-          f"{r.size_range['hi']:g}], lambda = {r.lambda_:g}", file=out)
-    for t in r.trials:
-        print(f"  s = {t['size']:<10.5g} {t['outcome']:<13} gap0 <= {t['gap0']:.4g}  L0 = {t['loss0']:.4g}  "
-              f"eta {t['eta'] or math.nan:.3g}, {t['stop_reason']} after {t['steps']} steps ({t['seconds']:.1f} s)"
-              + (f"  failed: {', '.join(t['failed'])}" if t["failed"] else ""), file=out)
-    print(f"checker's eps_0 = {r.eps0_checker:.4g}, lambda_max = {r.lambda_max_checker:.4g} "
-          "(operational choices of checker.theorem1)", file=out)
-    if r.ratio_to_eps0 is not None:
-        print(f"empirical threshold (lower end) / eps_0 = {r.ratio_to_eps0:.4g}", file=out)
-    if r.failure:
-        unmet = r.failure["hypotheses_unmet"]
-        print(f"failing start at s = {r.failure['size']:.5g} (failed: {', '.join(r.failure['conclusions_failed'])}"
-              + (f"; {', '.join(unmet)} unmet there" if unmet else "") + "): "
-              + "; ".join(r.failure["diagnosis"] or r.failure["conclusions_failed"]), file=out)
-    for n in r.notes:
-        print(f"note: {n}", file=out)
-    print(("\n!!! " if r.counterexample else "\n") + r.message, file=out)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-
-    def body() -> int:
-        from checker.core.io import check_output_dir, check_output_file, write_json_atomic
-
-        args = parser.parse_args(argv)
-        fam.family(args.family)
-        cfg = TrialConfig(engine=args.engine, dps=args.dps, steps=args.steps, time_budget=args.trial_time,
-                          gap_target=args.gap_target, seed=args.seed, step=args.step)
-        if cfg.engine == "float64" and cfg.dps is not None:
-            raise CheckerError("--dps needs --engine mp")
-        if cfg.dps is not None and not 15 <= cfg.dps <= 1000:
-            raise CheckerError(f"--dps must be in [15, 1000], got {cfg.dps}")
-        cfg.validate()
-        if not 0 < args.rel_tol < 1:
-            raise CheckerError(f"--rel-tol must be in (0, 1), got {args.rel_tol}")
-        if args.max_trials < 2:
-            raise CheckerError(f"--max-trials must be at least 2, got {args.max_trials}")
-        rf = load_reference(args.instance)
-        if args.json:
-            check_output_file("--json", args.json, distinct_from={"instance": args.instance})
-        if args.plots:
-            from checker.commands.figures import check_plotting
-            check_plotting(args.plots)
-            check_output_dir("--plots", args.plots)
-        fail_dir = args.failing_dir or (str(Path(args.json).resolve().parent) if args.json else ".")
-        check_output_dir("--failing-dir", fail_dir)
-        lo, hi = args.range if args.range else (None, None)
-        result, failing = find_threshold(rf, args.family, cfg, lo=lo, hi=hi, rel_tol=args.rel_tol,
-                                         max_trials=args.max_trials, progress=not args.no_progress,
-                                         keep_failing=True)
-        if failing is not None:
-            trial, check, report = failing
-            name = (rf.instance.name or Path(args.instance).stem or "instance").replace("/", "_").replace(":", "_")
-            path = Path(fail_dir) / f"failing-{name}-{args.family}.json"
-            write_json_atomic(path, failing_run_file(trial, cfg, result))
-            result.failing_run = str(path)
-            if args.plots:
-                from checker.commands.figures import make_plots
-                folder = Path(args.plots) / f"failing-{args.family}"
-                result.failure["figures"] = [str(p) for p in make_plots(check, report, str(folder))]
-        if args.json:
-            write_json_atomic(args.json, result.to_dict())
-        print_result(result)
-        if result.failing_run:
-            print(f"failing run written to {result.failing_run} "
-                  f"(reproduce: python -m checker.theorem1 --instance {result.failing_run})")
-        for p in result.failure.get("figures", []):
-            print(f"figure: {p}")
-        if args.json:
-            print(f"result written to {args.json}")
-        if result.interrupted:
-            return EXIT_INTERRUPTED
-        if result.counterexample:
-            print("python -m checker.threshold: COUNTEREXAMPLE to T1 (see above)", file=sys.stderr)
-            return EXIT_FAILED
-        if result.status.startswith("reference"):
-            return EXIT_INCONCLUSIVE
-        return EXIT_OK
-
-    return run_guarded(body, "python -m checker.threshold")
