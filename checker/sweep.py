@@ -1,8 +1,8 @@
-"""``python -m checker.sweep``: see ``checker.studies.sweep``."""
+"""``python -m checker.sweep GRID.json --out RESULTS.jsonl``: a grid of measurements (``checker.commands.sweep``)."""
 
 import sys
 
-from .studies.sweep import main
+from checker.commands.sweep import main
 
 if __name__ == "__main__":
     sys.exit(main())

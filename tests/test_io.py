@@ -278,6 +278,7 @@ def test_tune_allocator_sets_glibc_thresholds_and_can_be_turned_off(monkeypatch)
     import sys
 
     from checker.commands import cli
+    from checker.core import allocator
 
     calls: list[tuple[int, int]] = []
 
@@ -292,15 +293,15 @@ def test_tune_allocator_sets_glibc_thresholds_and_can_be_turned_off(monkeypatch)
         mallopt = Mallopt()
 
     monkeypatch.setattr(sys, "platform", "linux")
-    monkeypatch.setattr(cli.ctypes, "CDLL", lambda name: FakeLibc())
-    monkeypatch.delenv(cli.DEFAULT_MALLOC_ENV, raising=False)
-    assert cli.tune_allocator() is True
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: FakeLibc())
+    monkeypatch.delenv(allocator.DEFAULT_MALLOC_ENV, raising=False)
+    assert allocator.tune_allocator() is True
     assert calls == [(-3, 32 * 2**20), (-1, 256 * 2**20)]
     calls.clear()
     assert cli.run_guarded(lambda: 0, "prog") == 0 and len(calls) == 2
     calls.clear()
-    monkeypatch.setenv(cli.DEFAULT_MALLOC_ENV, "1")
-    assert cli.tune_allocator() is False and calls == []
+    monkeypatch.setenv(allocator.DEFAULT_MALLOC_ENV, "1")
+    assert allocator.tune_allocator() is False and calls == []
 
     def no_mallopt(name: str) -> object:
         raise OSError("no C library")

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import pytest
 
 from checker.core.errors import CheckerError
+from checker.commands import sweep as sweep_cmd
 from checker.studies import sweep
 
 GRID = {
@@ -193,7 +194,7 @@ def test_cli_bad_inputs_end_in_one_line_with_exit_2(tmp_path: Path, capsys) -> N
         ([str(grid)], "--out"),
     ]
     for args, needle in cases:
-        code = sweep.main(args)
+        code = sweep_cmd.main(args)
         err = capsys.readouterr().err
         assert code == 2, args
         assert len(err.strip().splitlines()) == 1 and needle in err, (args, err)
@@ -206,9 +207,9 @@ def test_cli_runs_the_sweep_and_a_rerun_adds_nothing(tmp_path: Path, capsys, mon
     grid = tmp_path / "g.json"
     grid.write_text(json.dumps(GRID))
     out = tmp_path / "r.jsonl"
-    assert sweep.main([str(grid), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    assert sweep_cmd.main([str(grid), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
     assert "6 computed" in capsys.readouterr().out
-    assert sweep.main([str(grid), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    assert sweep_cmd.main([str(grid), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
     assert "6 already in" in capsys.readouterr().out and len(out.read_text().splitlines()) == 6
 
 
@@ -218,5 +219,5 @@ def test_cli_ctrl_c_keeps_the_completed_lines_and_exits_130(tmp_path: Path, caps
     grid = tmp_path / "g.json"
     grid.write_text(json.dumps(GRID))
     out = tmp_path / "r.jsonl"
-    assert sweep.main([str(grid), "--out", str(out), "--workers", "1", "--no-progress"]) == 130
+    assert sweep_cmd.main([str(grid), "--out", str(out), "--workers", "1", "--no-progress"]) == 130
     assert "interrupted" in capsys.readouterr().err and len(sweep.read_results(out)) == 2

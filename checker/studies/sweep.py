@@ -1,4 +1,5 @@
-"""``python -m checker.sweep GRID.json --out RESULTS.jsonl``: a grid of measurements, resumable.
+"""A grid of measurements, resumable: the library of ``python -m checker.sweep GRID.json --out RESULTS.jsonl``
+(the command is ``checker.commands.sweep``).
 
 A grid file (JSON)::
 
@@ -38,11 +39,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping
 
 from .. import __version__
-from checker.commands.cli import UsageParser, run_guarded, tune_allocator
-from checker.core.constants import EXIT_INTERRUPTED, EXIT_OK
+from checker.core.allocator import tune_allocator
 from checker.core.errors import CheckerError
 from .scaling import AXES, MeasureConfig, PointSpec
 
@@ -200,7 +200,7 @@ def measure_grid_point(point: Mapping[str, Any]) -> dict[str, Any]:
     """Measure one grid point; a user-level error is recorded in the line, not raised.
 
     Runs in a pool or Dask worker process: the allocator is tuned there too
-    (``checker.commands.cli.tune_allocator``; idempotent).
+    (``checker.core.allocator.tune_allocator``; idempotent).
     """
     from .scaling import measure_point
 
@@ -305,44 +305,3 @@ def run_sweep(grid: Grid, out: str | Path, *, workers: int | None = None, schedu
         bar.close()
         summary.seconds = round(time.perf_counter() - t0, 2)
     return summary
-
-
-# --------------------------------------------------------------------------- command line
-def build_parser() -> UsageParser:
-    p = UsageParser(prog="python -m checker.sweep", description="Run a grid of threshold and constant measurements.")
-    p.add_argument("grid", help="grid file (JSON)")
-    p.add_argument("--out", required=True, help="results file (JSON lines); a rerun adds only the missing points")
-    p.add_argument("--workers", type=int, help="local processes (default: every core)")
-    p.add_argument("--scheduler", help="address of a Dask scheduler (e.g. tcp://host:8786)")
-    p.add_argument("--no-progress", action="store_true")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-
-    def body() -> int:
-        from checker.core.io import check_output_file
-
-        args = parser.parse_args(argv)
-        if args.workers is not None and args.workers < 1:
-            raise CheckerError(f"--workers must be at least 1, got {args.workers}")
-        if args.workers is not None and args.scheduler:
-            raise CheckerError("--workers and --scheduler exclude each other (the cluster has its own workers)")
-        if args.scheduler is not None and not args.scheduler.strip():
-            raise CheckerError("--scheduler: empty address")
-        grid = Grid.from_file(args.grid)
-        check_output_file("--out", args.out, distinct_from={"GRID": args.grid})
-        read_results(args.out)  # a corrupt results file is refused before any work
-        summary = run_sweep(grid, args.out, workers=args.workers, scheduler=args.scheduler,
-                            progress=not args.no_progress)
-        print(f"sweep {grid.name}: {summary.total} point(s), {summary.done_before} already in {args.out}, "
-              f"{summary.computed} computed ({summary.errors} with an error) in {summary.seconds:.1f} s "
-              f"on {summary.executor}")
-        if summary.interrupted:
-            print("python -m checker.sweep: interrupted; completed points are kept, rerun the same command "
-                  "to measure the missing ones", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        return EXIT_OK
-
-    return run_guarded(body, "python -m checker.sweep")
