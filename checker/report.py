@@ -1,8 +1,8 @@
-"""``python -m checker.report``: see ``checker.studies.report``."""
+"""``python -m checker.report RESULTS.jsonl --out REPORT.md``: the sweep's report (``checker.commands.report``)."""
 
 import sys
 
-from .studies.report import main
+from checker.commands.report import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from checker.commands import report as report_cmd
 from checker.studies import report
 from checker.studies.scaling import loglog_fit, t_quantile
 from checker.studies.sweep import read_results
@@ -79,7 +80,7 @@ def test_fits_with_too_few_points_say_so() -> None:
 def test_the_report_is_regenerated_from_a_fixed_results_file(tmp_path: Path, capsys) -> None:
     out = tmp_path / "docs" / "report.md"
     figs = tmp_path / "docs" / "fig"
-    code = report.main([str(DATA), "--out", str(out), "--figures", str(figs), "--grid", "grid.json"])
+    code = report_cmd.main([str(DATA), "--out", str(out), "--figures", str(figs), "--grid", "grid.json"])
     assert code == 0
     text = out.read_text()
     assert (figs / "axis-lam.png").is_file() and (figs / "axis-d.png").is_file()
@@ -110,7 +111,7 @@ def test_the_report_is_regenerated_from_a_fixed_results_file(tmp_path: Path, cap
     ([str(DATA), "--out", "/"], "--out"),
 ])
 def test_cli_bad_inputs_end_in_one_line_with_exit_2(args, needle, capsys) -> None:
-    code = report.main(args)
+    code = report_cmd.main(args)
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err
 
