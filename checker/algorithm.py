@@ -1,8 +1,8 @@
-"""``python -m checker.algorithm``: the whole algorithm (stages 1-3); see checker/stages/cli.py."""
+"""``python -m checker.algorithm``: the whole algorithm (stages 1-3) (``checker.commands.algorithm``)."""
 
 import sys
 
-from .stages.cli import main
+from checker.commands.algorithm import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from checker.stages import cli
+from checker.commands import algorithm as cli
 
 TEACHER = {"activation": "relu", "teacher": {"a": ["1", "-0.8"], "W": [["1", "0", "0"], ["0", "1", "0"]]}}
 

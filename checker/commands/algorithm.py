@@ -15,13 +15,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .. import __version__
+from checker import __version__
 from checker.commands.cli import UsageParser, run_guarded
 from checker.core.constants import EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK
 from checker.core.errors import CheckerError, InstanceError
 from checker.core.model import Instance, parse_json_text, read_text_file
 from checker.commands.presets import run_option
-from .algorithm import SCHEMA_VERSION, AlgorithmOptions, overall_verdict, run_seed, teacher_instance
+from checker.stages.algorithm import SCHEMA_VERSION, AlgorithmOptions, overall_verdict, run_seed, teacher_instance
 
 PROG = "python -m checker.algorithm"
 DEFAULT_PRESET = "two-signs-d6"
