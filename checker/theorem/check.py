@@ -820,3 +820,14 @@ class TheoremCheck:
         for m in self.monitor:
             ends[m["lam"]] = m
         return [ends[k] for k in sorted(ends, reverse=True)]
+
+
+def check_theorem1(instance: Any, **options: Any) -> Report:
+    """T1 on ``instance`` (a ``checker.core.model.Instance``) as data: the ``Report`` of
+    ``python -m checker.theorem1`` without the printing.
+
+    ``options`` are the fields of ``Options`` (engine, dps, schedule, steps, eta, gap_target,
+    time_budget, radius, threshold, seed, force, checkpoint, resume, progress, hybrid).
+    """
+    check = TheoremCheck(RunFile(instance, {}, "", instance.name or "instance"), Options(**options))
+    return check.run()
