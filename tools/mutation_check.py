@@ -3,7 +3,7 @@
     python tools/mutation_check.py              # every mutation, each until the first of its tests fails
     python tools/mutation_check.py --all-failures   # ... running all its tests (lists every catcher)
     python tools/mutation_check.py --quick      # one mutation per layer, no clean run (the CI test)
-    python tools/mutation_check.py --list       # the mutations, their layers, anchors and tests
+    python tools/mutation_check.py --list       # the mutations, their layers, anchors (found?) and tests
     python tools/mutation_check.py --only arb-rounding-swapped cert-bound-lambda-power
 
 How it works: the tracked files (``git ls-files``, with the working tree's
@@ -337,12 +337,17 @@ def table(outcomes: Sequence[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def listing() -> str:
+def listing() -> tuple[str, bool]:
+    """The mutations with the state of each anchor in the project; True when every anchor is found."""
     out = []
+    found = True
     for m in MUTATIONS:
+        problem = check_anchor(ROOT, m)
+        found = found and not problem
         out.append(f"{m.name} [{m.layer}{', quick' if m.quick else ''}]: {m.description}\n"
-                   f"    {m.path}: {m.old!r} -> {m.new!r}\n    tests: {' '.join(m.tests)}")
-    return "\n".join(out)
+                   f"    {m.path}: {m.old!r} -> {m.new!r}\n    anchor: {problem or 'found (once)'}\n"
+                   f"    tests: {' '.join(m.tests)}")
+    return "\n".join(out), found
 
 
 def select(names: Sequence[str] | None, quick: bool) -> list[Mutation]:
@@ -362,8 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per pytest run (default 900)")
     args = parser.parse_args(argv)
     if args.list:
-        print(listing())
-        return 0
+        text, found = listing()
+        print(text)
+        return 0 if found else 1
     known = {m.name for m in MUTATIONS}
     if args.only:
         unknown = [n for n in args.only if n not in known]
