@@ -241,6 +241,9 @@ def hessian_from(engine: Any, g: objective.PairGeometry, activation: str, a: np.
         H = Hww
     else:
         H = Haa
+    # The exact Hessian is symmetric; the pair (j, l) and (l, j) terms are computed from two
+    # roundings of the same angle, so the mean is taken (for balls: still an enclosure).
+    H = (H + H.T) / 2
     n = H.shape[0]
     for i in range(n):
         H[i, i] = H[i, i] + lam
