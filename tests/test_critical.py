@@ -124,6 +124,18 @@ def test_ball_hessian_contains_mp_hessian(act: str) -> None:
                     assert HX[i, j].contains(to_arb(Hm[i, j])), (train, corner, i, j)
 
 
+def test_degenerate_point_is_not_certified() -> None:
+    """Two equal students on the bisector of two teachers (train first): a stationary point with a zero
+    Hessian eigenvalue (not isolated along a symmetry direction); the Krawczyk test must fail."""
+    inst = Instance.create(activation="relu", teacher_a=["1", "1"], teacher_W=[["1", "0"], ["0", "1"]],
+                           student_a=["1", "1"], student_W=[["0.5", "0.5"], ["0.5", "0.5"]], lam="0", eta="0.2")
+    p = Problem.from_instance(inst, Float64Engine())
+    sp = find_stationary(p, train="first", lam=0.0)
+    assert sp.converged and sp.kind == "degenerate" and sp.index == 1
+    c = certify(p, sp.a, sp.W, train="first", lam=0.0)
+    assert c.rigorous is False and c.spurious is None and not c.strict_local_minimum
+
+
 def test_classify_levels() -> None:
     e = Float64Engine()
     assert classify(e, np.array([1.0, 2.0]))[:2] == ("minimum", 0)

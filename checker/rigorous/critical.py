@@ -158,7 +158,8 @@ def realizable(problem: Problem, train: str) -> tuple[bool, str]:
         if pos >= tpos and neg >= tneg:
             return True, ("the fixed output weights have at least as many of each sign as the teacher's: "
                           "w_j = (|a*_i| / |a_j|) w*_i realizes each teacher neuron, the other w_j = 0")
-        return False, "the fixed output weights cannot match the signs of the teacher's"
+        return False, (f"the fixed output weights have {pos} positive and {neg} negative entries, the "
+                       f"teacher's {tpos} and {tneg}: no sign-matching copy of the teacher")
     # second: W fixed; exact positive multiples only
     def frac_row(r: Any) -> list[Fraction]:
         return [Fraction(str(x)) if not isinstance(x, float) else Fraction(x) for x in r]
