@@ -56,6 +56,7 @@ def test_certificate_k7_spurious_strict_minimum(k7) -> None:
     lo, hi = (float(x) for x in c.loss_enclosure)
     assert lo <= PUBLISHED_LOSS_K7 + 1e-9 and hi >= PUBLISHED_LOSS_K7 - 1e-9
     assert float(c.gap_lower) > 0.046
+    assert float(c.gap_lower) <= PUBLISHED_LOSS_K7 + 1e-9 <= float(c.gap_upper) + 2e-9  # lambda = 0: L* = 0
     assert 0 < float(c.min_eigenvalue_lower) <= float(sp.eigenvalues[0]) <= float(c.min_eigenvalue_upper)
 
 

@@ -135,6 +135,8 @@ class CriticalCertificate:
     optimum_upper: str | None = None
     optimum_reference: str | None = None
     gap_lower: str | None = None
+    #: L_lambda(upper) - (a certified lower end of the optimum): the gap is at most this
+    gap_upper: str | None = None
     spurious: bool | None = None
     prec: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
@@ -286,14 +288,15 @@ def _lower_eigen_bound(H: np.ndarray) -> tuple[arb | None, np.ndarray, float]:
 
 def certify(problem: Problem, a: Any = None, W: Any = None, *, train: str = "both", lam: Any = None,
             radius: float | None = None, prec: int | None = None, optimum_upper: Any = None,
-            optimum_reference: str | None = None) -> CriticalCertificate:
+            optimum_lower: Any = None, optimum_reference: str | None = None) -> CriticalCertificate:
     """Certify the stationary point near (a, W) (engine numbers); see the module docstring.
 
     ``radius``: try only this box radius (default: from 4 ||Y g|| up by factors of 8 to
     MAX_RADIUS (1 + ||x~||)).  ``prec``: Arb bits (default: 128 for float64, the mp
     engine's working precision + 64).  ``optimum_upper``: a certified upper end of the
     optimum of the trained problem (decimal string or number); default 0 when lambda = 0
-    and ``realizable``.
+    and ``realizable``.  ``optimum_lower``: a certified lower end of that optimum (default 0
+    when lambda = 0, since L >= 0), which gives ``gap_upper``.
     """
     hs.check_train(train)
     e = problem.engine
@@ -394,6 +397,13 @@ def certify(problem: Problem, a: Any = None, W: Any = None, *, train: str = "bot
                     cert.optimum_reference = f"lambda = 0 but realizability unknown ({how}): not decided"
             else:
                 cert.optimum_reference = "no certified upper end of the optimum supplied: not decided"
+            lower = None
+            if optimum_lower is not None:
+                lower = arb(str(optimum_lower)) if isinstance(optimum_lower, str) else to_arb(optimum_lower)
+            elif float(lam) == 0:
+                lower = arb(0)
+            if lower is not None:
+                cert.gap_upper = decimal_string(upper_fraction(reg_b - lower), up=True, digits=digits)
             if U is not None:
                 cert.optimum_upper = decimal_string(upper_fraction(U), up=True, digits=digits)
                 gap = reg_b - U
