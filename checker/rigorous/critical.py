@@ -224,7 +224,7 @@ def krawczyk(problem: Problem, a: Any, W: Any, *, train: str, lam: Any, r: float
     try:
         HX = hs.loss_hessian(eng, problem.activation, ab, Wb, As, Ws, lam_b, train)
     except hs.NotTwiceDifferentiable as exc:
-        return KrawczykResult(False, r, float("inf"), None, f"the box reaches a zero neuron: {exc}")
+        return KrawczykResult(False, r, float("inf"), None, f"the box of radius {r:.3g} reaches a zero neuron: {exc}")
     Ym = arb_mat([[arb(float(v)) for v in row] for row in Y])
     Hm = arb_mat(HX.tolist())
     Z = arb_mat(n, n)
