@@ -151,6 +151,9 @@ def test_realizable_rules() -> None:
     assert realizable(p, "both")[0]
     assert not realizable(p, "first")[0]  # no negative fixed output weight for the teacher's -1
     assert not realizable(p, "second")[0]
+    inst2 = inst.replace(student_a=["1", "-1"], student_W=[["2", "0"], ["0", "0.5"]])
+    p2 = Problem.from_instance(inst2, Float64Engine())
+    assert realizable(p2, "first")[0] and realizable(p2, "second")[0]
 
 
 # ----------------------------------------------------------------------- the command

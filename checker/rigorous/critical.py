@@ -164,7 +164,7 @@ def realizable(problem: Problem, train: str) -> tuple[bool, str]:
                        f"teacher's {tpos} and {tneg}: no sign-matching copy of the teacher")
     # second: W fixed; exact positive multiples only
     def frac_row(r: Any) -> list[Fraction]:
-        return [Fraction(str(x)) if not isinstance(x, float) else Fraction(x) for x in r]
+        return [lower_fraction(to_arb(x)) for x in r]  # engine numbers are binary: exact
     W = [frac_row(r) for r in problem.W]
     for ws in problem.W_star:
         v = frac_row(ws)
