@@ -144,12 +144,6 @@ def eigenvalues(e: Engine, H: np.ndarray) -> np.ndarray:
         return np.array(sorted(ev[i] for i in range(len(H))), dtype=object)
 
 
-def eigen_decomposition(e: Engine, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(eigenvalues ascending, orthonormal eigenvectors as columns), in float64 (for estimates)."""
-    Hf = np.array([[float(x) for x in r] for r in H]) if H.dtype == object else H
-    return np.linalg.eigh((Hf + Hf.T) / 2)
-
-
 def rounding_level(e: Engine, eig: np.ndarray) -> float:
     """DEGENERATE_ULPS n eps ||H||_2: eigenvalues within it of 0 are at the rounding level."""
     n = len(eig)

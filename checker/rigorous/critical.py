@@ -197,10 +197,6 @@ def _box(center: np.ndarray, r: float) -> np.ndarray:
     return np.array([c + rad for c in center], dtype=object)
 
 
-def _parts(problem: Problem, train: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    return (_arb_array(problem.a), _arb_array(problem.W), _arb_array(problem.a_star), _arb_array(problem.W_star))
-
-
 def krawczyk(problem: Problem, a: Any, W: Any, *, train: str, lam: Any, r: float,
              Y: np.ndarray | None = None, g: np.ndarray | None = None) -> KrawczykResult:
     """The Krawczyk test on X = x~ + [-r, r]^n at the current Arb precision.
