@@ -104,6 +104,19 @@ def test_evaluate_batch_near_students(inst, seed):
     assert_batch_is_single(p.activation, a, W, p.a_star, p.W_star, p.lam)
 
 
+def test_evaluate_batch_in_chunks_and_beyond_one_row_block(monkeypatch):
+    """A batch cut into chunks of 3 students, and a width whose single evaluation needs several row
+    blocks (then the batch is evaluate student by student): the same bits."""
+    rng = np.random.default_rng(9)
+    W_star = np.eye(5)[:3]
+    a, W = hard_batch(rng, 4, W_star, 10)
+    n = 4 + 3
+    monkeypatch.setattr(objective, "PAIR_BLOCK_BYTES", objective.pair_bytes(F64, n, n) * 3)
+    assert_batch_is_single("relu", a, W, np.ones(3), W_star, 0.05)
+    monkeypatch.setattr(objective, "PAIR_BLOCK_BYTES", objective.pair_bytes(F64, 2, n))
+    assert_batch_is_single("relu", a, W, np.ones(3), W_star, 0.05)
+
+
 def test_evaluate_batch_input_layouts():
     """Column-major or strided inputs give the same bits (the batch works on its own row-major copies)."""
     rng = np.random.default_rng(5)
@@ -226,6 +239,21 @@ def test_run_batch_interrupt_returns_the_last_completed_steps(monkeypatch):
     assert r.stop_reason == ["interrupted"] * 5 and list(r.steps) == [38] * 5
     ref = batch.run_batch(p, a0, W0, 2.5 / k, stop=dataclasses.replace(stop, max_steps=38), train="first")
     assert np.array_equal(ref.W, r.W) and np.array_equal(ref.reg_loss, r.reg_loss)
+
+
+def test_run_batch_time_budget_and_a_start_that_overflows():
+    k = 3
+    p = orthonormal_problem(k)
+    a0, W0 = np.ones((3, k)), np.stack([np.eye(k) * 0.5] * 3)
+    W0[1] *= 1e160  # L_lambda overflows float64 at the start: run_gd refuses it, the batch marks it
+    r = batch.run_batch(p, a0, W0, 0.3, stop=gd.StopRules(max_steps=50), train="first")
+    assert r.stop_reason == ["max-steps", "diverged", "max-steps"] and list(r.steps) == [50, 0, 50]
+    assert np.array_equal(r.W[1], W0[1]) and math.isnan(r.loss[1])
+    with pytest.raises(objective.NonFiniteResult):
+        gd.run_gd(dataclasses.replace(p, a=a0[1], W=W0[1]), 0.3, stop=gd.StopRules(max_steps=50), train="first",
+                  progress=False)
+    r = batch.run_batch(p, a0, W0, 0.3, stop=gd.StopRules(max_steps=50, time_budget=0.0), train="first")
+    assert r.stop_reason == ["time-budget", "diverged", "time-budget"] and list(r.steps) == [0, 0, 0]
 
 
 def test_run_batch_refuses_what_it_cannot_do():
