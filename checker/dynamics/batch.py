@@ -119,7 +119,8 @@ def run_batch(problem: Problem, a0: np.ndarray, W0: np.ndarray, eta: Any, *,
     """Gradient descent from the B starts (a0[i], W0[i]), each with its own stop (module docstring).
 
     ``problem``: the teacher, activation and lambda (``lam`` overrides it);
-    float64 engine; its own student is not used (the starts are a0, W0).  ``a0`` (B, m), ``W0`` (B, m, d); ``eta`` a positive step;
+    float64 engine; its own student is not used (the starts are a0, W0).
+    ``a0`` (B, m), ``W0`` (B, m, d); ``eta`` a positive step;
     ``stop``: ``gd.StopRules`` (``max_steps``, ``time_budget``, ``grad_tol``,
     ``gap_every`` for the precision floor; ``gap_target`` needs a gap estimate
     and is refused); ``schedule`` must be fixed; ``train`` "both", "first" (W

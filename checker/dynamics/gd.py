@@ -645,7 +645,8 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
 
     Each iteration at step k: stop on the step budget or the time budget; stop
     ("grad-tol") when ``stop.grad_tol`` is set and the norm of the gradient of
-    L_lambda over the trained blocks is at most it; every ``stop.gap_every`` steps evaluate ``gap_fn(problem, a, W, lam)``, then
+    L_lambda over the trained blocks is at most it; every ``stop.gap_every``
+    steps evaluate ``gap_fn(problem, a, W, lam)``, then
 
     * at the final lambda of the schedule, stop when gap <= ``stop.gap_target``;
     * precision floor: stop when L_lambda decreased over the steps since the
