@@ -47,6 +47,7 @@ sigma(0) = 0.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -487,3 +488,202 @@ def correlation_grad(
             geo = _geometry(w, _norms_and_units(w, Q[rows]), vu)
             out[rows] = grad_gram_dot(w, geo, activation, c)
         return _from_work(engine, out)
+
+
+# --------------------------------------------------------------------------- a batch of students
+@dataclass(frozen=True)
+class BatchEvaluation:
+    """L, L_lambda and their gradients at B students at once (float64 arrays, leading axis B).
+
+    Row i is bit for bit what ``evaluate`` returns for student i alone; ``finite[i]``
+    is False exactly where ``evaluate`` would raise ``NonFiniteResult`` for it.
+    """
+
+    loss: np.ndarray  # (B,)
+    reg_loss: np.ndarray  # (B,)
+    grad_a: np.ndarray  # (B, m): gradient of L_lambda in a
+    grad_W: np.ndarray  # (B, m, d): gradient of L_lambda in W
+    loss_grad_a: np.ndarray  # (B, m): gradient of the unregularized L in a
+    loss_grad_W: np.ndarray  # (B, m, d)
+    finite: np.ndarray  # (B,) bool
+
+    def take(self, rows: Any) -> "BatchEvaluation":
+        """The evaluations of the students ``rows`` (an index array or a boolean mask)."""
+        return BatchEvaluation(*(getattr(self, f)[rows] for f in
+                                 ("loss", "reg_loss", "grad_a", "grad_W", "loss_grad_a", "loss_grad_W", "finite")))
+
+    def student(self, i: int) -> Evaluation:
+        """Student i's evaluation as ``evaluate`` returns it (numpy float64 scalars and arrays)."""
+        return Evaluation(self.loss[i], self.reg_loss[i], self.grad_a[i], self.grad_W[i],
+                          self.loss_grad_a[i], self.loss_grad_W[i])
+
+
+def evaluate_batch(
+    engine: Engine,
+    activation: str,
+    a: np.ndarray,
+    W: np.ndarray,
+    a_star: np.ndarray,
+    W_star: np.ndarray,
+    lam: Any,
+    *,
+    with_gradient: bool = True,
+) -> BatchEvaluation:
+    """``evaluate`` for B students of the same width and teacher, a (B, m) and W (B, m, d), in one call.
+
+    float64 engine only.  Every student goes through the very operations of
+    ``evaluate`` in the same order, vectorized across the batch: the same
+    elementwise arithmetic, the row reductions over the same contiguous axes,
+    and the matrix products as stacked ``np.matmul``, which numpy runs as one
+    BLAS call of the same kind (syrk for the Gram matrix, gemv, gemm, dot) per
+    student, exactly as the 2-D ``dot`` of ``evaluate``.  So row i of the result
+    is bit for bit ``evaluate`` on student i (checked by tests/test_batch.py with
+    np.array_equal on random instances, close pairs, zero neurons and rows that
+    need the power-of-two scaling, which is decided per student as in
+    ``evaluate``).  A student whose result is not finite is flagged in
+    ``finite`` instead of raising.
+
+    Memory: the batch is cut into chunks whose pair arrays stay below
+    ``PAIR_BLOCK_BYTES``.  A width whose single-student evaluation needs several
+    row blocks (above about 1400 neurons with the teacher) is evaluated student
+    by student with ``evaluate`` itself.
+    """
+    if getattr(engine, "name", None) != "float64":
+        raise CheckerError(f"evaluate_batch runs in the float64 engine only, not {getattr(engine, 'name', engine)!r}")
+    kernel.check_activation(activation)
+    a = np.ascontiguousarray(a, dtype=float)
+    W = np.ascontiguousarray(W, dtype=float)
+    if a.ndim != 2 or W.ndim != 3 or W.shape[:2] != a.shape or W.shape[2] != W_star.shape[1]:
+        raise CheckerError(f"evaluate_batch: expected a (B, m) and W (B, m, d) with d = {W_star.shape[1]}, "
+                           f"got {a.shape} and {W.shape}")
+    lam = engine.scalar(lam)
+    Bn, m = a.shape
+    n = m + len(W_star)
+    with engine.context():
+        one_block = m > 0 and max(1, PAIR_BLOCK_BYTES // max(1, pair_bytes(engine, 1, n))) >= n
+        if not one_block:  # evaluate's own path has several row blocks: student by student, by evaluate
+            return _batch_by_students(engine, activation, a, W, a_star, W_star, lam, with_gradient)
+        per = max(1, PAIR_BLOCK_BYTES // max(1, pair_bytes(engine, n, n)))
+        parts = [_batch_parts(engine, activation, a[s:s + per], W[s:s + per], a_star, W_star, lam, with_gradient)
+                 for s in range(0, Bn, per)] if Bn else []
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        z = np.zeros((0,))
+        return BatchEvaluation(z, z, a.copy(), W.copy(), a.copy(), W.copy(), np.zeros((0,), dtype=bool))
+    return BatchEvaluation(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                             ("loss", "reg_loss", "grad_a", "grad_W", "loss_grad_a", "loss_grad_W", "finite")))
+
+
+def _batch_by_students(engine: Engine, activation: str, a: np.ndarray, W: np.ndarray, a_star: np.ndarray,
+                       W_star: np.ndarray, lam: float, with_gradient: bool) -> BatchEvaluation:
+    """The batch evaluated student by student with ``evaluate`` (widths beyond one row block)."""
+    Bn, m = a.shape
+    out = {f: np.zeros(s) for f, s in (("loss", (Bn,)), ("reg_loss", (Bn,)), ("grad_a", a.shape),
+                                       ("grad_W", W.shape), ("loss_grad_a", a.shape), ("loss_grad_W", W.shape))}
+    finite = np.ones(Bn, dtype=bool)
+    for i in range(Bn):
+        try:
+            ev = evaluate(engine, activation, a[i], W[i], a_star, W_star, lam, with_gradient=with_gradient)
+        except NonFiniteResult:
+            finite[i] = False
+            out["loss"][i] = out["reg_loss"][i] = math.nan
+            continue
+        for f in out:
+            out[f][i] = getattr(ev, f)
+    return BatchEvaluation(**out, finite=finite)
+
+
+def _batch_norms_and_units(engine: Engine, X: np.ndarray) -> Units:
+    """``_norms_and_units`` for each student of X (B, n, d); the scaling decided per student."""
+    sq = (X * X).sum(axis=2)
+    if sq.shape[1] == 0:
+        scaled = np.zeros(len(X), dtype=bool)
+    else:
+        scaled = ~((1e-300 < sq.min(axis=1)) & (sq.max(axis=1) < 1e300))  # evaluate's test, per student
+    if scaled.any():
+        # Students that need no scaling get s = 1: X / 1, r * 1 and the squares are then exactly
+        # evaluate's unscaled numbers.
+        s = np.ones(sq.shape)
+        s[scaled] = engine.row_scales(X[scaled].reshape(-1, X.shape[2])).reshape(-1, X.shape[1])
+        Xs = X / s[:, :, None]
+        r = engine.sqrt((Xs * Xs).sum(axis=2))
+        norms = r * s
+    else:
+        Xs, r = X, engine.sqrt(sq)
+        norms = r
+    nonzero = np.asarray(r > 0, dtype=bool)
+    safe = np.where(nonzero, r, 1)
+    return norms, Xs / safe[:, :, None], nonzero
+
+
+def _batch_parts(engine: Engine, activation: str, a: np.ndarray, W: np.ndarray, a_star: np.ndarray,
+                 W_star: np.ndarray, lam: float, with_gradient: bool) -> BatchEvaluation:
+    """One chunk of ``evaluate_batch``: ``evaluate`` -> ``_loss_parts`` (packed, one block), batched."""
+    Bn, m = a.shape
+    d = W.shape[2]
+    # Row-major arrays throughout (np.concatenate with a broadcast teacher may pick column-major, and
+    # matmul on other layouts leaves BLAS for loops that round differently from evaluate's dot).
+    n = m + len(W_star)
+    V = np.empty((Bn, n, d))
+    V[:, :m], V[:, m:] = W, W_star
+    c = np.empty((Bn, n))
+    c[:, :m], c[:, m:] = a, -a_star
+    nv, vhat, nonzero = _batch_norms_and_units(engine, V)
+    # _packed_geometry
+    t = np.matmul(vhat, vhat.transpose(0, 2, 1))  # per student the syrk of vhat.dot(vhat.T)
+    j, l, full = _packed_pairs(n)
+    P = len(j)
+    tp = np.take(t.reshape(Bn, n * n), j * n + l, axis=1)
+    # _half_angle_pairs (float64 branch), on the flat list of all students' pairs
+    tf = tp.reshape(-1)
+    threshold = engine.accurate_t
+    close = np.asarray(abs(tf) > threshold, dtype=bool)
+    # A neuron with itself (j = l, t > threshold): evaluate's vector u^ - u^ is exactly 0, so a = +0
+    # (set directly, without forming the vector); a zero neuron has t = 0 and stays on the Gram route.
+    diag = np.tile(j == l, Bn)
+    k = np.flatnonzero(close & ~diag)
+    t2 = 2 * tf
+    ah = engine.sqrt(abs(2 - t2))
+    bh = engine.sqrt(abs(2 + t2))
+    flat_v = vhat.reshape(-1, d)
+    step = max(1, CLOSE_PAIR_CHUNK // max(1, d))
+    for s in range(0, len(k), step):
+        kk = k[s:s + step]
+        bi, pi_ = np.divmod(kk, P)
+        pos = np.asarray(tf[kk] > 0, dtype=bool)
+        D = flat_v[bi * n + j[pi_]] - flat_v[bi * n + l[pi_]] * np.where(pos, 1, -1)[:, None]
+        r = engine.sqrt((D * D).sum(axis=1))
+        ah[kk[pos]] = r[pos]
+        bh[kk[~pos]] = r[~pos]
+    ah[close & diag & (tf > 0)] = 0.0
+    ah, bh = ah.reshape(Bn, P), bh.reshape(Bn, P)
+    phi = 2 * engine.atan2(ah, bh)
+    sin_phi = ah * bh / 2
+    # kernel_terms
+    A, Bc = kernel.grad_coefficients(phi, sin_phi, engine.pi, activation)
+    kap = kernel.kappa_from_coefficients(A, Bc, tp)
+    # Row-major (B, n, n) as evaluate's (n, n) matrices: the fancy index alone gives another memory
+    # layout, for which matmul takes a route other than evaluate's BLAS call (other roundings).
+    kap, A, Bc = (np.take(x, full, axis=1) for x in (kap, A, Bc))
+    # gram_dot: nu * kap.dot(c * nv)
+    Kc = nv * np.matmul(kap, (c * nv)[:, :, None])[:, :, 0]
+    if with_gradient:
+        # grad_gram_dot: (A * cn) @ V^ + (B @ cn) u^, times the non-zero mask (x 1 is exact)
+        cn = c * nv
+        G = np.matmul(A * cn[:, None, :], vhat) + np.matmul(Bc, cn[:, :, None])[:, :, 0][:, :, None] * vhat
+        G = G * nonzero[:, :, None]
+        lgW = 2 * a[:, :, None] * G[:, :m]
+        lga = 2 * Kc[:, :m]
+    else:
+        lgW, lga = np.zeros(W.shape), np.zeros(a.shape)
+    loss = np.matmul(c[:, None, :], Kc[:, :, None])[:, 0, 0]  # c.dot(Kc)
+    # evaluate: the regularizer ((a a).sum() + (W W).sum()) / 2 and the gradients of L_lambda
+    reg_loss = loss + lam * (((a * a).sum(axis=1) + (W * W).sum(axis=(1, 2))) / 2)
+    if with_gradient:
+        ga, gW = lga + a * lam, lgW + W * lam
+    else:
+        ga, gW = lga, lgW
+    # _check_finite: evaluate raises iff this one sum is not finite
+    finite = np.isfinite(reg_loss + loss + ga.sum(axis=1) + gW.sum(axis=(1, 2)))
+    return BatchEvaluation(loss, reg_loss, ga, gW, lga, lgW, finite)

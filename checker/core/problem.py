@@ -80,6 +80,13 @@ class Problem:
             self.a_star, self.W_star, self.lam if lam is None else lam,
             with_gradient=with_gradient, teacher_work=self.teacher_work())
 
+    def evaluate_batch(self, a: np.ndarray, W: np.ndarray, *, lam: Any = None,
+                       with_gradient: bool = True) -> objective.BatchEvaluation:
+        """``evaluate`` for B students a (B, m), W (B, m, d) at once (float64; ``objective.evaluate_batch``)."""
+        return objective.evaluate_batch(
+            self.engine, self.activation, a, W, self.a_star, self.W_star, self.lam if lam is None else lam,
+            with_gradient=with_gradient)
+
 
 def check_float64_range(instance: Instance, fix: str = "use --engine mp, or rescale the instance") -> None:
     """Refuse (InstanceError naming the field) an instance whose float64 objective would overflow.

@@ -26,8 +26,8 @@ step is monitored for what the local-convergence theorem says about it:
   ``GDResult.balance_identity`` says which identity the residual refers to.
 
 Stop rules: a step budget, a wall-time budget, a gap target (at the final lambda
-of the schedule only), divergence, and the precision floor of the engine (see
-``run_gd``).  Ctrl-C ends the run cleanly with the partial result.
+of the schedule only), a gradient-norm tolerance, divergence, and the precision
+floor of the engine (see ``run_gd``).  Ctrl-C ends the run cleanly with the partial result.
 
 This module holds the descent loop (``run_gd``); the schedules and stop rules are in
 ``checker.dynamics.schedule``, the history rows, the result and the monitored balance
@@ -77,6 +77,37 @@ def _progress_bar(stop: StopRules, initial: int, enabled: bool) -> Any:
     return tqdm(total=stop.max_steps, initial=initial, file=sys.stderr, disable=not show,
                 desc="GD", unit="step", dynamic_ncols=True, leave=True)
 
+def step_update(train: str, a: np.ndarray, W: np.ndarray, grad_a: np.ndarray, grad_W: np.ndarray,
+                eta: Any) -> tuple[np.ndarray, np.ndarray]:
+    """One GD step on the trained blocks: (a - eta g_a, W - eta g_W); a fixed block is returned as is.
+
+    Elementwise, so the same code steps one student (a (m,), W (m, d)) or a batch
+    (a (B, m), W (B, m, d); ``checker.dynamics.batch``) with the same roundings.
+    """
+    # Array on the left: mpf * ndarray formats the whole array inside mpmath first.
+    a2 = a if train == "first" else a - grad_a * eta
+    W2 = W if train == "second" else W - grad_W * eta
+    return a2, W2
+
+
+def grad_norm_sq(train: str, grad_a: np.ndarray, grad_W: np.ndarray) -> Any:
+    """Squared norm of the gradient over the trained blocks (over the trailing axes: one student or a batch)."""
+    if train == "first":
+        return (grad_W * grad_W).sum(axis=(-2, -1))
+    if train == "second":
+        return (grad_a * grad_a).sum(axis=-1)
+    return (grad_a * grad_a).sum(axis=-1) + (grad_W * grad_W).sum(axis=(-2, -1))
+
+
+def precision_floor(n: int, eps: float, scale: Any) -> Any:
+    """The precision-floor threshold of ``run_gd`` for a window of n steps: 4 (n + 2) eps S.
+
+    2 end-point evaluations + n iterate updates, each a few ulps of S = |L_lambda| + ||f*||^2
+    (``scale``: a number, or an array of them for a batch).
+    """
+    return FLOOR_ULPS * (n + 2) * eps * scale
+
+
 
 def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop: StopRules = StopRules(),
            gap_fn: Callable[[Problem, np.ndarray, np.ndarray, Any], float] | None = None,
@@ -92,8 +123,10 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
     trains, W fixed).  The fixed block keeps its very numbers; the gradient of
     the fixed block is still computed (the one-block balance identity uses it).
 
-    Each iteration at step k: stop on the step budget or the time budget; every
-    ``stop.gap_every`` steps evaluate ``gap_fn(problem, a, W, lam)``, then
+    Each iteration at step k: stop on the step budget or the time budget; stop
+    ("grad-tol") when ``stop.grad_tol`` is set and the norm of the gradient of
+    L_lambda over the trained blocks is at most it; every ``stop.gap_every``
+    steps evaluate ``gap_fn(problem, a, W, lam)``, then
 
     * at the final lambda of the schedule, stop when gap <= ``stop.gap_target``;
     * precision floor: stop when L_lambda decreased over the steps since the
@@ -208,6 +241,10 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
                 if stop.time_budget is not None and elapsed() >= stop.time_budget:
                     reason = "time-budget"
                     break
+                if stop.grad_tol is not None and \
+                        math.sqrt(_to_float(grad_norm_sq(train, s.ev.grad_a, s.ev.grad_W))) <= stop.grad_tol:
+                    reason = "grad-tol"
+                    break
                 lam, ev = s.lam, s.ev
                 window_step, window_reg_loss, best_gap = s.window_step, s.window_reg_loss, s.best_gap
                 lam_changes = s.lam_changes
@@ -226,8 +263,7 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
                         n = k - window_step
                         decrease = _to_float(window_reg_loss - ev.reg_loss)
                         scale = abs(_to_float(ev.reg_loss)) + _to_float(fstar_sq)
-                        # 2 end-point evaluations + n iterate updates, each a few ulps of S.
-                        floor = FLOOR_ULPS * (n + 2) * e.eps * scale
+                        floor = precision_floor(n, e.eps, scale)
                         # ">=": a gap estimate stuck at 0 (clamped at the rounding floor) has stalled too
                         stalled = gap is None or (best_gap is not None and gap >= (1 - GAP_STALL_FRACTION) * best_gap)
                         if decrease <= floor and stalled:
@@ -248,9 +284,7 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
                     lam_changes = lam_changes + ((k, _to_float(lam)),)
                     window_step, window_reg_loss, best_gap = k, ev.reg_loss, None
 
-                # Array on the left: mpf * ndarray formats the whole array inside mpmath first.
-                a2 = s.a if train == "first" else s.a - ev.grad_a * eta_e
-                W2 = s.W if train == "second" else s.W - ev.grad_W * eta_e
+                a2, W2 = step_update(train, s.a, s.W, ev.grad_a, ev.grad_W, eta_e)
                 try:
                     ev2 = problem.evaluate(a2, W2, lam=lam)
                 except objective.NonFiniteResult:  # the trial step overflows the engine: diverged
@@ -282,7 +316,7 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
                 if saving and time.perf_counter() - last_ckpt >= checkpoint_every:
                     save(s, "running")
                     last_ckpt = time.perf_counter()
-            if reason in ("max-steps", "time-budget") and gap_fn is not None and not gap_done:
+            if reason in ("max-steps", "time-budget", "grad-tol") and gap_fn is not None and not gap_done:
                 final_gap = float(gap_fn(problem, s.a, s.W, s.lam))
                 gap_done = True
     except KeyboardInterrupt:
