@@ -65,7 +65,12 @@ def exact_decimal(q: Fraction) -> str:
     if k == 0:
         return sign + digits
     digits = digits.rjust(k + 1, "0")
-    return f"{sign}{digits[:-k]}.{digits[-k:]}"
+    whole, frac = digits[:-k], digits[-k:].rstrip("0")
+    if whole == "0" and len(frac) - len(frac.lstrip("0")) >= 4:  # small: scientific notation, still exact
+        lead = len(frac) - len(frac.lstrip("0"))
+        sig = frac.lstrip("0")
+        return f"{sign}{sig[0]}" + (f".{sig[1:]}" if len(sig) > 1 else "") + f"e-{lead + 1}"
+    return f"{sign}{whole}" + (f".{frac}" if frac else "")
 
 
 def round_decimal(q: Fraction, digits: int, *, up: bool) -> Fraction:

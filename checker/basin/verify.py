@@ -172,7 +172,12 @@ def _verify(cert: dict[str, Any], checked: list[str], check_l_star: bool,
     if len(listed) != len(certified):
         raise _Fail("cover.boxes", f"{len(listed)} boxes listed, the tree has {len(certified)} certified leaves")
     for i, (b, entry) in enumerate(zip(certified, listed)):
-        if not isinstance(entry, dict) or cv.box_to_json(b) != {"lo": entry.get("lo"), "hi": entry.get("hi")}:
+        try:
+            listed_box = [(cv.parse_decimal(str(lo)), cv.parse_decimal(str(hi)))
+                          for lo, hi in zip(entry["lo"], entry["hi"], strict=True)]
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            raise _Fail(f"cover.boxes[{i}]", "lo and hi must be lists of n decimal strings") from None
+        if listed_box != b:
             raise _Fail(f"cover.boxes[{i}]", "the listed box is not the tree's leaf")
     for kind, b in leaves:
         if kind == "o" and not cv.misses_ball(b, center, r):
