@@ -206,3 +206,39 @@ def test_self_pair_exact() -> None:
         a, W = np.array([0.7]), np.array([[0.3, -0.4]])
         H = hs.loss_hessian(e, act, a, W, np.array([0.0]), np.array([[1.0, 0.0]]), 0.0, "first")
         assert np.allclose(H, 2 * a[0] ** 2 * k0 * np.eye(2), rtol=0, atol=1e-15)
+
+
+# ----------------------------------------------------------------------- the derivations reject wrong formulas
+def _uv_without_tangents(A, B, uhat, vhat, e_u, e_v):
+    """The cross block without its e_u e_v^T term (a plausible slip)."""
+    return A * np.eye(len(uhat), dtype=int) + B * np.outer(uhat, vhat)
+
+
+def _uu_textbook_slip(nu, nv, uhat, B, e_u):
+    """The u u block with 1/sin phi left in (B e e^T replaced by e e^T): unbounded at collinear pairs."""
+    return (nv * B / nu) * (np.eye(len(uhat), dtype=int) - np.outer(uhat, uhat)) + np.outer(e_u, e_u)
+
+
+def test_collinear_limit_rejects_unbounded_block() -> None:
+    from derivations.hessian import collinear_limit
+
+    assert collinear_limit("relu").verified
+    assert not collinear_limit("relu", uu_fn=_uu_textbook_slip).verified
+
+
+@pytest.mark.slow
+def test_pair_blocks_reject_missing_tangent_term() -> None:
+    from derivations.hessian import pair_blocks_closed_form
+
+    assert not pair_blocks_closed_form("relu", uv_fn=_uv_without_tangents).verified
+
+
+def test_assembly_rejects_wrong_hessian() -> None:
+    from derivations.hessian import assembly
+
+    def wrong(engine, g, activation, a, c, lam, train):
+        H = hs.hessian_from(engine, g, activation, a, c, lam, train)
+        H[0, 2] = H[2, 0] = 2 * H[0, 2]  # a cross term a_1 w_1 doubled
+        return H
+
+    assert not assembly("relu", hessian_fn=wrong).verified

@@ -83,27 +83,29 @@ def _check_start(problem: Problem, train: str) -> None:
 
 
 def _optimum_upper(instance: Any, lam: str, problem: Problem, train: str, dps: int,
-                   say: Any) -> tuple[str | None, str | None]:
-    """For lambda > 0 and both layers trained: the certified optimum's upper end, if it fits the width."""
+                   say: Any) -> tuple[str | None, str | None, str | None]:
+    """For lambda > 0 and both layers trained: (upper end if it fits the width, reference, lower end)."""
     if float(lam) == 0 or train != "both":
-        return None, None
+        return None, None, None
     from checker.rigorous.optimum import certified_optimum
 
     inst = instance.replace(lam=lam)
     if inst.eta is None:
-        return None, "no certified optimum: it needs a step size (\"eta\" in the instance or --eta)"
+        return None, "no certified optimum: it needs a step size (\"eta\" in the instance or --eta)", None
     say("certified optimum L*_lambda (checker.rigorous.optimum) ...")
     try:
         enc = certified_optimum(inst, dps=dps)
     except CheckerError as exc:
-        return None, f"no certified optimum: {exc}"
+        return None, f"no certified optimum: {exc}", None
     if not enc.rigorous:
-        return None, "the optimum's enclosure is not rigorous: not decided"
+        return None, "the optimum's enclosure is not rigorous: not decided", None
+    # Its lower end bounds the optimum at this width from below in every case (an infimum over
+    # more parameters); its upper end bounds it from above only when the reduced optimum fits.
     if enc.neurons > len(problem.a):
         return None, (f"the certified optimum has {enc.neurons} neurons, more than the width {len(problem.a)}: "
-                      "its upper end does not bound the optimum at this width")
+                      "its upper end does not bound the optimum at this width"), enc.lower
     return enc.upper, (f"checker.rigorous.optimum: L*_lambda in [{enc.lower}, {enc.upper}] at {enc.neurons} "
-                       f"neurons (fits the width {len(problem.a)})")
+                       f"neurons (fits the width {len(problem.a)})"), enc.lower
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,12 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes = list(sp.notes)
         if args.certify and sp.converged and not interrupted:
             try:
-                upper, ref = _optimum_upper(instance, lam, problem, args.train, max(30, engine.dps + 10), say)
+                upper, ref, lower = _optimum_upper(instance, lam, problem, args.train, max(30, engine.dps + 10),
+                                                   say)
                 if ref and upper is None:
                     notes.append(ref)
                 say("certifying (Arb: Krawczyk box, eigenvalue bound, enclosures) ...")
                 cert = certify(problem, sp.a, sp.W, train=args.train, lam=sp.lam, optimum_upper=upper,
-                               optimum_reference=ref)
+                               optimum_lower=lower, optimum_reference=ref)
             except KeyboardInterrupt:
                 interrupted = True
                 notes.append("interrupted during the certificate: certified is null")
@@ -180,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"{', saddle, proved' if cert.saddle else ''}); L in [{cert.loss_enclosure[0][:20]}, "
                       f"{cert.loss_enclosure[1][:20]}]")
                 print(f"spurious: {cert.spurious}" + (f", gap >= {cert.gap_lower[:20]}" if cert.gap_lower else "")
+                      + (f", gap <= {cert.gap_upper[:20]}" if cert.gap_upper else "")
                       + f" ({cert.optimum_reference})")
             else:
                 print(f"certified: not rigorous ({cert.why})")

@@ -13,11 +13,13 @@ with X = x~ + [-r, r]^n (max-norm radius r, the fixed block held at its numbers)
    (Krawczyk 1969; Moore 1977).  H(X) is an enclosure of the Hessian of every point of X
    only where L is twice differentiable on all of X: a box reaching a zero student neuron
    (w_j = 0) is refused (``rigorous: false`` with the reason) unless only a trains.
-2. **The smallest eigenvalue over the box**: sigma is a certified lower bound when the
-   Arb LDL^T factorization of the ball matrix H(X) - sigma I has all pivots certainly
-   positive (then every symmetric matrix in H(X) is above sigma I); sigma is the float
-   estimate of the smallest eigenvalue at the centre minus a margin, the largest of a
-   few tried.  Positive: L_lambda is strictly convex on X, and the unique stationary
+2. **The smallest eigenvalue over the box**: sigma is a certified lower bound when
+   Q^T (H(X) - sigma I) Q, Q the float eigenvectors of the centre's Hessian, is certainly
+   strictly diagonally dominant with a positive diagonal (Arb matrix products; by
+   Sylvester's law of inertia every symmetric matrix in H(X) is then above sigma I), or
+   else when the Arb LDL^T factorization of H(X) - sigma I has all pivots certainly
+   positive; sigma is the float estimate of the smallest eigenvalue at the centre minus
+   a margin, the largest of a few tried.  Positive: L_lambda is strictly convex on X, and the unique stationary
    point is a strict local minimum (proved).  An upper bound comes from the Rayleigh
    quotient v^T H(X) v / v^T v of the centre's lowest eigenvector: negative proves a saddle.
 3. **Enclosures** of L and L_lambda over X (hence at the stationary point).
@@ -133,6 +135,8 @@ class CriticalCertificate:
     optimum_upper: str | None = None
     optimum_reference: str | None = None
     gap_lower: str | None = None
+    #: L_lambda(upper) - (a certified lower end of the optimum): the gap is at most this
+    gap_upper: str | None = None
     spurious: bool | None = None
     prec: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
@@ -156,7 +160,8 @@ def realizable(problem: Problem, train: str) -> tuple[bool, str]:
         if pos >= tpos and neg >= tneg:
             return True, ("the fixed output weights have at least as many of each sign as the teacher's: "
                           "w_j = (|a*_i| / |a_j|) w*_i realizes each teacher neuron, the other w_j = 0")
-        return False, "the fixed output weights cannot match the signs of the teacher's"
+        return False, (f"the fixed output weights have {pos} positive and {neg} negative entries, the "
+                       f"teacher's {tpos} and {tneg}: no sign-matching copy of the teacher")
     # second: W fixed; exact positive multiples only
     def frac_row(r: Any) -> list[Fraction]:
         return [Fraction(str(x)) if not isinstance(x, float) else Fraction(x) for x in r]
@@ -234,36 +239,64 @@ def krawczyk(problem: Problem, a: Any, W: Any, *, train: str, lam: Any, r: float
     return KrawczykResult(contained, r, worst / r, HX)
 
 
+def _congruent_dominant(Hm: arb_mat, Qm: arb_mat, QtQ: arb_mat, sigma: arb, n: int) -> bool:
+    """True only if Q^T (H - sigma I) Q is certainly strictly diagonally dominant with a positive diagonal
+    for every H in the ball matrix ``Hm``.  Then Q^T (H - sigma I) Q is positive definite, so Q is
+    non-singular and, by Sylvester's law of inertia, H - sigma I is positive definite."""
+    M = Qm.transpose() * Hm * Qm
+    for i in range(n):
+        row = arb(0)
+        for j in range(n):
+            if j != i:
+                row += abs(M[i, j] - sigma * QtQ[i, j])
+        if not (M[i, i] - sigma * QtQ[i, i] - row) > 0:
+            return False
+    return True
+
+
 def _lower_eigen_bound(H: np.ndarray) -> tuple[arb | None, np.ndarray, float]:
-    """(certified sigma <= lambda_min over the ball matrix, or None; float eigenvector; estimate)."""
+    """(certified sigma <= lambda_min over the ball matrix, or None; float eigenvector; estimate).
+
+    sigma = (float estimate) - margin is proved by diagonal dominance of Q^T (H(X) - sigma I) Q
+    with Q the float eigenvectors of the midpoint (Arb matrix products; ``_congruent_dominant``),
+    else by an Arb LDL^T of H(X) - sigma I (``arb_objective._positive_definite``).
+    """
     n = len(H)
     mid = np.array([[float(x.mid()) for x in row] for row in H])
     w, V = np.linalg.eigh((mid + mid.T) / 2)
     est = float(w[0])
     rad = max(float(x.rad()) for row in H for x in row)
     scale = float(np.max(np.abs(w))) or 1.0
-    rows = [list(r) for r in H]
-    best = None
+    Hm = arb_mat(H.tolist())
+    Qm = arb_mat([[arb(float(x)) for x in row] for row in V])
+    QtQ = Qm.transpose() * Qm
     delta = 2 * n * rad + 1e-13 * scale
     for _ in range(12):
         sigma = arb(est - delta)  # a float: exact
-        if _positive_definite([[rows[i][j] - (sigma if i == j else 0) for j in range(n)] for i in range(n)]):
-            best = sigma
-            break
+        if _congruent_dominant(Hm, Qm, QtQ, sigma, n):
+            return sigma, V[:, 0], est
         delta *= 8
-    return best, V[:, 0], est
+    rows = [list(r) for r in H]
+    delta = 2 * n * rad + 1e-13 * scale
+    for _ in range(12):
+        sigma = arb(est - delta)
+        if _positive_definite([[rows[i][j] - (sigma if i == j else 0) for j in range(n)] for i in range(n)]):
+            return sigma, V[:, 0], est
+        delta *= 8
+    return None, V[:, 0], est
 
 
 def certify(problem: Problem, a: Any = None, W: Any = None, *, train: str = "both", lam: Any = None,
             radius: float | None = None, prec: int | None = None, optimum_upper: Any = None,
-            optimum_reference: str | None = None) -> CriticalCertificate:
+            optimum_lower: Any = None, optimum_reference: str | None = None) -> CriticalCertificate:
     """Certify the stationary point near (a, W) (engine numbers); see the module docstring.
 
     ``radius``: try only this box radius (default: from 4 ||Y g|| up by factors of 8 to
     MAX_RADIUS (1 + ||x~||)).  ``prec``: Arb bits (default: 128 for float64, the mp
     engine's working precision + 64).  ``optimum_upper``: a certified upper end of the
     optimum of the trained problem (decimal string or number); default 0 when lambda = 0
-    and ``realizable``.
+    and ``realizable``.  ``optimum_lower``: a certified lower end of that optimum (default 0
+    when lambda = 0, since L >= 0), which gives ``gap_upper``.
     """
     hs.check_train(train)
     e = problem.engine
@@ -364,6 +397,13 @@ def certify(problem: Problem, a: Any = None, W: Any = None, *, train: str = "bot
                     cert.optimum_reference = f"lambda = 0 but realizability unknown ({how}): not decided"
             else:
                 cert.optimum_reference = "no certified upper end of the optimum supplied: not decided"
+            lower = None
+            if optimum_lower is not None:
+                lower = arb(str(optimum_lower)) if isinstance(optimum_lower, str) else to_arb(optimum_lower)
+            elif float(lam) == 0:
+                lower = arb(0)
+            if lower is not None:
+                cert.gap_upper = decimal_string(upper_fraction(reg_b - lower), up=True, digits=digits)
             if U is not None:
                 cert.optimum_upper = decimal_string(upper_fraction(U), up=True, digits=digits)
                 gap = reg_b - U
