@@ -28,7 +28,7 @@ import mpmath
 import numpy as np
 import pytest
 from flint import arb
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from checker.basin import cover as cv
@@ -334,3 +334,26 @@ def test_prove_then_verify_end_to_end(tmp_path: Path) -> None:
                   "--json", str(big)]) == 3
     data = json.loads(big.read_text())
     assert data["proved"] is False and data["status"] == "not-proved"
+
+
+@pytest.mark.slow
+@settings(max_examples=3, deadline=None)
+@given(st.data())
+def test_random_teachers_get_a_verified_basin(data: st.DataObject) -> None:
+    """Inputs nobody chose: a random relu teacher (m* <= 2, d <= 3) and a student near its optimum, m = m*."""
+    from tests.strategies import near_students, teachers
+
+    from checker.basin.basin import BasinProver
+    from checker.core.model import Instance
+
+    t = data.draw(teachers(activation="relu", min_d=2, max_d=3, min_m_star=1, max_m_star=2, min_separation=0.8,
+                           a_min=0.5, a_max=1.5))
+    lam = data.draw(st.sampled_from(["0.01", "0.03"]))
+    s = data.draw(near_students(teacher=t, lam=lam, max_angle=0.05, max_split=1, max_small=0, max_imbalance=1.2))
+    inst = Instance.create(activation="relu", teacher_a=t.a, teacher_W=t.W, student_a=s.a, student_W=s.W,
+                           lam=lam, eta="0.2")
+    cert = BasinProver(inst, t1=False, max_leaves=8).run()
+    assert cert["proved"], cert["search"]
+    res = verify_certificate(cert, check_l_star=False)
+    assert res.verified, (res.failed_claim, res.detail)
+    assert Fraction(cert["mu_lower"]) > 0 and Fraction(cert["gap_level"]) > 0
