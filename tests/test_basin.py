@@ -357,3 +357,27 @@ def test_random_teachers_get_a_verified_basin(data: st.DataObject) -> None:
     res = verify_certificate(cert, check_l_star=False)
     assert res.verified, (res.failed_claim, res.detail)
     assert Fraction(cert["mu_lower"]) > 0 and Fraction(cert["gap_level"]) > 0
+
+
+def test_rescaling_direction_has_curvature_two_lambda(cert: dict) -> None:
+    """derivations/basin.py: v^T H v = 2 lambda ||v||^2 along v = (a_j, -w_j) at the optimum (float64 Hessian).
+
+    The centre is stationary to ~1e-50, so the only error is float64 rounding of O(1) entries: 1e-12.
+    """
+    from checker.core import hessian as hs
+    from checker.core.engines import Float64Engine
+
+    inst = load_preset("exact-width-d3").instance
+    a = np.array([float(x) for x in cert["center"]["a"]])
+    W = np.array([[float(x) for x in r] for r in cert["center"]["W"]])
+    a_star = np.array([float(x) for x in inst.teacher_a])
+    W_star = np.array([[float(x) for x in r] for r in inst.teacher_W])
+    lam = float(inst.lam)
+    H = hs.loss_hessian(Float64Engine(), "relu", a, W, a_star, W_star, lam)
+    m, d = W.shape
+    for j in range(m):
+        va, vW = np.zeros(m), np.zeros((m, d))
+        va[j], vW[j] = a[j], -W[j]
+        v = np.concatenate([va, vW.reshape(-1)])
+        assert abs(v @ H @ v / (v @ v) - 2 * lam) < 1e-12
+    assert abs(np.linalg.eigvalsh(H)[0] - 2 * lam) < 1e-12  # and it is the smallest eigenvalue here
