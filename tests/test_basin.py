@@ -381,3 +381,38 @@ def test_rescaling_direction_has_curvature_two_lambda(cert: dict) -> None:
         v = np.concatenate([va, vW.reshape(-1)])
         assert abs(v @ H @ v / (v @ v) - 2 * lam) < 1e-12
     assert abs(np.linalg.eigvalsh(H)[0] - 2 * lam) < 1e-12  # and it is the smallest eigenvalue here
+
+
+def test_aligned_configuration_inside_a_certified_ball_is_covered() -> None:
+    """exact-width-d4's ball holds points with student 1 exactly on teacher 1's ray (sin phi = 0):
+    the leaf that holds one has an angle enclosure reaching 0 and still passes the spectrum check."""
+    from flint import ctx
+
+    from checker.basin.basin import HESSIAN_PREC, ArbObjective
+    from checker.core.model import Instance
+    from checker.rigorous.arb_objective import angle_triple, norm
+
+    c = json.loads((Path(__file__).parent.parent / "docs" / "basin" / "exact-width-d4.json").read_text())
+    inst = Instance.from_dict(c["instance"])
+    m, d = inst.m, inst.d
+    center = [Fraction(x) for x in c["center"]["a"]] + [Fraction(x) for row in c["center"]["W"] for x in row]
+    r = Fraction(c["radius"])
+    obj = ArbObjective(inst)
+    with ctx.workprec(HESSIAN_PREC):
+        _, W_star, _ = obj.teacher()
+        t = np.array([float(x.mid()) for x in W_star[1]])
+    w = np.array([float(x) for x in center[m + d: m + 2 * d]])
+    p = list(center)
+    p[m + d: m + 2 * d] = [Fraction(float(x)) for x in (w @ t) * t]  # w_1 moved onto the ray of w*_1
+    assert sum((x - y) ** 2 for x, y in zip(p, center)) < r * r  # inside the certified ball
+    leaves = [b for kind, b in cv.replay(c["cover"]["tree"], cv.cube(center, r))
+              if kind == "c" and all(lo <= x <= hi for x, (lo, hi) in zip(p, b))]
+    assert leaves
+    with ctx.workprec(HESSIAN_PREC):
+        X = cv.box_to_arb(leaves[0])
+        w1 = X[m + d: m + 2 * d]
+        n1 = norm(w1)
+        _, sin_phi, _ = angle_triple([x / n1 for x in w1], list(W_star[1]))
+        assert not sin_phi > 0  # the box reaches the collinear pair
+        H = obj.hessian_on_box(leaves[0])
+    assert cv.check_spectrum(H, Fraction(c["mu_lower"]), Fraction(c["beta_upper"])) == (True, True)
