@@ -110,9 +110,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = args.json or f"basin-{name}.json"
         check_output_file("--json", path, distinct_from={"INSTANCE": args.instance})
         bar = None
-        if not args.no_progress:
-            from tqdm import tqdm
-            bar = tqdm(total=None, desc="prove", unit="cover", file=sys.stderr, leave=False)
 
         def say(text: str) -> None:
             if bar is not None:
@@ -128,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prover = BasinProver(rf.instance, time_budget=budget, mu_fraction=mu_fraction, max_leaves=args.max_leaves,
                              seed=seed, t1=not args.no_t1, radius=radius, say=say,
                              on_attempt=on_attempt)
+        if not args.no_progress:  # after the instance passed the door (BasinProver checks it)
+            from tqdm import tqdm
+            bar = tqdm(total=None, desc="prove", unit="cover", file=sys.stderr, leave=False)
         try:
             cert = prover.run()
         except KeyboardInterrupt:
