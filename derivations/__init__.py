@@ -27,6 +27,7 @@ FAMILIES: tuple[str, ...] = (
     "early_stage",
     "descent",
     "studies",
+    "basin",
 )
 
 

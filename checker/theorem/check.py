@@ -69,6 +69,41 @@ from checker.theorem.verdict import HYPOTHESES, SCHEMA_VERSION, Check, Report, _
 PHASES = ("cheap-checks", "certificate", "smoothness", "initial-gap", "preliminary-dual", "descent", "final-gap")
 
 
+def lambda_max_of(cert: Any, a_min: float) -> float:
+    """lambda_max = min(a_min/2, rho' a_min / ||p*||^2) (H2, the checker's choice); a_min/2 without a certificate."""
+    p2 = cert.p_norm ** 2
+    if not cert.degenerate and p2 > 0:
+        return min(a_min / 2, cert.rho_far * a_min / p2)
+    return a_min / 2
+
+
+def eps0_of(cert: Any, a_min: float, lam: float) -> float:
+    """eps_0 = lambda rho' a_min / 2 - lambda^2 ||p*||^2 / 4 (H4, the checker's choice)."""
+    return lam * cert.rho_far * a_min / 2 - lam ** 2 * cert.p_norm ** 2 / 4
+
+
+def t1_thresholds(instance: Any, *, seed: int = 0) -> dict[str, Any]:
+    """T1's eps_0 and lambda_max for an instance, as ``TheoremCheck.hypotheses`` computes them.
+
+    The dual certificate of the teacher with the default radius Delta/3 (rho' certified
+    in Arb when d <= 4); floats, with the certificate's own rigour flags.
+    """
+    from checker.geometry import certificate as cert_mod
+
+    a_star = np.array([float(x) for x in instance.teacher_a])
+    W_star = np.array([[float(x) for x in r] for r in instance.teacher_W])
+    if instance.normalize_teacher:
+        W_star /= np.linalg.norm(W_star, axis=1)[:, None]
+    a_min = float(np.abs(a_star).min())
+    cert = cert_mod.build_certificate(instance.activation, a_star, W_star, radius=instance.separation / 3,
+                                      rigorous=instance.d <= 4, seed=seed)
+    lam = float(instance.lam)
+    return {"eps_0": eps0_of(cert, a_min, lam), "lambda_max": lambda_max_of(cert, a_min),
+            "rho": cert.rho, "rho_far": cert.rho_far, "p_norm": cert.p_norm,
+            "rho_far_rigorous": cert.rho_far_rigorous, "degenerate": cert.degenerate,
+            "note": "T1's operational constants (checker.theorem1, H2 and H4): floats, not part of the proof"}
+
+
 @dataclass
 class Options:
     engine: str = "float64"
@@ -189,11 +224,7 @@ class TheoremCheck:
             ok_cert, f"rho={cert.rho:.6g}, rho'={cert.rho_far:.6g}", "> 0",
             cert.reason or f"||p*||={cert.p_norm:.6g}, condition={cert.condition:.3g}",
             rigorous=bool(cert.rho_rigorous and cert.rho_far_rigorous))
-        p2 = cert.p_norm ** 2
-        if ok_cert and p2 > 0:
-            lam_max = min(a_min / 2, cert.rho_far * a_min / p2)
-        else:
-            lam_max = a_min / 2
+        lam_max = lambda_max_of(cert, a_min)
         checks["H2"] = Check("H2", HYPOTHESES["H2"], 0 < lam <= lam_max, f"{lam:.6g}", f"{lam_max:.6g}")
         constants.update({"rho": cert.rho, "rho_far": cert.rho_far, "p_norm": cert.p_norm, "lambda_max": lam_max})
         if self._stop_early():
@@ -209,7 +240,7 @@ class TheoremCheck:
             return self.hypothesis_list(), constants
 
         eps0 = (self.options.threshold if self.options.threshold is not None
-                else lam * cert.rho_far * a_min / 2 - lam ** 2 * p2 / 4)
+                else eps0_of(cert, a_min, lam))
         constants["eps_0"] = eps0
         # H4 needs the gap only to ~1e-3 of eps_0; U enters the dual value with weight
         # about ||nu|| ~ sum |a*_i|, hence the tolerance on U for the branch and bound.

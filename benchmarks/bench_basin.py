@@ -1,0 +1,102 @@
+"""Benchmark: the certified basin (python -m checker.prove) and its verifier (python -m checker.verify).
+
+    python benchmarks/bench_basin.py                 # both presets (a few minutes)
+    python benchmarks/bench_basin.py --smoke         # seconds: exact-width-d3 at a fixed radius, no T1 phase
+    python benchmarks/bench_basin.py --json benchmarks/results.json   # merge the keys into that file
+
+On the presets exact-width-d3 (m = m* = 2, d = 3, n = 8 parameters) and exact-width-d4
+(m = m* = 3, d = 4, n = 15), each in one run, with the command's defaults (radius search,
+T1's constants included):
+
+* ``basin_prove_seconds_m2_d3``, ``basin_prove_seconds_m3_d4``: wall time of the whole proof
+  (``checker.basin.basin.BasinProver.run``); targets 60 s and 600 s;
+* ``basin_verify_fraction_m2_d3``, ``basin_verify_fraction_m3_d4``: wall time of
+  ``checker.basin.verify.verify_certificate`` (every claim, the duality bound on L*_lambda
+  recomputed) over the proof's; target below 0.1;
+* ``basin_verify_cover_fraction_m2_d3``, ``..._m3_d4``: the same without the L*_lambda
+  recomputation (``--skip-l-star``: Krawczyk, the cover, the Hessian bounds, the derived numbers);
+* ``basin_benchmark``: per instance the phases, CPU times (``time.process_time``), the radius,
+  the number of boxes and the certified numbers.
+
+Ratios are of times measured in the same run; the machine may be shared (the CPU times show
+how much of the wall time was this process's), so compare ratios, not times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+from checker.basin.basin import BasinProver
+from checker.basin.verify import verify_certificate
+from checker.commands.cli import tune_allocator
+from checker.commands.presets import load_preset
+from checker.core.io import check_output_file, write_json_atomic
+
+CASES = {"m2_d3": "exact-width-d3", "m3_d4": "exact-width-d4"}
+
+
+def _timed(fn):
+    w, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - w, time.process_time() - c
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="exact-width-d3 at a fixed radius, no T1 phase")
+    ap.add_argument("--json", type=Path, help="merge the results into this JSON file")
+    args = ap.parse_args(argv)
+    if args.json is not None:
+        check_output_file("--json", args.json)
+    tune_allocator()
+    cases = {"m2_d3": "exact-width-d3"} if args.smoke else CASES
+    out: dict = {}
+    detail: dict = {"smoke": args.smoke, "python": sys.version.split()[0], "machine": platform.machine(),
+                    "platform": platform.platform()}
+    for key, preset in cases.items():
+        inst = load_preset(preset).instance
+        print(f"prove {preset} ...", flush=True)
+        prover = BasinProver(inst, t1=not args.smoke, radius=Fraction("0.0003") if args.smoke else None)
+        cert, wall, cpu = _timed(prover.run)
+        print("verify (every claim) ...", flush=True)
+        ver, v_wall, v_cpu = _timed(lambda: verify_certificate(cert, check_l_star=True))
+        print("verify (without the L*_lambda recomputation) ...", flush=True)
+        ver2, c_wall, c_cpu = _timed(lambda: verify_certificate(cert, check_l_star=False))
+        if not (cert["proved"] and ver.verified and ver2.verified):
+            print(f"error: {preset}: proved {cert['proved']}, verified {ver.verified} / {ver2.verified} "
+                  f"({ver.failed_claim}: {ver.detail})", file=sys.stderr)
+            return 1
+        if not args.smoke:
+            out[f"basin_prove_seconds_{key}"] = wall
+            out[f"basin_verify_fraction_{key}"] = v_wall / wall
+            out[f"basin_verify_cover_fraction_{key}"] = c_wall / wall
+        detail[key] = {
+            "preset": preset, "prove_wall": wall, "prove_cpu": cpu, "phases": cert["seconds"],
+            "verify_wall": v_wall, "verify_cpu": v_cpu, "verify_cover_wall": c_wall, "verify_cover_cpu": c_cpu,
+            "radius": cert["radius"], "boxes": len(cert["cover"]["boxes"]), "mu_lower": cert["mu_lower"],
+            "beta_upper": cert["beta_upper"], "gap_level": cert["gap_level"], "eps0_checker": cert["eps0_checker"],
+            "attempts": len(cert["search"]["attempts"]),
+        }
+        print(f"  proved r = {cert['radius']} ({len(cert['cover']['boxes'])} boxes) in {wall:.1f} s wall "
+              f"({cpu:.1f} s CPU); verify {v_wall:.2f} s ({v_wall / wall:.3f} of proving), without L* "
+              f"{c_wall:.2f} s ({c_wall / wall:.4f})", flush=True)
+    out["basin_benchmark"] = detail
+    for k, v in out.items():
+        if not isinstance(v, dict):
+            print(f"{k:40} {v:.4g}")
+    if args.json is not None:
+        data = json.loads(args.json.read_text(encoding="utf-8")) if args.json.exists() else {}
+        data.update(out)
+        write_json_atomic(args.json, data)
+        print(f"written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
