@@ -200,3 +200,26 @@ def test_a_study_width_below_mstar_is_refused_before_any_run(capsys):
     code = cli.main(["--teachers", "random:mstar=3,d=6,sep=0.6,count=2", "--width", "2", "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "m* = 3" in err[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, unmet", [("teacher_generic_three_d6.json", "H1-certificate"),
+                                         ("teacher_random_three_d8.json", "H2")])
+def test_generic_teachers_are_recovered_with_the_defaults(tmp_path, name, unmet):
+    """Two teachers nobody tuned for (tests/data): three non-orthogonal relu teachers in d = 6 of mixed signs
+    (pairwise 48-55 degrees; a degenerate certificate) and three random directions in d = 8 (lambda above
+    T1's lambda_max): the defaults recover them on at least 2 of 3 seeds, and T1 does not cover the start."""
+    from pathlib import Path
+
+    teacher = Path(__file__).parent / "data" / name
+    out = tmp_path / "out.json"
+    code = cli.main(["--teacher", str(teacher), "--width", "60", "--seeds", "3", "--json", str(out),
+                     "--no-progress"])
+    res = json.loads(out.read_text())
+    assert code in (cli.EXIT_OK, cli.EXIT_INCONCLUSIVE)
+    assert sum(s["recovered"] for s in res["seeds"]) >= 2 and res["success_rate"] >= 2 / 3
+    for s in res["seeds"]:
+        assert s["t1_covered"] is False and s["t1_reason"].startswith(unmet)
+        assert "span_fraction_median" in s["stage1"] and "loss" in s["stage2"]
+        assert s["stage1"]["worse_than_random"] is False  # the one-step features beat random ones here
+    assert res["t1_success_rate"] == 0.0

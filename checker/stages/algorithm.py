@@ -80,6 +80,8 @@ class AlgorithmOptions:
     gap_target: float | None = None
     time_budget: float | None = None
     angle_bound: float | None = None
+    #: seconds for each of T1's Arb gap certifications (None: to their tolerance); see theorem1.Options
+    gap_seconds: float | None = None
     progress: bool = True
 
     def stage1_options(self) -> stage1.Stage1Options:
@@ -108,7 +110,7 @@ class AlgorithmOptions:
         if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int)
                                        or self.steps < 1):
             raise CheckerError(f"--steps must be a positive whole number, got {self.steps!r}")
-        for name in ("gap_target", "time_budget", "angle_bound", "eta_cap"):
+        for name in ("gap_target", "time_budget", "angle_bound", "eta_cap", "gap_seconds"):
             v = getattr(self, name)
             if v is not None and not (math.isfinite(v) and v > 0):
                 raise CheckerError(f"--{name.replace('_', '-')} must be a positive number, got {v!r}")
@@ -340,7 +342,7 @@ def run_seed(teacher: Instance, opts: AlgorithmOptions, seed: int, *,
     say(f"seed {seed}: stage 3 (eta {float(eta_text):.4g}, {steps} steps); T1's hypotheses on the start")
     t_opts = Options(engine=opts.engine, dps=opts.dps, schedule=opts.schedule, steps=steps,
                      gap_target=opts.gap_target, time_budget=opts.time_budget, seed=seed,
-                     progress=opts.progress)
+                     progress=opts.progress, gap_seconds=opts.gap_seconds)
     check = TheoremCheck(RunFile(inst, {}, "stage 2 output", f"seed {seed}"), t_opts)
     check.say = say
     report = check.run()

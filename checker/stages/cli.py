@@ -103,7 +103,9 @@ def build_parser() -> UsageParser:
     p.add_argument("--stage1-scale", type=float, help="initial row norm scale")
     p.add_argument("--steps", help="step budget of stage 3 (default: 6/(eta lambda), at most 30000)")
     p.add_argument("--schedule", help="lambda schedule of stage 3 (as checker.theorem1)")
-    p.add_argument("--time-budget", type=float, help="seconds for each stage-3 descent")
+    p.add_argument("--time-budget", help="seconds for each stage-3 descent")
+    p.add_argument("--gap-seconds", help="seconds for each of T1's Arb gap certifications (a stopped search "
+                                         "gives a looser rigorous bound; for studies)")
     p.add_argument("--json", help="write the result to this file")
     p.add_argument("--plots", help="write figures to this directory")
     p.add_argument("--checkpoint", help="per-seed results stored here (a resumed run skips finished seeds)")
@@ -129,7 +131,9 @@ def options_from(args: argparse.Namespace, run: Mapping[str, Any], source: str) 
     cli = {"width": width, "lam": args.lam, "lam2": args.lambda2, "eta": args.eta, "variant": args.variant,
            "stage1_steps": args.stage1_steps, "stage1_eta": args.stage1_eta, "scale": args.stage1_scale,
            "engine": args.engine, "dps": dps, "steps": steps, "schedule": args.schedule,
-           "time_budget": args.time_budget}
+           "time_budget": _table("time_budget", args.time_budget),
+           "gap_seconds": None if args.gap_seconds is None else parse_option("time_budget", args.gap_seconds,
+                                                                             "--gap-seconds")}
     kw.update({k: v for k, v in cli.items() if v is not None})
     if args.engine == "float64":
         resolve_engine("float64", dps)  # --dps with --engine float64: refused

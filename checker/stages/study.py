@@ -56,3 +56,43 @@ def run_study(teachers: list[Instance], opts: AlgorithmOptions, seeds: list[int]
             if on_seed is not None:
                 on_seed(teacher, r)
     return {"teachers": per_teacher, "summary": study_summary(per_teacher)}
+
+
+def table_row(study: dict[str, Any]) -> dict[str, Any]:
+    """One configuration's row of the report (docs/algorithm.md) from a study result file's content."""
+    seeds = [r for t in study["teachers"] for r in t["seeds"]]
+    s = study["summary"] if "summary" in study else study
+    reasons: dict[str, int] = {}
+    for r in seeds:
+        key = r["t1_reason"].split(" ")[0] if r["t1_reason"] else "covered"
+        reasons[key] = reasons.get(key, 0) + 1
+    ratios = sorted(r["stage3"]["recovery"]["loss_over_lambda2"] for r in seeds
+                    if r["stage3"].get("recovery") and r["stage3"]["recovery"]["loss_over_lambda2"] is not None
+                    and r["recovered"])
+    return {"spec": study["spec"], "width": study["options"]["width"],
+            "variant": study["options"]["variant"] or "one-step",
+            "teachers": len(study["teachers"]), "seeds": len(seeds), "recovered": s["recovered"],
+            "interval": s["success_interval_95"], "t1_covered": s["t1_covered"],
+            "t1_success": s["t1_successes"], "t1_reasons": reasons,
+            "stage1_worse": s["stage1_worse_than_random"],
+            "teachers_all_recovered": sum(1 for t in study["teachers"]
+                                          if all(r["recovered"] for r in t["seeds"])),
+            "median_loss_over_lambda2": ratios[len(ratios) // 2] if ratios else None}
+
+
+def markdown_table(studies: list[dict[str, Any]]) -> str:
+    """The report's table: one row per configuration."""
+    head = ("| configuration | width | stage 1 | recovered (Wilson 95%) | teachers recovered on every seed | "
+            "T1 covered the start (first unmet hypothesis) | T1-gated success | stage 1 worse than random | "
+            "median L/lambda^2 of recovered seeds |\n|---|---|---|---|---|---|---|---|---|")
+    rows = [head]
+    for st in studies:
+        r = table_row(st)
+        lo, hi = r["interval"]
+        why = ", ".join(f"{k} {v}" for k, v in sorted(r["t1_reasons"].items()))
+        med = "-" if r["median_loss_over_lambda2"] is None else f"{r['median_loss_over_lambda2']:.3g}"
+        rows.append(f"| `{r['spec']}` | {r['width']} | {r['variant']} | {r['recovered']}/{r['seeds']} "
+                    f"[{lo:.2f}, {hi:.2f}] | {r['teachers_all_recovered']}/{r['teachers']} | "
+                    f"{r['t1_covered']}/{r['seeds']} ({why}) | {r['t1_success']}/{r['seeds']} | "
+                    f"{r['stage1_worse']}/{r['seeds']} | {med} |")
+    return "\n".join(rows)
