@@ -78,6 +78,8 @@ def _write(tmp_path, obj, name="t.json"):
     ({"teacher": {"a": ["1", "0"], "W": [["1", "0", "0"], ["0", "1", "0"]]}}, "teacher.a[1]"),
     ({"teacher": {"a": ["1"], "W": [["0", "0", "0"]]}}, "teacher.W[0]"),
     ({"teacher": {"a": ["1", "1"], "W": [["1", "0", "0"], ["1", "0", "0"]]}}, "teacher.W"),
+    # for abs, w and -w are one feature: antipodal teachers are duplicates
+    ({"activation": "abs", "teacher": {"a": ["1", "-1"], "W": [["1", "0", "0"], ["-1", "0", "0"]]}}, "same line"),
     ({"teacher": {"a": ["1"], "W": [["1", "0", "0"]], "b": 1}}, "teacher.b"),
     ({"activation": "tanh", "teacher": TEACHER["teacher"]}, "activation"),
     ("{not json", "not valid JSON"),
