@@ -100,3 +100,15 @@ def test_the_rigorous_gap_at_the_maximum_dps() -> None:
     inst = load_preset("single-teacher").instance
     gb = duality.gap_bound(Problem.from_instance(inst, MpEngine(MAX_DPS)), rigorous=True, seed=0)
     assert gb.rigorous and Fraction(gb.gap_upper) >= 0
+
+
+@pytest.mark.parametrize("key, value, expected", [("width", "60", 60), ("width", "1000", 1000), ("seeds", "5", 5)])
+def test_command_options_share_the_table(key, value, expected):
+    assert parse_option(key, value) == expected
+
+
+@pytest.mark.parametrize("key, value", [("width", "0"), ("width", "1001"), ("width", "2.5"), ("seeds", "0"),
+                                        ("seeds", "10001"), ("seeds", "x")])
+def test_command_options_refuse_out_of_range(key, value):
+    with pytest.raises(InstanceError, match=f"--{key}"):
+        parse_option(key, value)

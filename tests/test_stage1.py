@@ -139,3 +139,25 @@ def test_orient_turns_a_reversed_teacher_direction_around():
     Wo = stage1.orient(F64, "relu", a, W, A_STAR, W_STAR)
     assert np.array_equal(Wo, np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]))
     assert np.array_equal(stage1.orient(F64, "abs", a, W, A_STAR, W_STAR), W)
+
+
+def test_one_step_eta_makes_the_update_the_stated_multiple_of_the_start():
+    """The one-step variant's step: median update row = ONE_STEP_RATIO x median start row (by construction,
+    checked on the rows themselves), and the features then lie in the teacher span to ~1/ratio."""
+    rng = np.random.default_rng(3)
+    a, W0 = stage1.initial_student(rng, 30, 4, 1e-3, 1e-3)
+    eta = stage1.one_step_eta(F64, "relu", a, W0, A_STAR, W_STAR)
+    upd = eta * stage1.stage1_gradient(F64, "relu", a, W0, A_STAR, W_STAR, "centred")
+    ratio = np.median(np.linalg.norm(upd, axis=1)) / np.median(np.linalg.norm(W0, axis=1))
+    assert ratio == pytest.approx(stage1.ONE_STEP_RATIO, rel=1e-12)
+    W1 = W0 - upd
+    # the update's leading term is in span{w*_i} (the Hermite-2 term 4 c2^2 a_j M u_j); the start's own
+    # direction and the O(||W0||) terms are left at about 1e-3 of each row
+    assert np.median(stage1.span_fractions(W1, W_STAR)) > 0.99
+
+
+def test_stage1_options_accept_the_one_step_and_none_variants():
+    assert stage1.Stage1Options(5, eta=None, variant="one-step").validate().variant == "one-step"
+    assert stage1.Stage1Options(5, eta=None, variant="none").validate().variant == "none"
+    with pytest.raises(Exception, match="eta"):
+        stage1.Stage1Options(5, eta=None, variant="centred").validate()

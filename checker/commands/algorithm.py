@@ -20,19 +20,21 @@ from checker.commands.cli import UsageParser, run_guarded
 from checker.core.constants import EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK
 from checker.core.errors import CheckerError, InstanceError
 from checker.core.model import Instance, parse_json_text, read_text_file
+from checker.commands.options import parse_option, resolve_engine
 from checker.commands.presets import run_option
-from checker.stages.algorithm import SCHEMA_VERSION, AlgorithmOptions, overall_verdict, run_seed, teacher_instance
+from checker.stages.algorithm import (SCHEMA_VERSION, AlgorithmOptions, check_width, describe_stage1, overall_verdict,
+                                       run_seed, summarize, teacher_instance, verdict_line)
 
 PROG = "python -m checker.algorithm"
 DEFAULT_PRESET = "two-signs-d6"
 #: keys of a preset's (or teacher file's) "run" object: option name -> (type, AlgorithmOptions field)
 RUN_KEYS: dict[str, tuple[type, str]] = {
-    "width": (int, "width"), "lambda": (str, "lam"), "lambda2": (str, "lam2"), "eta": (str, "eta"),
+    "width": (int, "width"), "lambda": (str, "lam"), "lambda2": (str, "lam2"), "eta": (float, "eta_cap"),
     "stage1_scale": (float, "scale"), "stage1_eta": (float, "stage1_eta"), "stage1_steps": (int, "stage1_steps"),
     "stage1_variant": (str, "variant"), "stage1_a": (float, "a_value"), "engine": (str, "engine"),
     "dps": (int, "dps"), "schedule": (str, "schedule"), "steps": (int, "steps"),
     "gap_target": (float, "gap_target"), "time_budget": (float, "time_budget"),
-    "angle_bound": (float, "angle_bound"), "orient": (bool, "orient"),
+    "angle_bound": (float, "angle_bound"), "orient": (bool, "orient"), "fallback": (bool, "fallback"),
 }
 EXTRA_RUN_KEYS = {"seeds": int}
 
@@ -77,25 +79,32 @@ def build_parser() -> UsageParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--preset", help=f"embedded teacher (default: {DEFAULT_PRESET}); --list-presets lists them")
     src.add_argument("--teacher", help="teacher file (JSON with \"activation\" and \"teacher\")")
+    src.add_argument("--teachers", help="random teachers, e.g. random:mstar=3,d=6,sep=0.6,seed=1,count=5 "
+                                        "(a study: success rate with its Wilson 95%% interval)")
     p.add_argument("--list-presets", action="store_true")
     seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int, help="one seed")
-    seeds.add_argument("--seeds", type=int, help="seeds 0..K-1: success rate over K seeds")
-    p.add_argument("--width", type=int, help="number of student neurons m")
+    seeds.add_argument("--seed", help="one seed")
+    seeds.add_argument("--seeds", help="seeds 0..K-1: success rate over K seeds")
+    p.add_argument("--width", help="number of student neurons m")
     p.add_argument("--engine", choices=["float64", "mp"])
-    p.add_argument("--dps", type=int, help="digits for --engine mp")
+    p.add_argument("--dps", help="digits for --engine mp")
     p.add_argument("--lambda", dest="lam", help="weight decay of stage 3 (and default of --lambda2)")
     p.add_argument("--lambda2", help="ridge weight of stage 2 (default: --lambda)")
-    p.add_argument("--eta", help="step of stage 3")
-    p.add_argument("--variant", choices=list(("plain", "centred")), help="stage-1 gradient")
+    p.add_argument("--eta", help="step of stage 3 (default: min(0.5, 1/beta_0), beta_0 the smoothness at its start)")
+    p.add_argument("--variant", choices=["one-step", "centred", "plain", "none"],
+                   help="stage 1: one large centred step (default), multi-step centred or plain, or none")
+    p.add_argument("--no-fallback", action="store_true",
+                   help="keep stage 1's features even when random unit features fit better")
     p.add_argument("--no-orient", action="store_true",
                    help="keep the centred directions' signs (default: orient each by the plain correlation)")
     p.add_argument("--stage1-steps", type=int)
     p.add_argument("--stage1-eta", type=float)
     p.add_argument("--stage1-scale", type=float, help="initial row norm scale")
-    p.add_argument("--steps", type=int, help="step budget of stage 3")
+    p.add_argument("--steps", help="step budget of stage 3 (default: 6/(eta lambda), at most 30000)")
     p.add_argument("--schedule", help="lambda schedule of stage 3 (as checker.theorem1)")
-    p.add_argument("--time-budget", type=float, help="seconds for each stage-3 descent")
+    p.add_argument("--time-budget", help="seconds for each stage-3 descent")
+    p.add_argument("--gap-seconds", help="seconds for each of T1's Arb gap certifications (a stopped search "
+                                         "gives a looser rigorous bound; for studies)")
     p.add_argument("--json", help="write the result to this file")
     p.add_argument("--plots", help="write figures to this directory")
     p.add_argument("--checkpoint", help="per-seed results stored here (a resumed run skips finished seeds)")
@@ -105,29 +114,42 @@ def build_parser() -> UsageParser:
     return p
 
 
+def _table(key: str, value: Any) -> Any:
+    return None if value is None else parse_option(key, value)
+
+
 def options_from(args: argparse.Namespace, run: Mapping[str, Any], source: str) -> tuple[AlgorithmOptions, list[int]]:
     kw: dict[str, Any] = {}
     for key, (kind, name) in RUN_KEYS.items():
         v = run_option(run, key, kind, None, source)
         if v is not None:
             kw[name] = v
-    cli = {"width": args.width, "lam": args.lam, "lam2": args.lambda2, "eta": args.eta, "variant": args.variant,
+    if "eta_cap" in kw:  # the table keeps a step as its decimal text
+        kw["eta_cap"] = float(kw["eta_cap"])
+    width, dps, steps = _table("width", args.width), _table("dps", args.dps), _table("steps", args.steps)
+    cli = {"width": width, "lam": args.lam, "lam2": args.lambda2, "eta": args.eta, "variant": args.variant,
            "stage1_steps": args.stage1_steps, "stage1_eta": args.stage1_eta, "scale": args.stage1_scale,
-           "engine": args.engine, "dps": args.dps, "steps": args.steps, "schedule": args.schedule,
-           "time_budget": args.time_budget}
+           "engine": args.engine, "dps": dps, "steps": steps, "schedule": args.schedule,
+           "time_budget": _table("time_budget", args.time_budget),
+           "gap_seconds": None if args.gap_seconds is None else parse_option("time_budget", args.gap_seconds,
+                                                                             "--gap-seconds")}
     kw.update({k: v for k, v in cli.items() if v is not None})
     if args.engine == "float64":
+        resolve_engine("float64", dps)  # --dps with --engine float64: refused
         kw["dps"] = None
-    elif args.dps is not None and args.engine is None:
+    elif dps is not None and args.engine is None:
         kw["engine"] = "mp"
     if args.no_orient:
         kw["orient"] = False
+    if args.no_fallback:
+        kw["fallback"] = False
     kw["progress"] = not args.no_progress
     opts = AlgorithmOptions(**kw).validate()
     if args.seed is not None:
-        seeds = [args.seed]
+        seeds = [parse_option("seed", args.seed)]
     else:
-        k = args.seeds if args.seeds is not None else run_option(run, "seeds", int, 1, source)
+        k = (parse_option("seeds", args.seeds) if args.seeds is not None
+             else run_option(run, "seeds", int, 1, source))
         if k < 1:
             raise CheckerError(f"--seeds must be a positive whole number, got {k}")
         seeds = list(range(k))
@@ -152,12 +174,6 @@ def _load_checkpoint(path: str, fingerprint: dict[str, Any]) -> dict[str, Any]:
     return dict(data["seeds"])
 
 
-def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
-    n = len(results)
-    ok = sum(1 for r in results if r["recovered"])
-    return {"success_rate": ok / n if n else 0.0, "recovered": ok, "seeds_run": n}
-
-
 def print_seed(r: dict[str, Any], out: Any) -> None:
     s1, s2, s3 = r["stage1"], r["stage2"], r["stage3"]
     fl = r["feature_learning_end"]
@@ -165,16 +181,73 @@ def print_seed(r: dict[str, Any], out: Any) -> None:
     def f(x: Any) -> str:
         return "-" if x is None else f"{x:.3g}"
 
-    print(f"seed {r['seed']}: stage 1 span fraction min {s1['span_fraction_min']:.3f} median "
-          f"{s1['span_fraction_median']:.3f}; frozen floor {s1['floor']:.3g} vs random features "
-          f"{s1['random_floor']:.3g} (x{s1['floor_ratio']:.3g})", file=out)
-    print(f"        stage 2 loss {s2['loss']:.3g}, gap {f(s2['gap'])} vs threshold eps_0 {f(s2['threshold'])} "
-          f"({'below' if s2['below_threshold'] else 'NOT below'}); max heavy angle {f(s2['max_angle'])}",
-          file=out)
-    print(f"        stage 3 {s3['verdict']}: final loss {f(s3['final_loss'])} (frozen floor {f(fl['frozen_floor'])}),"
-          f" max heavy angle {f(s3['max_angle'])}, far mass {f(s3['far_mass'])}", file=out)
+    print(f"seed {r['seed']}: stage 1 ({s1['variant']}) span fraction min {s1['span_fraction_min']:.3f} median "
+          f"{s1['span_fraction_median']:.3f}; frozen floor {s1['floor']:.3g} vs random unit features "
+          f"{s1['random_floor']:.3g} (x{s1['floor_ratio']:.3g})"
+          + (f" -- WORSE than random features; stage 2 used: {s1['features_used']}" if s1["worse_than_random"]
+             else ""), file=out)
+    print(f"        stage 2 loss {s2['loss']:.3g}, gap {f(s2['gap'])} vs threshold eps_0 {f(s2['threshold'])}; "
+          f"max heavy angle {f(s2['max_angle'])}", file=out)
+    rec = s3.get("recovery") or {}
+    print(f"        stage 3 (eta {s3['eta'] or '-'} [{s3['eta_rule']}, beta_0 {f(s3['beta_0'])}], "
+          f"{s3['steps']} steps, run by {s3['run_by'] or '-'}): final loss {f(s3['final_loss'])} "
+          f"= {f(rec.get('loss_over_lambda2'))} lambda^2 at lambda {f(s3['final_lambda'])}, far mass "
+          f"{f(s3['far_mass'])}, angle bound {f(rec.get('angle_bound'))}", file=out)
+    print(f"        T1 covers the start: {r['t1_covered']}" + (f" ({r['t1_reason']})" if r["t1_reason"] else
+                                                             f" (T1 verdict {r['t1']['verdict']})"), file=out)
     print(f"        recovered: {r['recovered']}" + (f" — fell short at {r['fell_short']}" if r["fell_short"] else ""),
           file=out)
+
+
+def study_main(args: argparse.Namespace) -> int:
+    """--teachers SPEC: every seed of every random teacher; per-teacher and overall rates (Wilson 95%)."""
+    from checker.core.io import check_output_file, write_json_atomic
+    from checker.stages.study import run_study, study_summary
+    from checker.stages.teachers import parse_spec
+
+    spec = parse_spec(args.teachers)
+    for flag in ("checkpoint", "plots"):
+        if getattr(args, flag):
+            raise CheckerError(f"--{flag} is not available with --teachers")
+    opts, seeds = options_from(args, {}, "--teachers")
+    teachers = spec.teachers()
+    for t in teachers:
+        check_width(t, opts.width)
+    if args.json:
+        check_output_file("--json", args.json)
+    print(f"algorithm study — {spec.text()}: {len(teachers)} teacher(s) x {len(seeds)} seed(s), width {opts.width}, "
+          f"{describe_stage1(opts)}, lambda={opts.lam}")
+    say = (lambda t: print(t, file=sys.stderr, flush=True)) if opts.progress else (lambda t: None)
+    per: list[dict[str, Any]] = []
+
+    def save(interrupted: bool) -> dict[str, Any]:
+        out = {"version": SCHEMA_VERSION, "checker_version": __version__, "kind": "algorithm-study",
+               "spec": spec.text(), "options": {k: v for k, v in asdict(opts).items() if k != "progress"},
+               "seeds_list": seeds, "interrupted": interrupted, **study_summary(per), "teachers": per}
+        if args.json:
+            write_json_atomic(args.json, out)
+        return out
+
+    def on_seed(teacher: Instance, r: dict[str, Any]) -> None:
+        print(f"{teacher.name} seed {r['seed']}: recovered {r['recovered']}, T1 covers {r['t1_covered']}"
+              + (f" ({r['t1_reason'].split(':')[0]})" if r["t1_reason"] else "")
+              + (f"; fell short: {r['fell_short']}" if r["fell_short"] else ""))
+        save(False)
+
+    try:
+        run_study(teachers, opts, seeds, say=say, on_seed=on_seed, out=per)
+    except KeyboardInterrupt:
+        save(True)
+        print(f"{PROG}: interrupted; partial result written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    out = save(False)
+    for t in per:
+        sm = t["summary"]
+        print(f"  {t['name']}: {sm['recovered']}/{sm['seeds_run']} recovered, T1 covered {sm['t1_covered']}")
+    print("\n" + verdict_line(out))
+    if args.json:
+        print(f"result written to {args.json}")
+    return EXIT_OK if out["recovered"] == out["seeds_run"] else EXIT_INCONCLUSIVE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in preset_names():
                 print(f"{name}: {load_preset(name)[2]}")
             return EXIT_OK
+        if args.teachers:
+            return study_main(args)
         if args.teacher:
             teacher, run, desc = parse_teacher_file(parse_json_text(read_text_file(args.teacher), args.teacher),
                                                     args.teacher)
@@ -195,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             teacher, run, desc = load_preset(name)
             source = f"preset {name}"
         opts, seeds = options_from(args, run, source)
+        check_width(teacher, opts.width)
         from checker.core.io import check_output_dir, check_output_file, write_json_atomic
         if args.resume and not args.checkpoint:
             raise CheckerError("--resume needs --checkpoint FILE")
@@ -216,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 raise CheckerError(f"--checkpoint {args.checkpoint}: no such file to resume from")
         print(f"algorithm — {source}: {teacher.activation}, d={teacher.d}, m*={teacher.m_star}, "
-              f"width {opts.width}, seeds {seeds[0]}..{seeds[-1]}, stage 1 {opts.variant} x{opts.stage1_steps}, "
+              f"width {opts.width}, seeds {seeds[0]}..{seeds[-1]}, {describe_stage1(opts)}, "
               f"lambda={opts.lam}, engine {opts.engine}")
         say = (lambda t: print(t, file=sys.stderr, flush=True)) if opts.progress else (lambda t: None)
         results: list[dict[str, Any]] = []
@@ -255,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         interrupted = True
                         results.pop()
                         break
-                    if res.stage3.verdict == "fails" and counterexample is None:
+                    if res.t1.get("verdict") == "fails" and counterexample is None:
                         from checker.commands.theorem1 import write_counterexample
                         counterexample = write_counterexample(res._run_file, res._options, res._report,
                                                               args.counterexample_dir)
@@ -269,8 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if bar is not None:
                 bar.close()
         out = save()
-        print(f"\nsuccess rate {out['recovered']}/{out['seeds_run']} = {out['success_rate']:.2f}; "
-              f"verdict: {out['verdict']}")
+        print("\n" + verdict_line(out))
         if args.json:
             print(f"result written to {args.json}")
         if args.plots and results:

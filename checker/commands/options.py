@@ -28,6 +28,11 @@ from checker.core.errors import CheckerError, InstanceError, quote
 MAX_SEED = 2**32 - 1
 #: Largest step budget (a run of 10^9 steps would take years even in float64).
 MAX_STEPS = 10**9
+#: Largest student width of ``python -m checker.algorithm``: every step forms (m + m*)^2 pair
+#: arrays (about 20 float64 arrays of that size), so m = 1000 takes ~160 MB and ~0.2 s per step.
+MAX_WIDTH = 1000
+#: Largest number of seeds of one run (--seeds K runs seeds 0..K-1).
+MAX_SEEDS = 10_000
 #: Decimal digits beyond ``dps`` that the longest string a run converts carries (the
 #: engine's guard digits, the round-trip digits of checker.core.io and the Arb path's
 #: outward-rounded bounds; measured at most dps + 23, margin kept).
@@ -87,6 +92,11 @@ def _table() -> dict[str, OptionSpec]:
 #: The options of ``python -m checker.theorem1`` (run-file key -> spec); the run-file
 #: keys accepted by ``checker.commands.presets`` are exactly these.
 OPTIONS: dict[str, OptionSpec] = _table()
+#: Options of other commands validated by the same rules (not run-file keys of checker.theorem1).
+COMMAND_OPTIONS: dict[str, OptionSpec] = {s.key: s for s in [
+    OptionSpec("width", "int", f"a whole number from 1 to {MAX_WIDTH}", low=1, high=MAX_WIDTH),
+    OptionSpec("seeds", "int", f"a whole number from 1 to {MAX_SEEDS}", low=1, high=MAX_SEEDS),
+]}
 
 
 def _number(value: Any) -> Decimal:
@@ -113,7 +123,7 @@ def parse_option(key: str, value: Any, field: str | None = None) -> Any:
     ``field`` names the option in messages (default: its flag, e.g. ``--seed``).
     Numbers may be JSON numbers or strings (run files keep numbers as text).
     """
-    spec = OPTIONS[key]
+    spec = OPTIONS[key] if key in OPTIONS else COMMAND_OPTIONS[key]
     if key == "dps":  # the interpreter's int-string limit fixes the maximum at run time
         high = max_dps()
         spec = OptionSpec(key, spec.kind, spec.doc.format(low=MIN_DPS, high=high), low=MIN_DPS, high=high)

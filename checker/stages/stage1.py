@@ -24,7 +24,19 @@ known here, so every choice below is this checker's (grade: reconstructed).
   1/2) and e_0 = e_2 = 0 for abs, simply e_2 b.  Derived in
   ``derivations/early_stage.py``.
 
-Why the centred variant: as W -> 0 the gradient tends to -2 a_j sum_i a*_i
+The one-step variant (``one-step``; Damian, Lee and Soltanolkotabi 2022 take one
+large gradient step on the first layer from a small random start with small fixed
+output weights; the details here are this checker's, grade reconstructed): one
+step of the centred gradient, W1 = W0 - eta1 G(W0), with eta1 chosen so that the
+median row of the update is ``ONE_STEP_RATIO`` times the median row of W0
+(``one_step_eta``): the update, whose leading term at a small start is
+4 c_2^2 a_j M u_j with M = sum_i a*_i w*_i w*_i^T, then dominates the random start,
+and the features are random mixtures of the teacher directions (no collapse of
+many neurons onto a few fixed points, which the multi-step variant shows on
+non-orthogonal teachers).  ``none`` skips stage 1 (the start's random directions
+are the features).
+
+Why the centred gradient: as W -> 0 the gradient tends to -2 a_j sum_i a*_i
 (kappa'(t_ij) w*_i + (kappa - t kappa')(t_ij) u_j) (t_ij = <u_j, w*_i>); the
 Hermite-1 term c_1^2 sum_i a*_i w*_i pulls every neuron towards one direction,
 and the Hermite-0 term c_0^2 sum_i a*_i u_j keeps each neuron's own random
@@ -46,7 +58,13 @@ from checker.core.engines import Engine
 from checker.core.errors import CheckerError
 from ..geometry.certificate import nearest_teacher
 
+#: The stage-1 gradients (``stage1_gradient``).
 VARIANTS = ("plain", "centred")
+#: The stage-1 procedures: multi-step with either gradient, the one-step variant, none.
+PROCEDURES = ("centred", "plain", "one-step", "none")
+#: The one-step variant's update / start ratio (median row norms; this checker's choice):
+#: 1e3 leaves the start's random direction at about 1e-3 of each feature.
+ONE_STEP_RATIO = 1e3
 
 #: Gaussian moments of each activation (z ~ N(0, 1)), derived in derivations/early_stage.py:
 #: m0 = E[sigma(z)], m1 = E[z sigma(z)], e1 = E[z sigma'(z)], e2 = E[z^2 sigma'(z)].
@@ -76,7 +94,7 @@ class Stage1Options:
 
     width: int
     scale: float = 1e-3
-    eta: float = 1.0
+    eta: float | None = 1.0  # None: derived (one-step: ``one_step_eta``; none: unused)
     steps: int = 1
     variant: str = "centred"
     a_value: float = 1.0
@@ -86,12 +104,14 @@ class Stage1Options:
             raise CheckerError(f"--width must be a positive whole number, got {self.width!r}")
         for name in ("scale", "eta", "a_value"):
             v = getattr(self, name)
+            if v is None and name == "eta" and self.variant in ("one-step", "none"):
+                continue
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise CheckerError(f"stage-1 {name} must be a positive number, got {v!r}")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise CheckerError(f"stage-1 steps must be a positive whole number, got {self.steps!r}")
-        if self.variant not in VARIANTS:
-            raise CheckerError(f"stage-1 variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.variant not in PROCEDURES:
+            raise CheckerError(f"stage-1 variant must be one of {', '.join(PROCEDURES)}, got {self.variant!r}")
         return self
 
 
@@ -142,6 +162,20 @@ def run_stage1(engine: Engine, activation: str, a: np.ndarray, W0: np.ndarray, a
         for _ in range(steps):
             W = W - eta * stage1_gradient(engine, activation, a, W, a_star, W_star, variant)
     return W
+
+
+def one_step_eta(engine: Engine, activation: str, a: np.ndarray, W0: np.ndarray, a_star: np.ndarray,
+                 W_star: np.ndarray, ratio: float = ONE_STEP_RATIO) -> float:
+    """eta1 with median_j ||eta1 G_j(W0)|| = ratio * median_j ||w0_j|| (G the centred gradient), float.
+
+    Raises CheckerError when the gradient vanishes at the start (nothing to learn from).
+    """
+    G = stage1_gradient(engine, activation, a, W0, a_star, W_star, "centred")
+    g = float(np.median([math.sqrt(sum(float(x) ** 2 for x in row)) for row in G]))
+    w = float(np.median([math.sqrt(sum(float(x) ** 2 for x in row)) for row in W0]))
+    if not (g > 0 and math.isfinite(g)):
+        raise CheckerError("stage 1: the centred gradient vanishes at the start; use --variant none")
+    return ratio * w / g
 
 
 def span_fractions(W: np.ndarray, W_star: np.ndarray) -> np.ndarray:

@@ -125,6 +125,9 @@ class Options:
     #: evaluate every hypothesis even after one failed (no descent without --force);
     #: for callers that report which hypothesis a start misses (checker.algorithm)
     all_hypotheses: bool = False
+    #: wall-time limit (seconds) of each Arb branch and bound of a gap bound (None: until its
+    #: tolerance); a search stopped early still gives a rigorous, looser bound (for studies)
+    gap_seconds: float | None = None
 
 
 
@@ -333,7 +336,8 @@ class TheoremCheck:
         from checker.rigorous import duality
 
         self.say("certifying the initial gap (Arb branch and bound over the sphere) ...")
-        return duality.gap_bound(self.problem, rigorous=True, seed=self.options.seed, tol=tol)
+        return duality.gap_bound(self.problem, rigorous=True, seed=self.options.seed, tol=tol,
+                                 max_seconds=self.options.gap_seconds)
 
     def _phase(self, name: str, compute: Any, dump: Any) -> Any:
         """Run one phase, or take its result from the checkpoint being resumed.
@@ -378,7 +382,8 @@ class TheoremCheck:
         with self.engine.context():
             ae = self.engine.array([float(x) for x in a])
             We = self.engine.array([[float(x) for x in r] for r in W])
-        gb = duality.gap_bound(self.problem, ae, We, rigorous=True, seed=self.options.seed, tol=tol)
+        gb = duality.gap_bound(self.problem, ae, We, rigorous=True, seed=self.options.seed, tol=tol,
+                               max_seconds=self.options.gap_seconds)
         return gb.dual, gb.rigorous
 
     # ------------------------------------------------------------ checkpoints of the phases
@@ -603,6 +608,7 @@ class TheoremCheck:
         try:
             self.say("certifying the final gap (Arb branch and bound over the sphere) ...")
             final = duality.gap_bound(self.problem, result.a, result.W, lam=result.lam, rigorous=True,
+                                      max_seconds=opts.gap_seconds,
                                       seed=opts.seed)
             with self.engine.context():
                 ev = self.problem.evaluate(result.a, result.W, lam=result.lam, with_gradient=False)
