@@ -306,6 +306,6 @@ def test_tune_allocator_sets_glibc_thresholds_and_can_be_turned_off(monkeypatch)
     def no_mallopt(name: str) -> object:
         raise OSError("no C library")
 
-    monkeypatch.delenv(cli.DEFAULT_MALLOC_ENV)
-    monkeypatch.setattr(cli.ctypes, "CDLL", no_mallopt)
-    assert cli.tune_allocator() is False
+    monkeypatch.delenv(allocator.DEFAULT_MALLOC_ENV)
+    monkeypatch.setattr(allocator.ctypes, "CDLL", no_mallopt)
+    assert allocator.tune_allocator() is False
