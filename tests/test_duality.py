@@ -505,3 +505,22 @@ def test_certified_sup_against_an_independent_dense_evaluation(activation):
     with mpmath.workdps(40):
         assert _mp(cert.lower) - _mp("1e-15") <= dense <= _mp(cert.upper)
         assert _mp(cert.upper) - _mp(cert.lower) <= _mp("1e-8")
+
+
+@pytest.mark.parametrize("bigger", [0, 1])
+def test_sup_estimate_is_the_largest_maximum_in_the_engines_numbers(bigger):
+    # Two relu teachers on e1 and -e1 whose output weights differ by 1e-20: the two maxima of |g|
+    # (near e1 and -e1) agree to ~1e-20, far below a float's resolution.  Reference: the maxima
+    # themselves, compared as 40-digit numbers: the estimate must be the largest (the sup
+    # estimate U of the gap estimate; a smaller one makes s = lambda/(2U) too large and the
+    # "bound" fall below the gap), whichever teacher carries it, and the list must be sorted.
+    weights = ["1", "1.00000000000000000001"] if bigger else ["1.00000000000000000001", "1"]
+    inst = Instance.create(teacher_a=weights, teacher_W=[["1", "0", "0"], ["-1", "0", "0"]],
+                           student_a=["0.001"], student_W=[["0", "0", "1"]], lam="0.01")
+    problem = Problem.from_instance(inst, MpEngine(40))
+    maxima = local_maxima(problem)
+    values = [v for v, _ in maxima]
+    assert len(values) >= 2 and all(x >= y for x, y in zip(values, values[1:]))
+    top = maxima[0][1]
+    assert float(top[0]) * (1 if bigger == 0 else -1) > 0.9  # near the teacher with the larger weight
+    assert sup_estimate(problem)[0] == values[0]

@@ -228,3 +228,23 @@ def test_final_enclosure_names_the_engines_lambda(single_teacher_runs):
         assert Fraction(interval["lambda"]) == lam != Fraction(1, 10)
         assert Fraction(check.report.final["lambda"]) == lam
         assert Fraction(interval["lower"]) <= lam - lam * lam / 2 <= Fraction(interval["upper"])
+
+
+def test_initial_gap_bound_within_a_factor_2_above_the_optimal_mass():
+    # H4's rigorous zeta_0 for a single-teacher start 1e-3 above the optimal mass (one balanced
+    # neuron on w*, float64): true gap kappa(0) (S - S*)^2 = 5e-7 (closed form at the binary
+    # inputs, 60 digits).  A dual scale capped at 1 gave 9.2e-6 even after the preliminary descent.
+    from checker.commands.presets import RunFile
+
+    root = float(mpmath.sqrt(mpmath.mpf("0.901")))
+    inst = load_preset("single-teacher").instance.replace(student_a=[repr(root)],
+                                                         student_W=[[repr(root), "0", "0"]])
+    rf = RunFile(inst, {"engine": "float64"})
+    args = theorem1.build_parser().parse_args(["--no-progress"])
+    check = theorem1.TheoremCheck(rf, theorem1.options_from(args, rf))
+    check.hypotheses()
+    with mpmath.workdps(60):
+        t, lam = mpmath.mpf(root), mpmath.mpf(0.1)
+        true_gap = (t * t - 1) ** 2 / 2 + lam * t * t - (lam - lam * lam / 2)
+        assert check.zeta0_rigorous
+        assert true_gap <= check.zeta0 <= 2 * true_gap, (check.zeta0, true_gap)

@@ -14,12 +14,15 @@ zeta(theta) <= L_lambda(theta) - D(p).  D is a concave parabola in s with its pe
 <r, f*> / L, so the best feasible scale is s = min(lambda / (2 U), max(0, <r, f*> / L))
 (``dual_scale``; with the lambda / (2 U) part rounded down in the rigorous bound).  At a
 student that overshoots the optimal mass (U < lambda / 2) the peak or lambda / (2 U) exceeds
-1: capping s at 1 would leave a gap bound first-order in the distance to the optimum.  The bound is rigorous exactly when U is a
-certified upper bound and D and L_lambda are Arb enclosures: ``gap_bound`` does
-that by branch and bound on the sphere (``checker.sphere``).  Otherwise
-(``rigorous=False``, or a dimension the search does not cover) it is an estimate
-from a multi-start local search (``sup_estimate``) and says so: a sampled U can
-miss the supremum, and then D exceeds L*_lambda.
+1: capping s at 1 would leave a gap bound first-order in the distance to the optimum.  The
+bound is rigorous exactly when U is a certified upper bound and D and L_lambda are Arb
+enclosures: ``gap_bound`` does that by branch and bound on the sphere (``checker.sphere``).
+Otherwise (``rigorous=False``, or a dimension the search does not cover) it is an estimate
+from a multi-start local search (``sup_estimate``) and says so: a sampled U can miss the
+supremum, and then D exceeds L*_lambda.  The estimate is as sensitive to U as the bound
+(dD/dU ~ -2 <r, f*> / U near the optimum, both sides of it now): near the optimum the local
+maxima of |g| agree to more digits than a float holds, and they are ranked in the engine's
+numbers.
 
 g is positively 1-homogeneous.  When the rows of V span a subspace of
 dimension s <= 3, g(w) depends on w only through its projection on that span
@@ -285,7 +288,9 @@ def local_maxima(problem: Problem, a: Any = None, W: Any = None, *, seed: int = 
             ue, _ = _newton_polish(engine, act, V, c, ue, sg, iterations=6, hessian=H)
             v = abs(objective.correlation(engine, act, ue[None, :], V, c)[0])
         out.append((v, ue))
-    out.sort(key=lambda t: -float(t[0]))
+    # by the engine's values: near the optimum the maxima of |g| agree to far more digits than a
+    # float holds (all ~lambda/2), and the largest must come first (it is the sup estimate U)
+    out.sort(key=lambda t: t[0], reverse=True)
     return out
 
 
@@ -527,7 +532,7 @@ def _choose_tol(engine: Engine, pieces: dict[str, Any], lam: Any, U: Any, gap: A
 
 def gap_bound(problem: Problem, a: Any = None, W: Any = None, *, lam: Any = None, rigorous: bool = True,
               tol: float | None = None, max_boxes: int = 200_000, seed: int = 0, prec: int | None = None,
-              max_seconds: float | None = None) -> GapBound:
+              max_seconds: float | None = None, max_tol: float | None = None) -> GapBound:
     """Upper bound on zeta(theta) = L_lambda(theta) - L*_lambda by duality.
 
     ``rigorous=True``: U certified by ``certified_sup`` and every other piece an
@@ -535,7 +540,9 @@ def gap_bound(problem: Problem, a: Any = None, W: Any = None, *, lam: Any = None
     if the certification is not possible the result falls back to the estimate
     and says why.  ``rigorous=False``: U from ``sup_estimate`` and engine
     arithmetic (method "estimate"), cheap enough to call during runs.
-    ``tol`` (on U) defaults to ~1% of the estimated gap over its sensitivity.
+    ``tol`` (on U) defaults to ~1% of the estimated gap over its sensitivity, capped at
+    ``max_tol`` when given (a caller that needs the bound to a fixed absolute accuracy, and
+    also within ~1% of a small gap).
     """
     start = time.monotonic()
     engine = problem.engine
@@ -563,6 +570,7 @@ def gap_bound(problem: Problem, a: Any = None, W: Any = None, *, lam: Any = None
         return estimate("")
     if tol is None:
         tol = _choose_tol(engine, pieces, lam_, U_est, gap_est, prec)
+        tol = tol if max_tol is None else min(tol, max_tol)
     cert = certified_sup(problem, a_, W_, tol=tol, max_boxes=max_boxes, seeds=[u for _, u in maxima],
                          prec=prec, max_seconds=max_seconds)
     boxes = cert.sphere.boxes if cert.sphere is not None else 0
