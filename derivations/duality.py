@@ -75,55 +75,117 @@ ScaleFn = Callable[..., Any]
 DualFn = Callable[[Any, Any, Any], Any]
 
 
-def _checker_scale(lam: Any, U: Any, scale_fn: ScaleFn) -> Any:
-    """The checker's dual scale on SymPy numbers: min becomes sympy.Min."""
-    return scale_fn(lam, U, sp.Integer(1), minimum=sp.Min)
+def _checker_scale(lam: Any, U: Any, rt: Any, loss: Any, scale_fn: ScaleFn, round_down: Any = None) -> Any:
+    """The checker's dual scale on SymPy numbers: min and max become sympy.Min and sympy.Max."""
+    return scale_fn(lam, U, rt, loss, sp.Integer(1), round_down=round_down, minimum=sp.Min, maximum=sp.Max)
 
 
 def _resolve_min(expr: Any) -> Any:
-    """Replace each Min(x, y) by the argument that is provably the smaller (x - y or y - x
-    simplifies to a non-negative expression under the symbols' assumptions); else leave it."""
+    """Replace each Min(x, y) (and Max(x, y)) by the argument that is provably the smaller (larger):
+    x - y or y - x simplifies to a non-negative expression under the symbols' assumptions; else leave it."""
 
-    def pick(*args: Any) -> Any:
+    def pick(*args: Any, largest: bool = False) -> Any:
         x, y = args
         if sp.simplify(y - x).is_nonnegative:
-            return x
+            return y if largest else x
         if sp.simplify(x - y).is_nonnegative:
-            return y
-        return sp.Min(x, y, evaluate=False)
+            return x if largest else y
+        return (sp.Max if largest else sp.Min)(x, y, evaluate=False)
 
-    return expr.replace(sp.Min, pick)
+    if not isinstance(expr, sp.Basic):
+        return expr
+    return expr.replace(sp.Max, lambda *a: pick(*a, largest=True)).replace(sp.Min, pick)
+
+
+def _at_most(expr: Any, bound: Any) -> bool:
+    """expr <= bound, proved through the lattice rules: Max(x, y) <= b when both are, Min(x, y) <= b
+    when one is; otherwise b - expr must simplify to a non-negative expression."""
+    if isinstance(expr, sp.Max):
+        return all(_at_most(x, bound) for x in expr.args)
+    if isinstance(expr, sp.Min):
+        return any(_at_most(x, bound) for x in expr.args)
+    return bool(sp.simplify(bound - expr).is_nonnegative)
+
+
+def _at_least(expr: Any, bound: Any) -> bool:
+    """expr >= bound, by the same rules with the roles of Min and Max exchanged."""
+    if isinstance(expr, sp.Min):
+        return all(_at_least(x, bound) for x in expr.args)
+    if isinstance(expr, sp.Max):
+        return any(_at_least(x, bound) for x in expr.args)
+    return bool(sp.simplify(expr - bound).is_nonnegative)
+
+
+def _scale_cases() -> list[tuple[str, dict[Any, Any], Any, Any]]:
+    """The three cases of the optimal feasible scale, each parametrized by non-negative symbols.
+
+    Returns (name, {lambda: ., U: ., rt: ., L: .}, the expected s, a generic feasible t written
+    with non-negative symbols) for: the peak <r, f*>/L inside [0, lambda/(2U)]; the peak above
+    it (the feasibility bound is active); <r, f*> <= 0 (s = 0).
+    """
+    U, L, P, Q, eps, tau, R = sp.symbols("U L P Q epsilon tau R", positive=True)
+    return [
+        # peak P = rt/L, lambda/(2U) = P + eps (> P); feasible t = P + eps - tau (tau <= P + eps)
+        ("peak inside", {"lambda": 2 * U * (P + eps), "U": U, "rt": L * P, "L": L}, P, P + eps - tau),
+        # lambda/(2U) = Q below the peak Q + eps; feasible t = Q - tau (tau <= Q)
+        ("feasibility bound active", {"lambda": 2 * U * Q, "U": U, "rt": L * (Q + eps), "L": L}, Q, Q - tau),
+        # rt = -R <= 0 (R > 0; R = 0 is the limit): s = 0; feasible t = tau (tau <= Q = lambda/(2U))
+        ("<r, f*> < 0", {"lambda": 2 * U * Q, "U": U, "rt": -R, "L": L}, sp.Integer(0), tau),
+    ]
 
 
 def scaled_dual_feasible(scale_fn: ScaleFn = cd.dual_scale) -> Result:
-    """p = 2 s r with the checker's s (``duality.dual_scale``), U >= sup|E[r sigma]|: 2 s U <= lambda."""
+    """p = 2 s r with the checker's s (``duality.dual_scale``), U >= sup|E[r sigma]|: 0 <= 2 s U <= lambda,
+    also when lambda / (2U) and the peak are rounded down (as the rigorous bound does)."""
 
     def check() -> tuple[bool, str]:
-        lam, u = sp.symbols("lambda U", positive=True)
-        eps = sp.Symbol("epsilon", nonnegative=True)
-        eps_pos = sp.Symbol("epsilon", positive=True)
-        s = _checker_scale(lam, u, scale_fn)
-        # Case 2U <= lambda, written lambda = 2U + eps: the checker's s must be 1 and 2 s U <= lambda.
-        s1 = sp.simplify(_resolve_min(s.subs(lam, 2 * u + eps)))
-        case1 = sp.simplify(2 * s1 * u - (2 * u + eps))
-        # Case 2U > lambda, written U = lambda/2 + eps: s must be lambda/(2U) (then 2 s U = lambda).
-        u2 = lam / 2 + eps_pos
-        s2 = sp.simplify(_resolve_min(s.subs(u, u2)))
-        case2 = sp.simplify(2 * s2 * u2 - lam)
-        # The two edge cases of the code path: lambda = 0 gives s = 0, U = 0 gives s = 1.
-        edges = (scale_fn(sp.Integer(0), u, sp.Integer(1), minimum=sp.Min),
-                 scale_fn(lam, sp.Integer(0), sp.Integer(1), minimum=sp.Min))
-        ok = (s1 == 1 and bool(case1.is_nonpositive) and sp.simplify(s2 - lam / (2 * u2)) == 0
-              and case2 == 0 and edges == (0, 1))
-        return ok, (f"checker s = {s}; lambda = 2U + eps: s = {s1}, 2 s U - lambda = {case1}; "
-                    f"U = lambda/2 + eps: s = {s2}, 2 s U - lambda = {case2}; "
-                    f"s(lambda = 0) = {edges[0]}, s(U = 0) = {edges[1]}; then |E[p sigma]| = 2 s |E[r sigma]| "
-                    f"<= 2 s U <= lambda")
+        delta = sp.Symbol("delta", nonnegative=True)  # the rounding: down(x) = x - delta
+        parts, ok = [], True
+        for name, case, _, _ in _scale_cases():
+            q = case["lambda"] / (2 * case["U"])
+            for rd, label in ((None, "exact"), (lambda x: x - delta, "rounded down")):
+                s = _resolve_min(_checker_scale(case["lambda"], case["U"], case["rt"], case["L"], scale_fn, rd))
+                good = _at_most(s, q) and _at_least(s, 0)  # 0 <= s <= lambda/(2U): 2 s U <= lambda
+                ok = ok and good
+                parts.append(f"{name} ({label}): s = {s}, 0 <= s <= lambda/(2U) = {q}: {good}")
+        lam, u, rt, loss = sp.symbols("lambda U rt L", positive=True)
+        edges = (_checker_scale(sp.Integer(0), u, rt, loss, scale_fn),
+                 sp.simplify(_checker_scale(lam, sp.Integer(0), rt, loss, scale_fn)))
+        ok = ok and edges[0] == 0 and sp.simplify(edges[1] - rt / loss) == 0
+        return ok, ("; ".join(parts) + f"; s(lambda = 0) = {edges[0]}, s(U = 0) = {edges[1]} (no feasibility "
+                    "bound: g = 0); then |E[p sigma]| = 2 s |E[r sigma]| <= 2 s U <= lambda")
 
     return guarded(
         "scaled_dual_feasible", FAMILY,
-        "p = 2 s r with the checker's s = min(1, lambda/(2U)) (checker.rigorous.duality.dual_scale), "
-        "U >= sup_w |E[r sigma(<w,x>)]|: p is dual feasible (2 s U <= lambda)",
+        "p = 2 s r with the checker's s = min(lambda/(2U), max(0, <r, f*>/L)) (checker.rigorous.duality."
+        "dual_scale), U >= sup_w |E[r sigma(<w,x>)]|: p is dual feasible (0 <= 2 s U <= lambda), also with "
+        "lambda/(2U) and the peak rounded down",
+        "algebraic", check)
+
+
+def optimal_dual_scale(scale_fn: ScaleFn = cd.dual_scale, dual_fn: Any = None) -> Result:
+    """The checker's s maximizes D(2 t r) = 2 t <r, f*> - t^2 L over the feasible t in [0, lambda/(2U)]."""
+
+    def check() -> tuple[bool, str]:
+        dual = cd.dual_objective if dual_fn is None else dual_fn
+        parts, ok = [], True
+        for name, case, expected, t in _scale_cases():
+            s = sp.simplify(_resolve_min(_checker_scale(case["lambda"], case["U"], case["rt"], case["L"],
+                                                        scale_fn)))
+            same = sp.simplify(s - expected) == 0
+            # D(s) - D(t) = 2 (s - t)(rt - s L) + (s - t)^2 L: in each case a product of positive
+            # symbols and squares once factored (SymPy decides its sign from the assumptions).
+            diff = sp.expand(dual(s, case["rt"], case["L"]) - dual(t, case["rt"], case["L"]))
+            nonneg = bool(sp.factor(diff).is_nonnegative)
+            ok = ok and same and nonneg
+            parts.append(f"{name}: s = {s} (expected {expected}), D(s) - D(t) = {sp.factor(diff)}")
+        return ok, "; ".join(parts) + " (every symbol positive: each difference is >= 0)"
+
+    return guarded(
+        "optimal_dual_scale", FAMILY,
+        "the checker's s = min(lambda/(2U), max(0, <r, f*>/L)) maximizes the dual value 2 t <r, f*> - t^2 L "
+        "over the feasible scales 0 <= t <= lambda/(2U) (the concave parabola's peak clipped to the "
+        "feasible interval)",
         "algebraic", check)
 
 
@@ -166,4 +228,4 @@ def certificate_quadratic_step() -> Result:
         "algebraic", check)
 
 
-DERIVATIONS = (weak_duality, scaled_dual_feasible, scaled_dual_value, certificate_quadratic_step)
+DERIVATIONS = (weak_duality, scaled_dual_feasible, optimal_dual_scale, scaled_dual_value, certificate_quadratic_step)

@@ -209,25 +209,35 @@ def test_wrong_single_teacher_value_fails() -> None:
 
 def test_duality_derivations_prove_the_checkers_own_scale_and_dual_value() -> None:
     # The derivations call checker.rigorous.duality.dual_scale / dual_objective with SymPy
-    # symbols: a planted wrong scale (lambda/U: p = 2 s r no longer feasible; or the
-    # conservative lambda/(4U), not the formula the checker states) or a wrong dual value
-    # (s instead of s^2 on ||r||^2) must make them fail, and the real ones verify.
+    # symbols: a planted wrong scale (lambda/U: p = 2 s r no longer feasible; the conservative
+    # lambda/(4U); the former cap min(1, lambda/(2U)), feasible but not the best; the peak
+    # without its clip at 0) or a wrong dual value (s instead of s^2 on ||r||^2) must make
+    # them fail, and the real ones verify.
     from checker.rigorous import duality as cd
-    from derivations.duality import scaled_dual_feasible, scaled_dual_value
+    from derivations.duality import optimal_dual_scale, scaled_dual_feasible, scaled_dual_value
 
-    def scale(factor: int):
-        def fn(lam, U, one=1, *, round_down=None, minimum=min):
+    def scale(factor: int, *, capped: bool = False, clip: bool = True):
+        def fn(lam, U, rt, loss, one=1, *, round_down=None, minimum=min, maximum=max):
+            down = (lambda x: x) if round_down is None else round_down
             if lam == 0:
                 return 0 * one
+            peak = (maximum(0 * one, down(rt / loss)) if clip else down(rt / loss)) if loss > 0 else 0 * one
             if U == 0:
-                return one
-            return minimum(one, lam / (factor * U))
+                return one if capped else peak
+            q = down(lam / (factor * U))
+            if capped:
+                return maximum(0 * one, minimum(one, q))
+            return maximum(0 * one, minimum(q, peak)) if clip else minimum(q, peak)
         return fn
 
     assert scaled_dual_feasible(cd.dual_scale).verified
+    assert optimal_dual_scale(cd.dual_scale).verified
     assert scaled_dual_feasible(scale(2)).verified  # the same formula written out: verified
+    assert optimal_dual_scale(scale(2)).verified
     assert not scaled_dual_feasible(scale(1)).verified
-    assert not scaled_dual_feasible(scale(4)).verified
+    assert not optimal_dual_scale(scale(4)).verified
+    assert not optimal_dual_scale(scale(2, capped=True)).verified  # feasible, not optimal
+    assert not optimal_dual_scale(scale(2, clip=False)).verified  # s < 0 when <r, f*> < 0
     assert scaled_dual_value(cd.dual_objective).verified
     assert not scaled_dual_value(lambda s, rt, loss: 2 * s * rt - s * loss).verified
 
@@ -237,7 +247,7 @@ def test_certificate_chain_premises_are_separate_results(cli_run: dict[str, Any]
     premises = ("certificate_premise_optimum_below_teacher", "certificate_premise_pairing_with_teacher",
                 "certificate_premise_cauchy_schwarz", "certificate_premise_eta_bounds",
                 "certificate_premise_am_gm", "certificate_quadratic_step", "certificate_inequality_chain",
-                "scaled_dual_feasible", "scaled_dual_value")
+                "scaled_dual_feasible", "optimal_dual_scale", "scaled_dual_value")
     for name in premises:
         assert cli_run["by_name"][name].verified, name
     assert not _single_teacher_negative().verified

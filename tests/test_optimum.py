@@ -81,3 +81,7 @@ def test_certified_optimum_encloses_the_closed_form_value():
     lo, hi = Fraction(enc.lower), Fraction(enc.upper)
     assert lo <= exact <= hi
     assert hi - lo < Fraction(1, 10**30), f"width {float(hi - lo):.3g}"
+    # The enclosure names the lambda it is about: the engine's binary number, written out
+    # exactly, not the decimal input (whose L* = 0.145 moves by ~5e-63: outside an interval
+    # that narrow); the input is kept apart.
+    assert Fraction(enc.lam) == lam != Fraction(1, 10) and enc.lam_input == "0.1"

@@ -69,6 +69,12 @@ from .certificate import nearest_teacher
 
 #: A ratio against zeta is recorded only when zeta exceeds this many ulps of |L_lambda| + ||f*||^2.
 ZETA_FLOOR_ULPS = 1000
+#: The two kinds of zeta a ratio can divide by: the rigorous duality bound (Arb, certified sup) at
+#: the start and the end of a run, the estimate (same bound with a sampled sup, engine arithmetic)
+#: at the points monitored along it.
+ZETA_BOUND = "rigorous bound"
+ZETA_ESTIMATE = "estimate"
+ZETA_KINDS = (ZETA_BOUND, ZETA_ESTIMATE)
 #: Newton stops when ||grad|| is below this many ulps of the scale S (or stops improving).
 GRAD_TOL_ULPS = 100
 MAX_NEWTON = 60
@@ -313,17 +319,27 @@ class DescentTerms:
     c_PL: float | None  # grad_sq / zeta where measured
     D_norm: float
     excluded: str = ""  # why no ratio was measured here
+    zeta_kind: str = ZETA_ESTIMATE  # which zeta the ratios divide by (ZETA_KINDS)
+    zeta_engine: str = ""  # the arithmetic zeta (and its floor) comes from
 
     def to_dict(self) -> dict[str, Any]:
         return {"dir_deriv": self.dir_deriv, "grad_sq": self.grad_sq, "zeta_floor": self.zeta_floor,
                 "descent_complete": self.complete, "c_D_ratio": self.c_D, "c_PL_ratio": self.c_PL,
-                "D_norm": self.D_norm, "descent_excluded": self.excluded}
+                "D_norm": self.D_norm, "descent_excluded": self.excluded, "zeta_kind": self.zeta_kind,
+                "zeta_engine": self.zeta_engine}
 
 
 def descent_terms(engine: Engine, activation: str, a: np.ndarray, W: np.ndarray, a_star: np.ndarray,
                   W_star: np.ndarray, lam: Any, zeta: float, reduced: ReducedOptimum,
-                  radius: float) -> tuple[DescentTerms, DescentDirection]:
-    """<grad L_lambda, D>, ||grad L_lambda||^2 and their ratios to zeta at one point (see the exclusion rule)."""
+                  radius: float, *, zeta_kind: str = ZETA_ESTIMATE) -> tuple[DescentTerms, DescentDirection]:
+    """<grad L_lambda, D>, ||grad L_lambda||^2 and their ratios to zeta at one point (see the exclusion rule).
+
+    Everything is computed in ``engine``, which must be the arithmetic zeta was computed in: the
+    floor that excludes points at the rounding level is that engine's (a float64 gap estimate is
+    noise below ~1000 float64 ulps however precise the engine that reads its iterate).
+    """
+    if zeta_kind not in ZETA_KINDS:
+        raise CheckerError(f"zeta_kind must be one of {ZETA_KINDS}, got {zeta_kind!r}")
     direction = descent_direction(engine, activation, a, W, W_star, reduced, radius)
     with engine.context():
         ev = objective.evaluate(engine, activation, a, W, a_star, W_star, lam)
@@ -338,7 +354,66 @@ def descent_terms(engine: Engine, activation: str, a: np.ndarray, W: np.ndarray,
         excluded = f"zeta {zeta:.3g} at or below the rounding floor {floor:.3g}"
     c_D = dd / zeta if not excluded else None
     c_PL = grad_sq / zeta if not excluded else None
-    return DescentTerms(dd, grad_sq, zeta, floor, direction.complete, c_D, c_PL, D_norm, excluded), direction
+    return (DescentTerms(dd, grad_sq, zeta, floor, direction.complete, c_D, c_PL, D_norm, excluded, zeta_kind,
+                         engine.describe()), direction)
+
+
+def monitored_terms(state: dict[str, Any], problem: Any, run_engine: Engine, a: np.ndarray, W: np.ndarray,
+                    lam: float, zeta: float, radius: float, *, lam_exact: Any = None,
+                    zeta_rigorous: bool = False) -> dict[str, Any]:
+    """The C6/C7 terms of one monitored point of a run, as a monitor row's keys (``DescentTerms.to_dict``).
+
+    ``problem`` (a ``checker.core.problem.Problem``) is the one whose engine computed zeta: the
+    run's own, or the float64 twin during the float64 phase of a hybrid run.  The terms, the
+    reduced lambda-optimum and the rounding floor are all computed in that engine, so that a gap
+    estimated in float64 is compared with float64's rounding level.  ``lam_exact`` is the
+    schedule's lambda in that engine's numbers (else the problem's own lambda when ``lam`` is it,
+    or the lambda last recorded for the run's engine).  ``state`` is the run's cache:
+    ``state["lam"]`` and ``state["reduced"]`` (float lambda -> engine lambda, reduced optimum or
+    the reason it does not exist) for the run's engine, ``state["reduced:<engine>"]`` for another.
+    ``zeta_rigorous``: zeta is the rigorous duality bound (else an estimate; the row says which).
+    """
+    zeta_kind = ZETA_BOUND if zeta_rigorous else ZETA_ESTIMATE
+    engine = problem.engine
+    own = engine.name == run_engine.name
+    if own and lam_exact is not None:
+        state["lam"][lam] = lam_exact
+    lam_e = lam_exact if lam_exact is not None else (
+        problem.lam if lam == float(problem.lam) else state["lam"].get(lam) if own else None)
+    if lam_e is None:
+        with engine.context():
+            lam_e = engine.scalar(lam)
+    store = state["reduced"] if own else state.setdefault(f"reduced:{engine.name}", {})
+    if lam not in store:
+        try:
+            store[lam] = reduced_optimum(engine, problem.activation, problem.a_star, problem.W_star, lam_e)
+        except CheckerError as exc:
+            store[lam] = str(exc)
+    red = store[lam]
+    if isinstance(red, str):
+        return {"dir_deriv": None, "grad_sq": None, "c_D_ratio": None, "c_PL_ratio": None,
+                "descent_excluded": red, "zeta_kind": zeta_kind, "zeta_engine": engine.describe()}
+    terms, _ = descent_terms(engine, problem.activation, a, W, problem.a_star, problem.W_star, lam_e, zeta,
+                             red, radius, zeta_kind=zeta_kind)
+    return terms.to_dict()
+
+
+def zeta_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which zeta the measured ratios of C6/C7 divide by: counts per kind and engine, and the kind at
+    the points where the smallest c_D and c_PL were seen (rows: monitor rows with ``c_D_ratio``)."""
+    used = [m for m in rows if m.get("c_D_ratio") is not None]
+    counts: dict[str, int] = {}
+    for m in used:
+        key = f"{m.get('zeta_kind', ZETA_ESTIMATE)} ({m.get('zeta_engine') or 'run engine'})"
+        counts[key] = counts.get(key, 0) + 1
+    out: dict[str, Any] = {"points": counts}
+    for name, key in (("c_D", "c_D_ratio"), ("c_PL", "c_PL_ratio")):
+        best = min(used, key=lambda m: m[key]) if used else None
+        out[name] = None if best is None else best.get("zeta_kind", ZETA_ESTIMATE)
+    text = ", ".join(f"{n} point(s) with zeta the {k}" for k, n in counts.items()) or "no point"
+    out["text"] = (f"zeta: {text}; the smallest c_D uses the {out['c_D']}, the smallest c_PL the {out['c_PL']}"
+                   if used else "zeta: no point measured")
+    return out
 
 
 def implied_rate(c_PL: float, eta: float, beta: float) -> float | None:

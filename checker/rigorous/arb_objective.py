@@ -105,6 +105,20 @@ def lower_fraction(x: arb) -> Fraction:
     return _exact_fraction(x.mid()) - _exact_fraction(x.rad())
 
 
+def exact_decimal(x: Any) -> str:
+    """The exact decimal expansion of a binary number (float, mpmath.mpf, dyadic Fraction, int).
+
+    A dyadic m / 2^k is m 5^k / 10^k: finitely many digits, no rounding.  This is how a rigorous
+    result names an input the engine rounded (lambda = "0.1" read as the nearest binary number):
+    the enclosure is about that number, and its label must say so.
+    """
+    q = _exact_fraction(to_arb(x))
+    k = q.denominator.bit_length() - 1  # q.denominator = 2^k
+    num = q.numerator * 5**k
+    context = decimal.Context(prec=len(str(abs(num))) + 2, Emin=-10**9, Emax=10**9)
+    return format(context.scaleb(decimal.Decimal(num), -k), "f")
+
+
 def decimal_string(q: Fraction, *, up: bool, digits: int = 40) -> str:
     """q as a decimal string of ``digits`` significant digits, rounded up (or down)."""
     context = decimal.Context(prec=digits, rounding=decimal.ROUND_CEILING if up else decimal.ROUND_FLOOR,

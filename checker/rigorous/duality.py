@@ -4,18 +4,25 @@ For a student theta with residual r = f* - f_theta and any U >= sup_{||w||=1} |g
 
     g(w) = E[r(x) sigma(<w, x>)] = sum_l c_l k(w, v_l),   c = (a*, -a),  V = (W*, W),
 
-the function p = 2 s r with s = min(1, lambda / (2 U)) is dual feasible
+the function p = 2 s r with 0 <= s <= lambda / (2 U) is dual feasible
 (sup_w |E[p sigma(<w, x>)]| = 2 s sup |g| <= lambda), so
 
     D(p) = <p, f*> - ||p||^2 / 4 = 2 s <r, f*> - s^2 ||r||^2  <=  L*_lambda,
 
 with <r, f*> = a*^T K(W*, W*) a* - a^T K(W, W*) a* and ||r||^2 = L(theta); hence
-zeta(theta) <= L_lambda(theta) - D(p).  The bound is rigorous exactly when U is a
-certified upper bound and D and L_lambda are Arb enclosures: ``gap_bound`` does
-that by branch and bound on the sphere (``checker.sphere``).  Otherwise
-(``rigorous=False``, or a dimension the search does not cover) it is an estimate
-from a multi-start local search (``sup_estimate``) and says so: a sampled U can
-miss the supremum, and then D exceeds L*_lambda.
+zeta(theta) <= L_lambda(theta) - D(p).  D is a concave parabola in s with its peak at
+<r, f*> / L, so the best feasible scale is s = min(lambda / (2 U), max(0, <r, f*> / L))
+(``dual_scale``; with the lambda / (2 U) part rounded down in the rigorous bound).  At a
+student that overshoots the optimal mass (U < lambda / 2) the peak or lambda / (2 U) exceeds
+1: capping s at 1 would leave a gap bound first-order in the distance to the optimum.  The
+bound is rigorous exactly when U is a certified upper bound and D and L_lambda are Arb
+enclosures: ``gap_bound`` does that by branch and bound on the sphere (``checker.sphere``).
+Otherwise (``rigorous=False``, or a dimension the search does not cover) it is an estimate
+from a multi-start local search (``sup_estimate``) and says so: a sampled U can miss the
+supremum, and then D exceeds L*_lambda.  The estimate is as sensitive to U as the bound
+(dD/dU ~ -2 <r, f*> / U near the optimum, both sides of it now): near the optimum the local
+maxima of |g| agree to more digits than a float holds, and they are ranked in the engine's
+numbers.
 
 g is positively 1-homogeneous.  When the rows of V span a subspace of
 dimension s <= 3, g(w) depends on w only through its projection on that span
@@ -55,7 +62,7 @@ class GapBound:
     dual: str  # D(p), a lower bound on L*_lambda (lower end when rigorous)
     gap_upper: str  # reg_loss - dual, rounded up: zeta(theta) <= gap_upper
     sup_upper: str  # U >= sup_{||w||=1} |E[r(x) sigma(<w,x>)]|
-    scale: str  # s = min(1, lambda / (2 U))
+    scale: str  # s = min(lambda / (2 U), max(0, <r, f*> / L)), rounded down (``dual_scale``)
     rigorous: bool
     method: str  # "arb-branch-and-bound" or "estimate"
     detail: str
@@ -281,7 +288,9 @@ def local_maxima(problem: Problem, a: Any = None, W: Any = None, *, seed: int = 
             ue, _ = _newton_polish(engine, act, V, c, ue, sg, iterations=6, hessian=H)
             v = abs(objective.correlation(engine, act, ue[None, :], V, c)[0])
         out.append((v, ue))
-    out.sort(key=lambda t: -float(t[0]))
+    # by the engine's values: near the optimum the maxima of |g| agree to far more digits than a
+    # float holds (all ~lambda/2), and the largest must come first (it is the sup estimate U)
+    out.sort(key=lambda t: t[0], reverse=True)
     return out
 
 
@@ -444,22 +453,33 @@ def _engine_pieces(problem: Problem, a: np.ndarray, W: np.ndarray, lam: Any) -> 
     return {"loss": ev.loss, "reg_loss": ev.reg_loss, "rt": rt, "mass": mass, "scale": scale}
 
 
-def dual_scale(lam: Any, U: Any, one: Any = 1, *, round_down: Callable[[Any], Any] | None = None,
-               minimum: Callable[[Any, Any], Any] = min) -> Any:
-    """s = min(1, lambda / (2 U)): the largest s for which p = 2 s r is dual feasible when U >= sup |g|.
+def dual_scale(lam: Any, U: Any, residual_teacher: Any, loss: Any, one: Any = 1, *,
+               round_down: Callable[[Any], Any] | None = None,
+               minimum: Callable[[Any, Any], Any] = min, maximum: Callable[[Any, Any], Any] = max) -> Any:
+    """s = min(lambda / (2 U), max(0, <r, f*> / L)): the feasible s that maximizes D(2 s r).
 
-    Generic over the number type (engine numbers, Arb balls, SymPy symbols with
-    ``minimum=sympy.Min``).  ``one`` is 1 in the caller's numbers; ``round_down``
-    maps lambda / (2 U) to a number at or below it (the lower end of an Arb ball),
-    so that the rounded s never exceeds the feasible one.  lambda = 0 gives s = 0
-    and U = 0 (r orthogonal to every feature) gives s = 1.
+    p = 2 s r is dual feasible exactly when 0 <= s <= lambda / (2 U) (U >= sup |g|), and
+    D(2 s r) = 2 s <r, f*> - s^2 L is a concave parabola in s with its peak at <r, f*> / L;
+    so the best feasible s is the peak clipped to [0, lambda / (2 U)]
+    (``derivations/duality.py::optimal_dual_scale``).  Generic over the number type
+    (engine numbers, Arb balls, SymPy symbols with ``minimum=sympy.Min``,
+    ``maximum=sympy.Max``).  ``one`` is 1 in the caller's numbers; ``round_down`` maps a
+    number to one at or below it (the lower end of an Arb ball, an exact Fraction): it is
+    applied to lambda / (2 U), so that the rounded s never exceeds the feasible one, and to
+    the peak, whose value only decides how good the bound is (any s in the feasible interval
+    gives a valid lower bound on L*_lambda).  Edge cases: lambda = 0 gives s = 0; a loss that
+    is not (certainly) positive gives s = 0 for the peak (L = 0 means r = 0 and D = 0 for
+    every s); U = 0 (r orthogonal to every feature) leaves only the peak.
     """
+    down = (lambda x: x) if round_down is None else round_down
+    zero = 0 * one
     if lam == 0:
-        return 0 * one
+        return zero
+    peak = maximum(zero, down(residual_teacher / loss)) if loss > 0 else zero
     if U == 0:
-        return one
-    q = lam / (2 * U)
-    return minimum(one, q if round_down is None else round_down(q))
+        return peak
+    # max(0, .): a rounded-down lambda / (2 U) below 0 (a very wide ball) must not give s < 0
+    return maximum(zero, minimum(down(lam / (2 * U)), peak))
 
 
 def dual_objective(s: Any, residual_teacher: Any, loss: Any) -> Any:
@@ -470,12 +490,12 @@ def dual_objective(s: Any, residual_teacher: Any, loss: Any) -> Any:
 def _engine_dual(engine: Engine, pieces: dict[str, Any], lam: Any, U: Any) -> tuple[Any, Any]:
     """(s, D) in engine numbers for an estimated U."""
     with engine.context():
-        s = dual_scale(lam, U, engine.scalar(1))
+        s = dual_scale(lam, U, pieces["rt"], pieces["loss"], engine.scalar(1))
         return s, dual_objective(s, pieces["rt"], pieces["loss"])
 
 
 def dual_value(problem: Problem, U: Any, a: Any = None, W: Any = None, *, lam: Any = None) -> tuple[Any, Any]:
-    """(s, D(p)) in engine numbers for a given U, p = 2 s r, s = min(1, lambda / (2 U)).
+    """(s, D(p)) in engine numbers for a given U, p = 2 s r, s = ``dual_scale`` (the best feasible scale).
 
     D(p) <= L*_lambda holds only when U >= sup |g|: with a U that misses the
     supremum (a sampled estimate, say) D can exceed L*_lambda.
@@ -491,7 +511,8 @@ def dual_value(problem: Problem, U: Any, a: Any = None, W: Any = None, *, lam: A
 def _choose_tol(engine: Engine, pieces: dict[str, Any], lam: Any, U: Any, gap: Any, prec: int) -> float:
     """Tolerance on U so that its error adds at most ~1% of the expected gap.
 
-    dD/dU = -2 <r, f* - s r> s / U for s < 1 (near the optimum about -2 ||nu||),
+    dD/dU = -2 <r, f* - s r> s / U where s = lambda / (2 U) (near the optimum about -2 ||nu||;
+    0 where the peak <r, f*> / L is the smaller),
     so tol = 0.01 gap / max(2 ||nu||, |dD/dU|).  The expected gap is the
     engine's estimate, but not below its rounding level (10 eps L_lambda: an
     estimate at or under that level is noise); the result is floored by the Arb
@@ -503,7 +524,7 @@ def _choose_tol(engine: Engine, pieces: dict[str, Any], lam: Any, U: Any, gap: A
     expected = max(float(gap), 10 * engine.eps * abs(float(pieces["reg_loss"])))
     sens = 2 * float(pieces["mass"])
     if Uf > 0 and lamf > 0:
-        s = min(1.0, lamf / (2 * Uf))
+        s = float(dual_scale(lamf, Uf, float(pieces["rt"]), float(pieces["loss"]), 1.0))
         sens = max(sens, abs(2 * float(pieces["rt"]) - 2 * s * float(pieces["loss"])) * s / Uf)
     tol = 0.01 * expected / max(sens, 1e-300)
     return max(floor, min(tol, 0.1 * Uf if Uf > 0 else tol))
@@ -511,7 +532,7 @@ def _choose_tol(engine: Engine, pieces: dict[str, Any], lam: Any, U: Any, gap: A
 
 def gap_bound(problem: Problem, a: Any = None, W: Any = None, *, lam: Any = None, rigorous: bool = True,
               tol: float | None = None, max_boxes: int = 200_000, seed: int = 0, prec: int | None = None,
-              max_seconds: float | None = None) -> GapBound:
+              max_seconds: float | None = None, max_tol: float | None = None) -> GapBound:
     """Upper bound on zeta(theta) = L_lambda(theta) - L*_lambda by duality.
 
     ``rigorous=True``: U certified by ``certified_sup`` and every other piece an
@@ -519,7 +540,9 @@ def gap_bound(problem: Problem, a: Any = None, W: Any = None, *, lam: Any = None
     if the certification is not possible the result falls back to the estimate
     and says why.  ``rigorous=False``: U from ``sup_estimate`` and engine
     arithmetic (method "estimate"), cheap enough to call during runs.
-    ``tol`` (on U) defaults to ~1% of the estimated gap over its sensitivity.
+    ``tol`` (on U) defaults to ~1% of the estimated gap over its sensitivity, capped at
+    ``max_tol`` when given (a caller that needs the bound to a fixed absolute accuracy, and
+    also within ~1% of a small gap).
     """
     start = time.monotonic()
     engine = problem.engine
@@ -547,6 +570,7 @@ def gap_bound(problem: Problem, a: Any = None, W: Any = None, *, lam: Any = None
         return estimate("")
     if tol is None:
         tol = _choose_tol(engine, pieces, lam_, U_est, gap_est, prec)
+        tol = tol if max_tol is None else min(tol, max_tol)
     cert = certified_sup(problem, a_, W_, tol=tol, max_boxes=max_boxes, seeds=[u for _, u in maxima],
                          prec=prec, max_seconds=max_seconds)
     boxes = cert.sphere.boxes if cert.sphere is not None else 0
@@ -559,7 +583,7 @@ def gap_bound(problem: Problem, a: Any = None, W: Any = None, *, lam: Any = None
         lam_arb = to_arb(lam_)
         U_q = Fraction(cert.upper)  # the upper end: s must not exceed lambda / (2 sup |g|)
         U_arb = arb(U_q.numerator) / U_q.denominator
-        s_q = dual_scale(lam_arb, U_arb, Fraction(1), round_down=lower_fraction)
+        s_q = dual_scale(lam_arb, U_arb, enc.residual_teacher, enc.loss, Fraction(1), round_down=lower_fraction)
         s = to_arb(s_q)
         dual = dual_objective(s, enc.residual_teacher, enc.loss)
         reg_up = upper_fraction(enc.reg_loss)

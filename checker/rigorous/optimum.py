@@ -21,7 +21,8 @@ L*_lambda = inf over every width and parameter of L_lambda.  Three steps:
 Steps 1 and 2 only choose the point; only step 3 is a proof, so a poor point
 gives a wide interval, never a wrong one.  The enclosure is of L*_lambda for the
 instance as read by the high-precision engine (each decimal input rounded to its
-working precision).
+working precision): ``Enclosure.lam`` is that engine's lambda, written out exactly
+(the decimal input is ``lam_input``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from checker.core.engines import Engine, Float64Engine, MpEngine
 from checker.core.errors import CheckerError
 from checker.core.model import Instance
 from checker.core.problem import Problem
+from .arb_objective import exact_decimal
 from .duality import GapBound, gap_bound
 
 #: Directions closer than this (radians) with the same output sign are merged (the
@@ -56,7 +58,7 @@ class Enclosure:
     upper: str
     width: str
     rigorous: bool
-    lam: str
+    lam: str  # the engine's lambda, the exact decimal of the binary number the enclosure is about
     dps: int
     neurons: int  # K, neurons of the reduced problem
     a: list[str]  # the polished reduced student (exact decimal strings of the engine)
@@ -65,6 +67,7 @@ class Enclosure:
     grad_norm: str  # ||grad L_lambda|| at the polished point
     seconds: dict[str, float] = field(default_factory=dict)
     gap: dict[str, Any] = field(default_factory=dict)
+    lam_input: str = ""  # lambda as the instance gave it (a decimal string the engine rounded)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -274,6 +277,6 @@ def certified_optimum(instance: Instance, *, dps: int = 50, start: tuple[np.ndar
     from checker.core.io import engine_to_json
 
     return Enclosure(lower=gb.dual, upper=gb.reg_loss, width=str(width), rigorous=gb.rigorous,
-                     lam=instance.lam, dps=dps, neurons=len(ar), a=engine_to_json(engine, a_p),
+                     lam=exact_decimal(problem.lam), dps=dps, neurons=len(ar), a=engine_to_json(engine, a_p),
                      W=engine_to_json(engine, W_p), newton_steps=steps, grad_norm=engine.to_str(gnorm),
-                     seconds=times, gap=gb.to_dict())
+                     seconds=times, gap=gb.to_dict(), lam_input=str(instance.lam))

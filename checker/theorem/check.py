@@ -332,11 +332,12 @@ class TheoremCheck:
         return float(hessian_norm_estimate(self.instance, seed=self.options.seed))
 
     def _initial_gap_phase(self, tol: float | None) -> Any:
-        """The certified gap bound at theta_0 (Arb branch and bound over the sphere)."""
+        """The certified gap bound at theta_0 (Arb branch and bound over the sphere); ``tol`` caps the
+        tolerance on the sup, which is otherwise ~1% of the expected gap (``duality.gap_bound``)."""
         from checker.rigorous import duality
 
         self.say("certifying the initial gap (Arb branch and bound over the sphere) ...")
-        return duality.gap_bound(self.problem, rigorous=True, seed=self.options.seed, tol=tol,
+        return duality.gap_bound(self.problem, rigorous=True, seed=self.options.seed, max_tol=tol,
                                  max_seconds=self.options.gap_seconds)
 
     def _phase(self, name: str, compute: Any, dump: Any) -> Any:
@@ -489,42 +490,24 @@ class TheoremCheck:
 
         gb = duality.gap_bound(problem, a, W, lam=lam, rigorous=False, seed=self.options.seed)
         zeta = max(float(gb.gap_upper), 0.0)
-        self._descent_state()["lam"][float(lam)] = lam  # the schedule's lambda in engine numbers (C6/C7)
-        self.monitor.append(self._terms(a, W, float(lam), zeta, float(gb.reg_loss)))
+        # C6/C7 in the engine that estimated zeta (the float64 twin before a hybrid run's switch)
+        self.monitor.append(self._terms(a, W, float(lam), zeta, float(gb.reg_loss), problem=problem, lam_exact=lam))
         return zeta
 
     def _descent_state(self) -> dict[str, dict[float, Any]]:
         """Per-lambda cache of the C6/C7 construction: engine lambdas and reduced optima."""
         return self.__dict__.setdefault("_descent_cache", {"lam": {}, "reduced": {}})
 
-    def _descent(self, a: np.ndarray, W: np.ndarray, lam: float, zeta: float) -> dict[str, Any]:
-        """The C6/C7 terms at a point: <grad L_lambda, D>, ||grad L_lambda||^2 and their ratios to zeta.
-
-        The reduced lambda-optimum (one neuron per teacher) is computed once per lambda, in the
-        run's engine at the run's own lambda (``checker.geometry.descent``).
-        """
+    def _descent(self, a: np.ndarray, W: np.ndarray, lam: float, zeta: float, **kw: Any) -> dict[str, Any]:
+        """The C6/C7 terms at a point (``checker.geometry.descent.monitored_terms``; ``kw``: problem,
+        the one whose engine computed zeta, default the run's; lam_exact; zeta_rigorous)."""
         from checker.geometry import descent
 
-        state = self._descent_state()
-        lam_e = state["lam"].get(lam)
-        if lam_e is None:
-            lam_e = self.problem.lam if lam == float(self.problem.lam) else self.engine.scalar(lam)
-        if lam not in state["reduced"]:
-            try:
-                state["reduced"][lam] = descent.reduced_optimum(
-                    self.engine, self.problem.activation, self.problem.a_star, self.problem.W_star, lam_e)
-            except CheckerError as exc:
-                state["reduced"][lam] = str(exc)
-        red = state["reduced"][lam]
-        if isinstance(red, str):
-            return {"dir_deriv": None, "grad_sq": None, "c_D_ratio": None, "c_PL_ratio": None,
-                    "descent_excluded": red}
-        terms, _ = descent.descent_terms(self.engine, self.problem.activation, a, W, self.problem.a_star,
-                                         self.problem.W_star, lam_e, zeta, red, self.radius)
-        return terms.to_dict()
+        return descent.monitored_terms(self._descent_state(), kw.pop("problem", None) or self.problem, self.engine,
+                                       a, W, lam, zeta, self.radius, **kw)
 
     def _terms(self, a: np.ndarray, W: np.ndarray, lam: float, zeta: float, reg_loss: float,
-               loss: float | None = None) -> dict[str, Any]:
+               loss: float | None = None, **descent_kw: Any) -> dict[str, Any]:
         from checker.geometry import certificate as cert_mod
 
         cert = self.cert
@@ -541,7 +524,7 @@ class TheoremCheck:
             "C3_bound": cert_mod.c3_bound(cert, lam, zeta) if lam > 0 else math.inf,
             "C4_bound": cert_mod.c4_bound(cert, lam, zeta) if lam > 0 else math.inf,
             "max_heavy_angle": max(heavy) if heavy else 0.0,
-            **(self._descent(a, W, lam, zeta) if lam > 0 else {}),
+            **(self._descent(a, W, lam, zeta, **descent_kw) if lam > 0 else {}),
         }
 
     # ------------------------------------------------------------ the run
@@ -556,6 +539,7 @@ class TheoremCheck:
         """
         from checker.dynamics import gd, hybrid
         from checker.rigorous import duality
+        from checker.rigorous.arb_objective import exact_decimal
 
         opts = self.options
         report = Report(SCHEMA_VERSION, __version__, "holds", self.instance.to_dict(), self.engine.name,
@@ -591,8 +575,10 @@ class TheoremCheck:
         try:
             # the initial point enters the C3/C4 record
             if not self.monitor:
+                # zeta_0 of H4: the best dual bound (at theta_0 or after the preliminary descent)
                 self.monitor.append(self._terms(self.problem.a, self.problem.W, self.lam0,
-                                                max(float(self.gap0.gap_upper), 0.0), float(self.gap0.reg_loss)))
+                                                max(self.zeta0, 0.0), float(self.gap0.reg_loss),
+                                                zeta_rigorous=self.zeta0_rigorous))
             run = hybrid.run_hybrid if self._hybrid() else gd.run_gd
             result = run(self.problem, self.problem.eta, schedule=schedule, stop=stop,
                          gap_fn=self.observe, resume=self._gd_resume, progress=opts.progress,
@@ -613,15 +599,16 @@ class TheoremCheck:
             with self.engine.context():
                 ev = self.problem.evaluate(result.a, result.W, lam=result.lam, with_gradient=False)
             final_terms = self._terms(result.a, result.W, float(result.lam), max(float(final.gap_upper), 0.0),
-                                      float(final.reg_loss), loss=float(ev.loss))
+                                      float(final.reg_loss), loss=float(ev.loss), zeta_rigorous=final.rigorous)
         except KeyboardInterrupt:
             return self._interrupted(report)
         report.phase = self.phase
         report.final = {"loss": self.engine.to_str(ev.loss), "reg_loss": self.engine.to_str(ev.reg_loss),
                         "gap_upper": final.gap_upper, "gap_rigorous": final.rigorous,
-                        "lambda": self.engine.to_str(result.lam), "gap": final.to_dict()}
+                        "lambda": exact_decimal(result.lam), "gap": final.to_dict()}
+        # the lambda the enclosures are about: the engine's binary number, written out exactly
         report.L_star_interval = {"lower": final.dual, "upper": final.reg_loss, "rigorous": final.rigorous,
-                                  "lambda": self.engine.to_str(result.lam)}
+                                  "lambda": exact_decimal(result.lam)}
         self.monitor.append(final_terms)
         report.conclusions, measured = self.conclusions(result, final, schedule)
         report.constants.update(measured)
@@ -796,6 +783,8 @@ class TheoremCheck:
         c_PL = min(cpl) if cpl else None
         measured["c_D"], measured["c_PL"] = c_D, c_PL
         measured["c_D_points"], measured["c_PL_points"] = len(cd), len(cpl)
+        zs = descent.zeta_summary(rows)  # which zeta (rigorous bound or estimate) the ratios divide by
+        measured["c_D_zeta"], measured["c_PL_zeta"], excluded = zs["c_D"], zs["c_PL"], f"{zs['text']}; {excluded}"
         reduced = {lam: r for lam, r in self._descent_state()["reduced"].items() if not isinstance(r, str)}
         if reduced:
             lam_f = min(reduced)
