@@ -17,6 +17,7 @@ FAMILIES: tuple[str, ...] = (
     "kernel",
     "hermite",
     "gradients",
+    "hessian",
     "balance",
     "regularizer",
     "optimum",

@@ -1,0 +1,1 @@
+"""The landscape of L_lambda: stationary points (critical.py), their kinds and spectra."""
