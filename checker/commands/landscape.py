@@ -42,7 +42,8 @@ def build_parser() -> UsageParser:
     p.add_argument("--lambda", dest="lam", default="0", help="weight decay lambda >= 0 (default 0)")
     p.add_argument("--seeds", default="100", help="number of random starts S (default 100)")
     p.add_argument("--seed", default="0", help="first seed (default 0)")
-    p.add_argument("--eta", help="gradient descent step (default 2.5 / N: 5 / k on one half of our loss)")
+    p.add_argument("--eta", help="gradient descent step (default min(2.5 / N, 1.8 / lambda_top at the teacher): "
+                                      "the public code's 5 / k on one half of our loss)")
     p.add_argument("--steps", help="gradient descent step budget per run (default 200000)")
     p.add_argument("--newton-entry", help="gradient norm at which Newton takes over (default 1e-6)")
     p.add_argument("--grad-tol", help="the protocol's gradient tolerance (default 2e-12)")
@@ -151,10 +152,15 @@ def print_summary(d: dict[str, Any], out: Any = None) -> None:
               f"min eig {me}  runs {cl['count']}  [{cs}]", file=out)
         for row in cl.get("continuation") or []:
             cc = row.get("certified") or {}
+            gap = row.get("gap_to_lowest_lower")
             print(f"      lambda {row['lambda']}: {row['status']}, L_lambda {row.get('reg_loss', 'n/a')}, "
                   f"min eig {row.get('min_eigenvalue', 'n/a')}"
-                  + (f", certified {'minimum' if cc.get('strict_local_minimum') else 'saddle' if cc.get('saddle') else 'n/a'}"
-                     if cc.get("rigorous") else ""), file=out)
+                  + (f", above the continued lowest class by >= {gap} (certified)" if gap else "")
+                  + (f", certified {_certified_kind(cc)}" if cc.get("rigorous") else ""), file=out)
+
+
+def _certified_kind(cc: dict[str, Any]) -> str:
+    return "minimum" if cc.get("strict_local_minimum") else "saddle" if cc.get("saddle") else "n/a"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -217,10 +223,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             res = st.summarize(spec, seeds, records, certify_which=args.certify, interrupted=interrupted, say=say)
             if lams and not interrupted:
-                for c in res.classes:
-                    if c.category == "spurious":
-                        say(f"continuation of the class L_lambda = {c.reg_loss:.10g} in lambda ...")
-                        c.continuation = st.continue_in_lambda(spec, c.a, c.W, lams)
+                low = next((c for c in res.classes if c.kind == "minimum"), None)
+                spurious = [c for c in res.classes if c.category == "spurious" and c is not low]
+                if low is not None and spurious:
+                    say(f"continuation of the lowest class L_lambda = {low.reg_loss:.10g} in lambda ...")
+                    low.continuation = st.continue_in_lambda(spec, low.a, low.W, lams)
+                for c in spurious:
+                    say(f"continuation of the class L_lambda = {c.reg_loss:.10g} in lambda ...")
+                    c.continuation = st.continue_in_lambda(spec, c.a, c.W, lams)
+                    if low is not None:
+                        st.compare_continuations(c.continuation, low.continuation)
         except KeyboardInterrupt:
             interrupted = True
             res = st.summarize(spec, seeds, records, certify_which="none", interrupted=True)

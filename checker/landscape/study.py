@@ -51,6 +51,7 @@ missing seeds.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -94,7 +95,7 @@ class StudySpec:
     width: int
     train: str = "first"
     lam: float = 0.0
-    eta: float | None = None  # None: 2.5 / width (the public code's 5 / k on one half of our loss)
+    eta: float | None = None  # None: default_step (2.5 / width, the public code's 5 / k on half our loss)
     newton_entry: float = NEWTON_ENTRY
     grad_tol: float = GRAD_TOL
     max_steps: int = MAX_STEPS
@@ -123,7 +124,10 @@ class StudySpec:
 
     @property
     def step(self) -> float:
-        return self.eta if self.eta is not None else 2.5 / self.width
+        """``eta``, else min(2.5 / width, STEP_CAP / lambda_top) (``default_step``)."""
+        if self.eta is not None:
+            return self.eta
+        return default_step(self.activation, self.a_star, self.W_star, self.width, self.train, float(self.lam))
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -151,6 +155,24 @@ class StudySpec:
                        W=np.zeros((m, self.d)) if W is None else np.asarray(W, dtype=float),
                        a_star=np.array(self.a_star, dtype=float), W_star=np.array(self.W_star, dtype=float),
                        lam=float(self.lam), eta=self.step)
+
+
+#: The default step keeps eta lambda_top below this (gradient descent is stable below 2).
+STEP_CAP = 1.8
+
+
+@functools.lru_cache(maxsize=64)
+def default_step(activation: str, a_star: tuple, W_star: tuple, width: int, train: str, lam: float) -> float:
+    """min(2.5 / width, STEP_CAP / lambda_top): the public code's 5 / k on one half of our loss,
+    capped by the largest Hessian eigenvalue lambda_top of L_lambda at the teacher itself (width m*,
+    the trained blocks of the study), where gradient descent must be stable to converge.  For
+    orthonormal:K the cap binds only for K <= 4 (K = 4: 0.596 instead of 0.625; K >= 5: 2.5 / K)."""
+    from checker.core.engines import Float64Engine as F
+
+    a, W = np.array(a_star, dtype=float), np.array(W_star, dtype=float)
+    p = Problem(engine=F(), activation=activation, a=a, W=W, a_star=a, W_star=W, lam=lam, eta=None)
+    top = float(np.linalg.eigvalsh(hs.hessian(p, a, W, lam=lam, train=train))[-1])
+    return min(2.5 / width, STEP_CAP / top) if top > 0 else 2.5 / width
 
 
 def orthonormal_teacher(K: Any) -> tuple[tuple[float, ...], tuple[tuple[float, ...], ...]]:
@@ -488,6 +510,31 @@ def continue_in_lambda(spec: StudySpec, a: Sequence[float], W: Sequence[Sequence
     return out
 
 
+def compare_continuations(rows: list[dict[str, Any]], lowest: Sequence[Mapping[str, Any]] | None) -> None:
+    """In place: at each lambda where both the continued class and the continued lowest class are
+    certified, ``gap_to_lowest_lower`` = (its L_lambda lower end) - (the lowest's upper end) rounded
+    down, when positive: the continued point is then certainly not a global minimum at that lambda
+    (the lowest one's value bounds the optimum from above)."""
+    from fractions import Fraction
+
+    by_lam = {r["lambda"]: r for r in (lowest or [])}
+    for r in rows:
+        o = by_lam.get(r["lambda"])
+        c, co = r.get("certified") or {}, (o or {}).get("certified") or {}
+        if not (c.get("rigorous") and co.get("rigorous") and c.get("reg_loss_enclosure")
+                and co.get("reg_loss_enclosure")):
+            continue
+        gap = Fraction(c["reg_loss_enclosure"][0]) - Fraction(co["reg_loss_enclosure"][1])
+        if gap > 0:
+            x = float(gap)
+            if Fraction(x) > gap:
+                x = float(np.nextafter(x, -np.inf))
+            r["gap_to_lowest_lower"] = repr(x)
+            r["spurious_certified"] = True
+        else:
+            r["spurious_certified"] = None
+
+
 # --------------------------------------------------------------------------- the whole study
 @dataclass
 class StudyResult:
@@ -536,7 +583,7 @@ class StudyResult:
             "classes": [c.to_dict() for c in self.classes],
             "smallest_certified_spurious_gap": min(certified_gaps) if certified_gaps else None,
             "seconds": self.seconds, "computed": self.computed, "executor": self.executor,
-            "runs_detail": [{k2: r.get(k2) for k2 in ("seed", "category", "kind", "loss", "reg_loss", "gd_steps",
+            "runs_detail": [{k2: r.get(k2) for k2 in ("seed", "kind", "loss", "reg_loss", "gd_steps",
                                                        "newton_steps", "gd_stop")}
                             | {"category": run_category(r, self.reference, self.gap_tol)} for r in self.records],
         }
