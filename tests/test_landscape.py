@@ -246,3 +246,13 @@ def test_threshold_refuses_a_wrong_stationary_file_before_work(tmp_path, capsys)
     code = threshold_main(["preset:default", "--family", "rotate", "--stationary", str(bad), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "--stationary" in err and len(err.strip().splitlines()) == 1
+
+
+def test_zero_neuron_end_point_is_its_own_category() -> None:
+    s = spec(3, train="both", lam=0.01)
+    W = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1e-12, 0.0, 0.0]]
+    rec = {"converged": True, "reg_loss": "0.5", "kind": "saddle", "W": W, "a": [1.0, 1.0, 0.0]}
+    assert st.run_category(rec, 0.1, 1e-10) == "zero-neuron"
+    assert st.run_category(dict(rec, reg_loss="0.1"), 0.1, 1e-10) == "global"
+    assert st.run_category(dict(rec, W=[[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]], kind="minimum"), 0.1,
+                           1e-10) == "spurious"

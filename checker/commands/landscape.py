@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             res = st.summarize(spec, seeds, records, certify_which=args.certify, interrupted=interrupted, say=say)
             if lams and not interrupted:
-                low = next((c for c in res.classes if c.kind == "minimum"), None)
+                low = next((c for c in res.classes if c.kind == "minimum" and c.category != "zero-neuron"), None)
                 spurious = [c for c in res.classes if c.category == "spurious" and c is not low]
                 if low is not None and spurious:
                     say(f"continuation of the lowest class L_lambda = {low.reg_loss:.10g} in lambda ...")

@@ -19,9 +19,11 @@ protocol and returns what became of it (``StudyResult``):
    L_lambda - L_ref is at the rounding level (``GAP_ULPS n eps (1 + ||f*||^2)``), with
    L_ref = 0 at lambda = 0 when the trained layers can realize the teacher
    (``checker.rigorous.critical.realizable``), else the lowest L_lambda of the study's
-   minima (an estimate, labelled so in the result); otherwise ``spurious`` (a minimum),
-   ``saddle`` or ``degenerate`` by the Hessian's kind; a run that did not converge is
-   ``not-converged``.  The published criterion (objective >= 1e-3 on their scale, i.e.
+   minima (an estimate, labelled so in the result); otherwise ``zero-neuron`` when a
+   neuron ended at w_j ~ 0 (||w_j|| <= ZERO_NEURON max ||w||: L is not twice differentiable
+   there, so the Hessian's kind is meaningless; weight decay drove the neuron to zero), else
+   ``spurious`` (a minimum), ``saddle`` or ``degenerate`` by the Hessian's kind; a run that
+   did not converge is ``not-converged``.  The published criterion (objective >= 1e-3 on their scale, i.e.
    L >= 2e-3 on ours) is counted beside it.
 4. **Classes** (``group_classes``): runs whose end points agree up to the model's
    symmetries -- permutations of the student neurons (with their output weights), and for
@@ -80,7 +82,9 @@ GRAD_TOL = 2e-12
 MAX_STEPS = 200_000
 MAX_TEACHER = 100
 MAX_SEEDS = 1_000_000
-RUN_KINDS = ("global", "spurious", "saddle", "degenerate", "not-converged")
+RUN_KINDS = ("global", "spurious", "saddle", "degenerate", "zero-neuron", "not-converged")
+#: A neuron with ||w_j|| at most this (relative to the largest) counts as zero (a dead neuron).
+ZERO_NEURON = 1e-6
 
 
 # --------------------------------------------------------------------------- the study's parameters
@@ -327,6 +331,12 @@ def run_category(rec: Mapping[str, Any], ref: float | None, tol: float) -> str:
         return "not-converged"
     if ref is not None and float(rec["reg_loss"]) - ref <= tol:
         return "global"
+    if rec.get("W") is not None and rec.get("train", "first") != "second":
+        norms = np.linalg.norm(np.array(rec["W"], dtype=float), axis=1)
+        if norms.min() <= ZERO_NEURON * max(norms.max(), 1e-300):
+            # L is not twice differentiable there: the Hessian's kind says nothing; the point is a
+            # stationary point of the narrower student (weight decay drove a neuron to zero)
+            return "zero-neuron"
     if rec["kind"] == "minimum":
         return "spurious"
     return rec["kind"]  # saddle or degenerate
@@ -447,7 +457,7 @@ def certify_classes(spec: StudySpec, classes: Sequence[StationaryClass], *, whic
     todo = list(classes)
     if not realizable_zero:
         # the lowest minimum first: its certified upper end bounds the optimum from above
-        low = next((c for c in classes if c.kind == "minimum"), None)
+        low = next((c for c in classes if c.kind == "minimum" and c.category != "zero-neuron"), None)
         if low is not None:
             say(f"certifying the lowest minimum (L_lambda = {low.reg_loss:.10g}) ...")
             cert = certify(spec.problem(low.a, low.W), train=spec.train, lam=float(spec.lam))
