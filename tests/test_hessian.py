@@ -16,7 +16,6 @@ those cases (h = 1e-45) use the tolerance 1e-40.
 
 from __future__ import annotations
 
-import math
 
 import mpmath
 import numpy as np
@@ -25,7 +24,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from checker.core import hessian as hs
-from checker.core import objective
 from checker.core.engines import Float64Engine, MpEngine
 from checker.core.model import Instance
 from checker.core.problem import Problem

@@ -18,7 +18,6 @@ import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any, Sequence
 
-import numpy as np
 
 from .. import __version__
 from checker.commands.cli import EXIT_OK, UsageParser, run_guarded
@@ -27,7 +26,7 @@ from checker.commands.presets import load_run_file
 from checker.core import hessian as hs
 from checker.core.engines import make_engine
 from checker.core.errors import CheckerError, InstanceError
-from checker.core.io import check_output_file, engine_to_json, write_json_atomic
+from checker.core.io import check_output_file, write_json_atomic
 from checker.core.problem import Problem
 
 PROG = "python -m checker.critical"

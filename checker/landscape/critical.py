@@ -51,6 +51,8 @@ GRAD_TOL_ULPS = 100
 DEGENERATE_ULPS = 100
 #: Default gradient norm at which Newton is tried after gradient descent.
 NEWTON_ENTRY = 1e-3
+#: A neuron this much smaller than the largest (in norm) is reported as next to a zero neuron.
+NEAR_ZERO_NEURON = 1e-6
 #: Newton iterations per attempt, and attempts (GD in between).
 NEWTON_STEPS = 60
 NEWTON_ATTEMPTS = 4
@@ -140,12 +142,6 @@ def eigenvalues(e: Engine, H: np.ndarray) -> np.ndarray:
     with e.context():
         ev = mpmath.eigsy(mpmath.matrix(H.tolist()), eigvals_only=True)
         return np.array(sorted(ev[i] for i in range(len(H))), dtype=object)
-
-
-def eigen_decomposition(e: Engine, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(eigenvalues ascending, orthonormal eigenvectors as columns), in float64 (for estimates)."""
-    Hf = np.array([[float(x) for x in r] for r in H]) if H.dtype == object else H
-    return np.linalg.eigh((Hf + Hf.T) / 2)
 
 
 def rounding_level(e: Engine, eig: np.ndarray) -> float:
@@ -366,6 +362,15 @@ def describe(problem: Problem, a: np.ndarray, W: np.ndarray, *, train: str, lam:
         eig = eigenvalues(e, H)
         kind, index, level = classify(e, eig)
         tol = grad_tol if grad_tol is not None else default_grad_tol(e, H, hs.flatten(a, W, train))
+        norms = [math.sqrt(sum(float(x) ** 2 for x in row)) for row in W]
+        top = max(norms, default=0.0)
+        tiny = [j for j, n in enumerate(norms) if n <= NEAR_ZERO_NEURON * top]
+        if tiny and train != "second":
+            extra.setdefault("notes", [])
+            extra["notes"] = list(extra["notes"]) + [
+                f"student neuron(s) {tiny} have norm <= {NEAR_ZERO_NEURON:g} of the largest: the point is next to "
+                "a zero neuron, where L is not twice differentiable (the Hessian grows like 1/||w_j||); the "
+                "kind is unreliable there"]
         return StationaryPoint(converged=converged, a=a, W=W, train=train, lam=lam, grad_norm=_norm(e, g),
                                grad_tol=e.scalar(repr(float(tol))), loss=ev.loss, reg_loss=ev.reg_loss,
                                eigenvalues=eig, index=index, kind=kind, rounding_level=level, **extra)

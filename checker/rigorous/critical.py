@@ -164,7 +164,7 @@ def realizable(problem: Problem, train: str) -> tuple[bool, str]:
                        f"teacher's {tpos} and {tneg}: no sign-matching copy of the teacher")
     # second: W fixed; exact positive multiples only
     def frac_row(r: Any) -> list[Fraction]:
-        return [Fraction(str(x)) if not isinstance(x, float) else Fraction(x) for x in r]
+        return [lower_fraction(to_arb(x)) for x in r]  # engine numbers are binary: exact
     W = [frac_row(r) for r in problem.W]
     for ws in problem.W_star:
         v = frac_row(ws)
@@ -197,10 +197,6 @@ def _box(center: np.ndarray, r: float) -> np.ndarray:
     return np.array([c + rad for c in center], dtype=object)
 
 
-def _parts(problem: Problem, train: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    return (_arb_array(problem.a), _arb_array(problem.W), _arb_array(problem.a_star), _arb_array(problem.W_star))
-
-
 def krawczyk(problem: Problem, a: Any, W: Any, *, train: str, lam: Any, r: float,
              Y: np.ndarray | None = None, g: np.ndarray | None = None) -> KrawczykResult:
     """The Krawczyk test on X = x~ + [-r, r]^n at the current Arb precision.
@@ -224,7 +220,7 @@ def krawczyk(problem: Problem, a: Any, W: Any, *, train: str, lam: Any, r: float
     try:
         HX = hs.loss_hessian(eng, problem.activation, ab, Wb, As, Ws, lam_b, train)
     except hs.NotTwiceDifferentiable as exc:
-        return KrawczykResult(False, r, float("inf"), None, f"the box reaches a zero neuron: {exc}")
+        return KrawczykResult(False, r, float("inf"), None, f"the box of radius {r:.3g} reaches a zero neuron: {exc}")
     Ym = arb_mat([[arb(float(v)) for v in row] for row in Y])
     Hm = arb_mat(HX.tolist())
     Z = arb_mat(n, n)
