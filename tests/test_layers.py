@@ -38,7 +38,8 @@ LAYERS: dict[str, int] = {
     "checker.basin": 5,
     "checker.commands": 6,
 }
-#: ``checker/NAME.py``, the ``python -m checker.NAME`` entries, and the root package's lazy exports.
+#: ``checker/NAME.py`` (or ``checker/NAME/__main__.py`` when NAME is a library package), the
+#: ``python -m checker.NAME`` entries, and the root package's lazy exports.
 ENTRY_RANK = 7
 ROOT_RANK = 8
 
@@ -86,6 +87,8 @@ def rank(name: str) -> int | None:
         return ROOT_RANK
     if name.count(".") == 1 and (PACKAGE / (name.split(".")[1] + ".py")).is_file():
         return ENTRY_RANK
+    if name.count(".") == 2 and name.endswith(".__main__"):
+        return ENTRY_RANK  # python -m checker.NAME where NAME is also a package of the library
     for package, r in LAYERS.items():
         if name == package or name.startswith(package + "."):
             return r

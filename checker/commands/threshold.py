@@ -43,6 +43,8 @@ def build_parser() -> UsageParser:
     p.add_argument("--json", help="write the result here")
     p.add_argument("--plots", help="figures of the failing run go to this folder")
     p.add_argument("--failing-dir", help="where the failing run file goes (default: the --json folder or .)")
+    p.add_argument("--stationary", help="a checker.critical or checker.landscape result (JSON) of this instance: "
+                                        "its smallest certified spurious gap bounds the threshold above")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -106,6 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_output_dir("--plots", args.plots)
         fail_dir = args.failing_dir or (str(Path(args.json).resolve().parent) if args.json else ".")
         check_output_dir("--failing-dir", fail_dir)
+        gaps = []
+        if args.stationary:
+            from checker.core.io import read_json
+            from checker.landscape.upper import spurious_gaps
+            gaps = spurious_gaps(read_json(args.stationary, "--stationary"), rf.instance, args.stationary)
         lo, hi = args.range if args.range else (None, None)
         result, failing = find_threshold(rf, args.family, cfg, lo=lo, hi=hi, rel_tol=args.rel_tol,
                                          max_trials=args.max_trials, progress=not args.no_progress,
@@ -120,9 +127,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from checker.commands.figures import make_plots
                 folder = Path(args.plots) / f"failing-{args.family}"
                 result.failure["figures"] = [str(p) for p in make_plots(check, report, str(folder))]
+        upper_end = None
+        if args.stationary:
+            from checker.landscape.upper import ordering
+            gap = min(gaps, key=lambda g: g.gap_lower) if gaps else None
+            chain, contradicted = ordering(result.eps0_checker, result.threshold_gap.get("lower"),
+                                           result.threshold_gap.get("upper"), gap)
+            upper_end = {"stationary": args.stationary, "chain": chain, "contradicted": contradicted,
+                         "smallest_certified_spurious_gap": None if gap is None else gap.gap_lower_text,
+                         "source": None if gap is None else gap.source}
         if args.json:
-            write_json_atomic(args.json, result.to_dict())
+            write_json_atomic(args.json, {**result.to_dict(), **({"upper_end": upper_end} if upper_end else {})})
         print_result(result)
+        if upper_end is not None:
+            print(f"ordering: {upper_end['chain']}")
+            if upper_end["contradicted"]:
+                print(f"!!! eps_0 = {result.eps0_checker:.6g} is ABOVE the certified gap "
+                      f"{upper_end['smallest_certified_spurious_gap'][:14]} of a spurious stationary point: "
+                      "gradient descent started there never moves, so T1 as formalized (convergence from every "
+                      "start with gap below eps_0) is CONTRADICTED")
         if result.failing_run:
             print(f"failing run written to {result.failing_run} "
                   f"(reproduce: python -m checker.theorem1 --instance {result.failing_run})")
@@ -132,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"result written to {args.json}")
         if result.interrupted:
             return EXIT_INTERRUPTED
+        if upper_end is not None and upper_end["contradicted"]:
+            return EXIT_FAILED
         if result.counterexample:
             print("python -m checker.threshold: COUNTEREXAMPLE to T1 (see above)", file=sys.stderr)
             return EXIT_FAILED
