@@ -67,7 +67,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Callable
@@ -288,6 +288,12 @@ class Certificate:
         from checker.core.errors import CheckerError
 
         names = [f.name for f in fields(cls)]
+        if isinstance(data, dict) and set(names) - set(data) <= _PEAK_FIELDS:
+            # records written before the peak fields existed (older checkpoints): their defaults
+            data = {**{f.name: cls.__dataclass_fields__[f.name].default_factory()
+                       if f.default is MISSING else f.default for f in fields(cls) if f.name not in data
+                       and f.name in _PEAK_FIELDS}, **data}
+            data = {k: (repr(float(v)) if isinstance(v, float) else v) for k, v in data.items()}
         if not isinstance(data, dict) or sorted(data) != sorted(names):
             missing = sorted(set(names) - set(data)) if isinstance(data, dict) else names
             extra = sorted(set(data) - set(names)) if isinstance(data, dict) else []
@@ -313,6 +319,11 @@ class Certificate:
             raise CheckerError(f"{where}.{key}: field of type {kind} cannot be restored")
 
         return cls(**{f.name: parse(str(f.type), data[f.name], f.name) for f in fields(cls)})
+
+
+#: Fields added with the span reduction; a record without them (an older checkpoint) gets their defaults.
+_PEAK_FIELDS = {"max_abs_eta_lower", "max_abs_eta_upper", "max_abs_eta_direction", "max_abs_eta_angles",
+                "max_abs_eta_detail", "span_dim", "search_dim"}
 
 
 # ----------------------------------------------------------------- validation
