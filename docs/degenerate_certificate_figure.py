@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from checker.core.io import write_json_atomic
-from checker.studies.degenerate import degenerate_study
+from checker.studies.degenerate import KKT_CONVERGED, degenerate_study, fit_extra_mass
 
 #: Three relu teachers in d = 6, output signs (+, +, -), pairwise angles 84, 73 and 58 degrees
 #: (the degenerate teacher of tests/test_certificate_span.py).
@@ -50,6 +50,11 @@ def draw(data: dict, path: Path) -> None:
     ax1.set_ylabel("eta")
     ax1.set_title("vanishing-derivative pre-certificate")
     runs = [r for r in data["runs"] if r["extra_mass"] > 0]
+    late = [r for r in runs if r["kkt_max_ratio"] > 1 + KKT_CONVERGED]
+    if late:
+        ax2.loglog([r["lambda"] for r in late], [r["extra_mass"] for r in late], "x", color="grey",
+                   label="not converged (KKT ratio > 1 somewhere)")
+    runs = [r for r in runs if r["kkt_max_ratio"] <= 1 + KKT_CONVERGED]
     if runs:
         lam = np.array([r["lambda"] for r in runs])
         mass = np.array([r["extra_mass"] for r in runs])
@@ -61,6 +66,8 @@ def draw(data: dict, path: Path) -> None:
                        label=f"fit: {fit['constant']:.3g} lambda^{fit['exponent']:.2f}")
         ax2.legend()
     none = [r["lambda"] for r in data["runs"] if r["extra_mass"] == 0]
+    if not runs and late:
+        ax2.legend()
     ax2.set_xlabel("lambda")
     ax2.set_ylabel("total mass of the extra atoms")
     ax2.set_title("extra atoms" + (f" (none at lambda = {', '.join(f'{x:g}' for x in none)})" if none else ""))
@@ -77,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.from_json is not None:
         data = json.loads(args.from_json.read_text())
+        data["fit"] = fit_extra_mass(data["runs"])
+        write_json_atomic(args.from_json, data)
     else:
         study = degenerate_study("relu", TEACHER_A, TEACHER_W, args.lambdas, seconds_per_lambda=args.seconds,
                                  say=lambda t: print(t, flush=True))
@@ -84,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(args.out.with_suffix(".json"), data)
     draw(data, args.out.with_suffix(".png"))
     for r in data["runs"]:
-        print(f"lambda {r['lambda']:<8g} extra mass {r['extra_mass']:.4g}  atoms "
+        print(f"lambda {r['lambda']:<8g} max KKT ratio {r['kkt_max_ratio']:.8f} extra mass {r['extra_mass']:.4g}  atoms "
               + "; ".join(f"sign {e['sign']:+d} mass {e['mass']:.3g} angle to peak {math.degrees(e['angle_to_peak']):.2f} deg"
                           for e in r["extra_atoms"]))
     print("fit:", data["fit"])

@@ -288,12 +288,11 @@ class Certificate:
         from checker.core.errors import CheckerError
 
         names = [f.name for f in fields(cls)]
-        if isinstance(data, dict) and set(names) - set(data) <= _PEAK_FIELDS:
+        if isinstance(data, dict) and set(names) - set(data) and set(names) - set(data) <= _PEAK_FIELDS:
             # records written before the peak fields existed (older checkpoints): their defaults
-            data = {**{f.name: cls.__dataclass_fields__[f.name].default_factory()
-                       if f.default is MISSING else f.default for f in fields(cls) if f.name not in data
-                       and f.name in _PEAK_FIELDS}, **data}
-            data = {k: (repr(float(v)) if isinstance(v, float) else v) for k, v in data.items()}
+            defaults = {f.name: f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
+                        for f in fields(cls) if f.name not in data}
+            data = {**{k: repr(v) if isinstance(v, float) else v for k, v in defaults.items()}, **data}
         if not isinstance(data, dict) or sorted(data) != sorted(names):
             missing = sorted(set(names) - set(data)) if isinstance(data, dict) else names
             extra = sorted(set(data) - set(names)) if isinstance(data, dict) else []

@@ -9,8 +9,11 @@ means the support is not stable).  ``degenerate_study`` measures it on one teach
 * the peak of |eta| (value, direction, angles to the teachers) and eta on the great circle
   through the peak and the teacher nearest to it;
 * for each lambda, a float64 estimate of the lambda-optimum: gradient descent on L_lambda
-  from the teacher's neurons plus a small neuron at the peak direction and small random
-  neurons, until the float64 floor or the time budget; the neurons the optimum keeps are
+  from the teacher's neurons (plus ``extra`` small random ones), then exchange rounds (sliding
+  Frank-Wolfe: an atom added at the largest peak of 2|g| / lambda above 1, masses re-solved
+  on fixed directions, a short descent) until 2|g| <= lambda (1 + 1e-7) everywhere the local
+  search looks (the KKT condition; ``kkt_max_ratio`` says how close each run came) or the
+  time budget; the neurons the optimum keeps are
   those where the residual correlation reaches lambda (``checker.rigorous.optimum.select_atoms``,
   the KKT condition), and the *extra atoms* are the kept ones farther than Delta / 3 from
   every teacher: their direction, sign, mass and angle to the peak;
@@ -57,6 +60,25 @@ def _instance(activation: str, a_star: np.ndarray, W_star: np.ndarray, a: np.nda
     return Instance.create(activation=activation, teacher_a=[repr(float(v)) for v in a_star], teacher_W=text(W_star),
                            student_a=[repr(float(v)) for v in a], student_W=text(W), lam=repr(float(lam)),
                            eta=repr(float(eta)), normalize_teacher=True)
+
+
+#: A run counts as converged when 2|g| <= lambda (1 + KKT_CONVERGED) wherever the local search looks.
+KKT_CONVERGED = 1e-6
+
+
+def fit_extra_mass(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Least squares log(extra mass) = log C + p log(lambda) over the converged runs with extra atoms."""
+    pts = [(r["lambda"], r["extra_mass"]) for r in runs
+           if r["extra_mass"] > 0 and r.get("kkt_max_ratio", math.inf) <= 1 + KKT_CONVERGED]
+    if len(pts) < 2:
+        return {"exponent": None, "points": len(pts),
+                "model": "fewer than two converged lambdas with extra atoms: no fit"}
+    x = np.log([p[0] for p in pts])
+    y = np.log([p[1] for p in pts])
+    p, c = np.polyfit(x, y, 1)
+    return {"exponent": float(p), "constant": float(math.exp(c)), "points": len(pts),
+            "lambdas": [p_[0] for p_ in pts],
+            "model": "extra mass = constant * lambda^exponent (least squares in log-log, converged runs)"}
 
 
 def _ratio_at(inst: Instance, a: np.ndarray, W: np.ndarray, u: np.ndarray, sign: float) -> float:
@@ -153,7 +175,7 @@ def great_circle(cert: cc.Certificate, W_star: np.ndarray, u: np.ndarray, points
 
 
 def degenerate_study(activation: str, a_star: Sequence[float], W_star: Sequence[Sequence[float]],
-                     lambdas: Sequence[float], *, eta: float = 0.2, extra: int = 6, seed: int = 0,
+                     lambdas: Sequence[float], *, eta: float = 0.2, extra: int = 0, seed: int = 0,
                      seconds_per_lambda: float = 60.0, samples: int = 20000, exchange_rounds: int = 30,
                      say: Callable[[str], None] = lambda text: None) -> DegenerateStudy:
     """The study of the module docstring on one teacher (float64 estimates)."""
@@ -178,8 +200,8 @@ def degenerate_study(activation: str, a_star: Sequence[float], W_star: Sequence[
         R = rng.standard_normal((extra, d))
         R /= np.linalg.norm(R, axis=1, keepdims=True)
         r0 = 0.05
-        W0 = np.concatenate([W_star, r0 * u[None, :], r0 * R])
-        a0 = np.concatenate([a_star, [sign_peak * r0], r0 * rng.choice([-1.0, 1.0], extra)])
+        W0 = np.concatenate([W_star, r0 * R])
+        a0 = np.concatenate([a_star, r0 * rng.choice([-1.0, 1.0], extra)])
         inst = _instance(activation, a_star, W_star, a0, W0, lam, eta)
         t = time.perf_counter()
         a, W = descend_float64(inst, max_steps=2_000_000, time_budget=seconds_per_lambda / 6)
@@ -207,14 +229,5 @@ def degenerate_study(activation: str, a_star: Sequence[float], W_star: Sequence[
                          "dropped": len(dropped), "dropped_atoms": dropped, "extra_atoms": extra_atoms,
                          "kkt_ratio_at_peak": at_peak, "kkt_max_ratio": kkt_max,
                          "extra_mass": float(sum(e["mass"] for e in extra_atoms))})
-    pts = [(r["lambda"], r["extra_mass"]) for r in out.runs if r["extra_mass"] > 0]
-    if len(pts) >= 2:
-        x = np.log([p[0] for p in pts])
-        y = np.log([p[1] for p in pts])
-        p, c = np.polyfit(x, y, 1)
-        out.fit = {"exponent": float(p), "constant": float(math.exp(c)), "points": len(pts),
-                   "model": "extra mass = constant * lambda^exponent (least squares in log-log)"}
-    else:
-        out.fit = {"exponent": None, "points": len(pts),
-                   "model": "fewer than two lambdas with extra atoms: no fit"}
+    out.fit = fit_extra_mass(out.runs)
     return out
