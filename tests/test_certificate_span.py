@@ -175,3 +175,28 @@ def test_to_dict_reports_max_abs_eta_as_a_record() -> None:
     assert abs(rec["value"] - 1) <= 1e-12 and rec["span_dimension"] == 1
     back = cc.Certificate.from_json(json.loads(json.dumps(cert.to_json())))
     assert back.to_json() == cert.to_json()
+
+
+@pytest.mark.slow
+def test_theorem1_reports_the_true_peak_of_a_degenerate_certificate(tmp_path) -> None:
+    # End to end: python -m checker.theorem1 on the degenerate teacher refuses H1-certificate (exit 2)
+    # and its JSON carries certificate.max_abs_eta with the peak of the dense search of this file.
+    import subprocess
+    import sys
+
+    inst = {"activation": "relu", "teacher": {"a": ["1", "1", "-0.7"], "W": [[repr(float(x)) for x in r] for r in W_DEG]},
+            "student": {"a": ["0.99", "0.99", "-0.69"], "W": [[repr(float(0.99 * x)) for x in r] for r in W_DEG]},
+            "lambda": "0.001", "eta": "0.2", "normalize_teacher": True}
+    path = tmp_path / "deg.json"
+    path.write_text(json.dumps(inst))
+    out = tmp_path / "out.json"
+    res = subprocess.run([sys.executable, "-m", "checker.theorem1", "--instance", str(path), "--json", str(out)],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 2, res.stderr
+    cert = json.loads(out.read_text())["certificate"]
+    peak = cert["max_abs_eta"]
+    W = W_DEG / np.linalg.norm(W_DEG, axis=1, keepdims=True)
+    ref, _ = _dense_max_abs(np.array(cert["alpha"]), np.array(cert["beta"]), W)
+    assert abs(peak["value"] - ref) <= 1e-7
+    assert peak["enclosure"] is not None and peak["enclosure"][0] <= peak["value"] <= peak["enclosure"][1]
+    assert peak["search_dimension"] == 4 and len(peak["direction"]) == 6
