@@ -894,6 +894,26 @@ def build_certificate(activation: str, a_star: Any, W_star: Any, *, radius: floa
         raise ValueError(f"radius must be a positive number, got {radius}")
     if samples < 100:
         raise ValueError("samples must be at least 100")
+    # One teacher is often certified many times in a process (one T1 check per seed of the
+    # algorithm): the record is a pure function of the arguments, so it is built once.
+    key = (activation, a.tobytes(), W.tobytes(), W.shape, radius, bool(rigorous), int(seed), int(samples),
+           float(rigorous_tol), float(rigorous_seconds))
+    hit = _CACHE.get(key)
+    if hit is not None:
+        return hit
+    cert = _build(activation, a, W, delta, radius, rigorous, seed, samples, rigorous_tol, rigorous_seconds)
+    if len(_CACHE) >= 32:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = cert
+    return cert
+
+
+#: build_certificate's records by argument (at most 32, oldest dropped first).
+_CACHE: dict[tuple, Certificate] = {}
+
+
+def _build(activation: str, a: np.ndarray, W: np.ndarray, delta: float, radius: float, rigorous: bool, seed: int,
+           samples: int, rigorous_tol: float, rigorous_seconds: float) -> Certificate:
     rng = np.random.default_rng(seed)
     reasons: list[str] = []
     notes: list[str] = ["rho: float estimate (dense sampling + local search)"]
