@@ -30,13 +30,29 @@ which gives the bounds of conclusions C3 and C4.
 
 Float64 is enough here: the certificate's constants enter those bounds at O(1)
 relative accuracy.  "Checked over the sphere" means a float estimate (dense
-sampling plus a local search) unless marked rigorous: rho_far is certified
-with Arb ball arithmetic (``checker.rigorous.sphere.certified_max_many`` on eta and
--eta, restricted to the far region) when d <= 4; rho is always an estimate
-(its minimum ratio is a 0/0 limit at the teacher direction, which a
-box-bisection enclosure cannot close).  The rigorous figures concern the
-function eta defined by the float64 coefficients and the float64-normalized
-teacher, taken as exact binary numbers.
+sampling plus a local search) unless marked rigorous.
+
+The span reduction.  For a unit w, eta(w) = sum_i alpha_i kappa(<w, w*_i>) +
+sum_i A(phi_i) <beta_i, w> depends on w only through its projection on
+span{w*_i, beta_i}, and beta_i lies in span{w*_l} (the pre-certificate is unique
+and the system is invariant under the orthogonal maps that fix that span; up to
+rounding, which is bounded and added to every certified figure).  With s
+independent teachers and s < d, every value of eta on S^{d-1} is taken on the
+unit sphere of span{w*_i} + R e (e a coordinate vector off the span), a sphere
+S^s in a chart of dimension k = s + 1 (``span_chart``): max |eta| (``eta_peak``:
+dense search plus local search on S^s, value, direction, angles to the teachers)
+and the far-region maximum behind rho_far are searched there, and certified with
+Arb ball arithmetic (``checker.rigorous.sphere.certified_max_many`` on eta and -eta)
+whenever k <= RIGOROUS_MAX_DIM, whatever d is.  Otherwise (dependent teachers that are
+not exact combinations of each other, or s = d) the chart is the sphere itself and
+the certification runs when d <= RIGOROUS_MAX_DIM.  The enclosures are rigorous
+whatever stops the search (its time budget included); when the coefficients of
+eta are large and cancel (mixed signs, moderate separation) they may stay wide
+within the budget, and the record says so.  rho is always an estimate (its
+minimum ratio is a 0/0 limit at the teacher direction, which a box-bisection
+enclosure cannot close).  The rigorous figures concern the function eta defined
+by the float64 coefficients and the float64-normalized teacher, taken as exact
+binary numbers.
 
 Not every teacher has a pre-certificate.  Degenerate cases are reported
 (``degenerate``, ``reason``), never raised: a system with no solution (for relu,
@@ -51,8 +67,9 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, Callable
 
 import numpy as np
@@ -210,8 +227,30 @@ class Certificate:
     reason: str
     separation: float = math.pi
     rho_far_estimate: float = math.nan
-    max_abs_eta: float = math.nan  # largest |eta| seen over the whole sphere (estimate)
+    max_abs_eta: float = math.nan  # largest |eta| found over the whole sphere (attained; see eta_peak)
     notes: list[str] = field(default_factory=list)
+    # Where max |eta| is attained and what is certified about it (``EtaPeak``); nan / [] when unknown.
+    max_abs_eta_lower: float = math.nan  # certified lower end (nan: not certified)
+    max_abs_eta_upper: float = math.nan  # certified upper end (nan: not certified)
+    max_abs_eta_direction: list[float] = field(default_factory=list)
+    max_abs_eta_angles: list[float] = field(default_factory=list)  # radians, to each teacher
+    max_abs_eta_detail: str = ""
+    span_dim: int = 0  # dimension of span{w*_i, beta_i}; 0 when not computed
+    search_dim: int = 0  # ambient dimension k of the sphere S^{k-1} searched and certified on
+
+    def peak(self) -> dict[str, Any]:
+        """``certificate.max_abs_eta`` of the reports: value, enclosure [lo, hi] or None, direction, angles."""
+        def num(x: float) -> float | None:
+            return float(x) if math.isfinite(x) else None
+
+        certified = math.isfinite(self.max_abs_eta_lower) or math.isfinite(self.max_abs_eta_upper)
+        return {"value": num(self.max_abs_eta),
+                "enclosure": [num(self.max_abs_eta_lower), num(self.max_abs_eta_upper)] if certified else None,
+                "direction": [float(x) for x in self.max_abs_eta_direction],
+                "angles_to_teachers": [float(x) for x in self.max_abs_eta_angles],
+                "angles_to_teachers_degrees": [math.degrees(x) for x in self.max_abs_eta_angles],
+                "span_dimension": self.span_dim, "search_dimension": self.search_dim,
+                "rigorous": certified, "detail": self.max_abs_eta_detail}
 
     def to_dict(self) -> dict:
         """JSON-ready dict; non-finite numbers become None."""
@@ -223,7 +262,10 @@ class Certificate:
                 return [clean(y) for y in x]
             return x
 
-        return {k: clean(v) for k, v in asdict(self).items()}
+        out = {k: clean(v) for k, v in asdict(self).items()
+               if not k.startswith("max_abs_eta_") and k not in ("span_dim", "search_dim")}
+        out["max_abs_eta"] = self.peak()
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """Exact JSON form (checkpoints): every float as its shortest round-tripping text.
@@ -246,6 +288,11 @@ class Certificate:
         from checker.core.errors import CheckerError
 
         names = [f.name for f in fields(cls)]
+        if isinstance(data, dict) and set(names) - set(data) and set(names) - set(data) <= _PEAK_FIELDS:
+            # records written before the peak fields existed (older checkpoints): their defaults
+            defaults = {f.name: f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
+                        for f in fields(cls) if f.name not in data}
+            data = {**{k: repr(v) if isinstance(v, float) else v for k, v in defaults.items()}, **data}
         if not isinstance(data, dict) or sorted(data) != sorted(names):
             missing = sorted(set(names) - set(data)) if isinstance(data, dict) else names
             extra = sorted(set(data) - set(names)) if isinstance(data, dict) else []
@@ -260,7 +307,7 @@ class Certificate:
         def parse(kind: str, x: Any, key: str) -> Any:
             if kind == "float":
                 return number(x, key)
-            if kind in ("bool", "str"):
+            if kind in ("bool", "str", "int"):
                 if type(x).__name__ != kind:
                     raise CheckerError(f"{where}.{key}: expected {kind}, got {type(x).__name__}")
                 return x
@@ -271,6 +318,11 @@ class Certificate:
             raise CheckerError(f"{where}.{key}: field of type {kind} cannot be restored")
 
         return cls(**{f.name: parse(str(f.type), data[f.name], f.name) for f in fields(cls)})
+
+
+#: Fields added with the span reduction; a record without them (an older checkpoint) gets their defaults.
+_PEAK_FIELDS = {"max_abs_eta_lower", "max_abs_eta_upper", "max_abs_eta_direction", "max_abs_eta_angles",
+                "max_abs_eta_detail", "span_dim", "search_dim"}
 
 
 # ----------------------------------------------------------------- validation
@@ -472,6 +524,332 @@ def _estimate_far(fn: _Fn, r: float, rng: np.random.Generator,
     return best, overall, starts.tolist()  # _hill_climb moved the starts in place
 
 
+# ----------------------------------------------------------------- the span reduction
+@dataclass(frozen=True)
+class _Chart:
+    """A chart of the sphere in which eta is searched and certified: w = M y / ||M y||, y in S^{k-1}.
+
+    eta(w) depends on a unit w only through <w, w*_i> and <w, beta_i>.  beta_i lies in
+    span{w*_l} (the pre-certificate is unique and the system is invariant under the
+    orthogonal maps fixing that span), up to rounding; ``beta_span`` is beta projected on
+    it, ``beta_gap`` bounds ||beta_i - beta_span_i|| summed over i.  With independent
+    teachers (s = m* < d) the generators are the teachers themselves and one coordinate
+    vector e outside their span: the columns of M = V^T T^T (T lower triangular,
+    invertible) span exactly span{w*_i} + R e, which holds a unit vector with any given
+    projection on span{w*_i}, so the maximum of eta (with beta_span) over S^{k-1} in the
+    chart is its maximum over S^{d-1}, k = s + 1.  Otherwise the chart is the identity
+    (k = d, nothing reduced).
+    """
+
+    V: np.ndarray  # (k, d) generators (exact float numbers)
+    T: np.ndarray  # (k, k) lower triangular
+    M: np.ndarray  # (d, k) float64 product V^T T^T (near orthonormal columns)
+    span_dim: int  # s, dimension of span{w*_i, beta_i}
+    beta_span: np.ndarray  # (m*, d): beta projected on the teachers' span (float; coefficients exact)
+    coef: np.ndarray  # (m*, m*): beta_span_i = sum_l coef_il w*_l (identity chart: unused)
+    reduced: bool
+
+    @property
+    def dim(self) -> int:
+        return self.V.shape[0]
+
+    def directions(self, Y: np.ndarray) -> np.ndarray:
+        """Unit vectors of R^d for the rows of Y (float64)."""
+        return _unit(np.asarray(Y, dtype=float) @ self.M.T)
+
+
+def span_chart(fn: "_Fn") -> _Chart:
+    """The chart of ``_Chart`` for the certificate function (float64).
+
+    Generators: a maximal independent subset of the teachers (pivoted QR) and the coordinate
+    vector farthest from their span; the reduction is made only when every other teacher is
+    an exact (rational) combination of the chosen ones, so that the chart's range holds every
+    teacher exactly.  Otherwise, and when the teachers span R^d, the chart is the identity.
+    """
+    ms, d = fn.W.shape
+    identity = _Chart(np.eye(d), np.eye(d), np.eye(d), _span_dim(fn), fn.beta, np.zeros((ms, ms)), False)
+    _, R, piv = _pivoted_qr(fn.W.T)
+    diag = np.abs(np.diag(R))
+    s = int(np.sum(diag > 1e-8 * diag[0]))
+    if s >= d:
+        return identity
+    gen = sorted(piv[:s])
+    G = fn.W[gen]
+    for i in range(ms):
+        if i in gen:
+            continue
+        c0 = np.linalg.lstsq(G.T, fn.W[i], rcond=None)[0]
+        # the float solution, or a nearby short dyadic one (e.g. w*_3 = -w*_1 - w*_2), must be exact
+        if not any(_exact_combination(c, G, fn.W[i])
+                   for c in [c0] + [np.round(c0 * 2.0**b) / 2.0**b for b in (0, 8, 16, 24, 32)]):
+            return identity
+    coef = np.linalg.lstsq(fn.W.T, fn.beta.T, rcond=None)[0].T  # beta_i ~ sum_l coef_il w*_l
+    P = G.T @ np.linalg.pinv(G.T)
+    j = int(np.argmax(np.linalg.norm(np.eye(d) - P, axis=0)))  # the coordinate least in the span
+    V = np.concatenate([G, np.eye(d)[j:j + 1]])
+    L = np.linalg.cholesky(V @ V.T)
+    T = np.tril(np.linalg.inv(L))
+    return _Chart(V, T, V.T @ T.T, s, coef @ fn.W, coef, True)
+
+
+def _exact_combination(c: np.ndarray, G: np.ndarray, w: np.ndarray) -> bool:
+    """True when sum_k c_k G_k == w exactly (rational arithmetic on the float numbers)."""
+    return all(sum((Fraction(float(ck)) * Fraction(float(G[k, t])) for k, ck in enumerate(c)), Fraction(0))
+               == Fraction(float(w[t])) for t in range(len(w)))
+
+
+def _pivoted_qr(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Householder-free pivoted Gram-Schmidt of the columns of A (float64): (Q, R, pivot order)."""
+    A = np.array(A, dtype=float)
+    n = A.shape[1]
+    Q = np.zeros_like(A)
+    R = np.zeros((n, n))
+    piv: list[int] = []
+    rest = A.copy()
+    for k in range(n):
+        norms = np.linalg.norm(rest, axis=0)
+        norms[piv] = -1
+        j = int(np.argmax(norms))
+        piv.append(j)
+        R[k, k] = norms[j]
+        if norms[j] <= 0:
+            break
+        q = rest[:, j] / norms[j]
+        for _ in range(2):
+            q = q - Q[:, :k] @ (Q[:, :k].T @ q)
+            q = q / np.linalg.norm(q)
+        Q[:, k] = q
+        rest = rest - np.outer(q, q @ rest)
+    return Q, R, piv
+
+
+def _span_dim(fn: "_Fn") -> int:
+    """Numerical dimension of span{w*_i, beta_i} (float64)."""
+    X = np.concatenate([fn.W, fn.beta])
+    sv = np.linalg.svd(X, compute_uv=False)
+    return int(np.sum(sv > 1e-10 * sv[0]))
+
+
+def _chart_eta(fn: "_Fn", chart: _Chart, Y: np.ndarray) -> np.ndarray:
+    """eta (with ``beta_span``) at the unit vectors of the chart points Y (float64)."""
+    return _eta_parts(_F64, fn.activation, chart.directions(Y), fn.W, fn.alpha, chart.beta_span, False)[0]
+
+
+def _chart_search(fn: "_Fn", chart: _Chart, rng: np.random.Generator, samples: int,
+                  feasible: Callable[[np.ndarray], np.ndarray] | None = None,
+                  starts: int = 16) -> tuple[float | None, np.ndarray | None, list[list[float]]]:
+    """max |eta| over the (feasible part of the) sphere in the chart: dense sampling of S^{k-1}
+    plus a local search from the best points (float estimate).
+
+    Returns (value or None if no feasible sample, best chart point, the refined starts).
+    """
+    k = chart.dim
+    Y = _unit(rng.standard_normal((samples, k)))
+    Y = np.concatenate([Y, _unit(np.linalg.lstsq(chart.M, fn.W.T, rcond=None)[0].T)])
+    if feasible is not None:
+        Y = Y[feasible(Y)]
+    if len(Y) == 0:
+        return None, None, []
+    vals = np.abs(_chart_eta(fn, chart, Y))
+    top = Y[np.argsort(-vals)[:starts]].copy()
+    ok = feasible if feasible is not None else (lambda Z: np.ones(len(Z), dtype=bool))
+    _hill_climb(lambda Z: -np.abs(_chart_eta(fn, chart, Z)), ok, top, rng, 0.05, iters=200)
+    tv = np.abs(_chart_eta(fn, chart, top))
+    i = int(np.argmax(tv))
+    return float(max(tv[i], vals.max())), top[i] if tv[i] >= vals.max() else Y[int(np.argmax(vals))], top.tolist()
+
+
+class _ArbChartEta:
+    """sgn * eta(M y / ||M y||) ||y|| and its gradient in y, on Arb ball vectors (the F of
+    ``certified_max_many``); beta is ``beta_span`` with its coefficients taken exact."""
+
+    def __init__(self, fn: "_Fn", chart: _Chart, sgn: int) -> None:
+        from flint import ctx
+
+        with ctx.workprec(max(ctx.prec, 128)):
+            self._setup(fn, chart, sgn)
+
+    def _setup(self, fn: "_Fn", chart: _Chart, sgn: int) -> None:
+        self.eng = _ArbEngine()
+        arb = self.eng.arb
+        self.activation, self.sgn = fn.activation, sgn
+        self.W = np.array([[arb(float(x)) for x in row] for row in fn.W], dtype=object)
+        self.alpha = np.array([arb(float(x)) for x in fn.alpha], dtype=object)
+        if chart.reduced:
+            C = np.array([[arb(float(x)) for x in row] for row in chart.coef], dtype=object)
+            self.beta = C.dot(self.W)
+        else:
+            self.beta = np.array([[arb(float(x)) for x in row] for row in fn.beta], dtype=object)
+        V = np.array([[arb(float(x)) for x in row] for row in chart.V], dtype=object)
+        T = np.array([[arb(float(x)) for x in row] for row in chart.T], dtype=object)
+        self.M = V.T.dot(T.T)  # (d, k) enclosure of the exact product
+        self.reduced = chart.reduced
+        if chart.reduced:
+            # rho(y) = ||y|| / ||M y|| lies in [lam_max^-1/2, lam_min^-1/2] of G = M^T M (Gershgorin), and
+            # ||grad rho(y)|| <= rho_max 2 e / (||y|| (1 - e)), e = ||G - I||_F (see _rho_bounds).
+            k = chart.dim
+            Gm = self.M.T.dot(self.M)
+            e = sum((((Gm[i, j] - (1 if i == j else 0)) ** 2) for i in range(k) for j in range(k)),
+                    arb(0)).nonnegative_part().sqrt()
+            lo = min((Gm[i, i] - sum((abs(Gm[i, j]) for j in range(k) if j != i), arb(0))).lower()
+                     for i in range(k))
+            hi = max((Gm[i, i] + sum((abs(Gm[i, j]) for j in range(k) if j != i), arb(0))).upper()
+                     for i in range(k))
+            if not (lo > 0 and e.upper() < arb(1) / 2):
+                raise ValueError("the span chart is not near orthonormal")
+            rmax = 1 / lo.sqrt()
+            self.rho = (1 / hi.sqrt()).union(rmax)
+            b = (rmax * 2 * e / (1 - e)).upper()  # for ||y|| >= 1 (cube faces)
+            self.grad_rho = arb(0, b)
+
+    def _q(self, y: list) -> np.ndarray:
+        return self.M.dot(np.array(y, dtype=object))
+
+    def value(self, y: list) -> Any:
+        q = self._q(y)
+        e = _eta_parts(self.eng, self.activation, np.array([q], dtype=object), self.W, self.alpha, self.beta,
+                       False)[0][0]
+        return self.sgn * (e * self.rho if self.reduced else e)
+
+    def __call__(self, y: list) -> tuple[Any, list]:
+        q = self._q(y)
+        e, g = _eta_parts(self.eng, self.activation, np.array([q], dtype=object), self.W, self.alpha, self.beta,
+                          True)
+        e, g = e[0], g[0]
+        if not self.reduced:
+            return self.sgn * e, [self.sgn * x for x in g]
+        # F(y) = eta(M y) rho(y), rho(y) = ||y|| / ||M y|| (eta is 1-homogeneous, so F(y) = ||y|| eta(q^));
+        # grad F = rho M^T grad eta(M y) + eta(M y) grad rho, each entry of grad rho in [-b, b].
+        grad = self.M.T.dot(g) * self.rho + np.array([e * self.grad_rho] * len(y), dtype=object)
+        return self.sgn * e * self.rho, [self.sgn * x for x in grad]
+
+
+def _beta_gap(fn: "_Fn", chart: _Chart) -> float:
+    """Upper bound (float >= the Arb bound) of Lip * sum_i ||beta_i - beta_span_i||: the largest
+    change of eta on the unit sphere from replacing beta by beta_span (|<b, grad_v k(w, v)>| <=
+    Lip ||b|| for unit w, Lip as in ``checker.rigorous.duality._lipschitz``)."""
+    if not chart.reduced:
+        return 0.0
+    from flint import arb
+
+    W = np.array([[arb(float(x)) for x in row] for row in fn.W], dtype=object)
+    C = np.array([[arb(float(x)) for x in row] for row in chart.coef], dtype=object)
+    B = np.array([[arb(float(x)) for x in row] for row in fn.beta], dtype=object)
+    D = B - C.dot(W)
+    total = arb(0)
+    for row in D:
+        total += sum((x * x for x in row), arb(0)).nonnegative_part().sqrt()
+    lip = arb(1) if kernel.kappa_at_one(fn.activation) == 1.0 else (arb(1) / 2).sqrt()
+    return math.nextafter(float((total * lip).upper()), math.inf)
+
+
+def _chart_certified(fn: "_Fn", chart: _Chart, tol: float, seeds: list[list[float]], max_seconds: float,
+                     radius: float | None = None, prec: int = 128):
+    """Certified max |eta| over the sphere (or over its far region when ``radius`` is given), in the chart.
+
+    Returns (SphereMax, perturbation) with the enclosure of the maximum for the float-coefficient
+    eta being [lower - perturbation, upper + perturbation]; None when the search is unavailable.
+    """
+    try:
+        from ..rigorous.sphere import certified_max_many
+    except ImportError:
+        return None, 0.0
+    from flint import arb
+
+    keep = None
+    if radius is not None:
+        cos_r = arb(radius).cos()
+        rows = [[arb(float(x)) for x in row] for row in fn.W]
+        F0 = _ArbChartEta(fn, chart, 1)
+
+        def keep(u: list) -> bool:
+            w = list(F0._q(u))
+            nw = sum((x * x for x in w), arb(0)).nonnegative_part().sqrt()
+            for row in rows:
+                c = sum((x * y for x, y in zip(w, row)), arb(0))
+                if (c - cos_r * nw) > 0 or (fn.activation == "abs" and (-c - cos_r * nw) > 0):
+                    return False  # certainly inside a neighbourhood
+            return True
+
+    res = certified_max_many([_ArbChartEta(fn, chart, 1), _ArbChartEta(fn, chart, -1)], chart.dim, tol=tol,
+                             keep=keep, seeds=seeds, max_seconds=max_seconds, prec=prec)
+    return res, _beta_gap(fn, chart)
+
+
+@dataclass(frozen=True)
+class EtaPeak:
+    """max |eta| over the unit sphere: the value found, its certified enclosure and where it is."""
+
+    value: float  # attained (float search in the chart)
+    lower: float  # certified: max |eta| >= lower (nan when not certified)
+    upper: float  # certified: max |eta| <= upper (nan when not certified)
+    direction: list[float]  # a unit w of R^d where |eta| = value (any w with the same projection on the span)
+    sign: int  # sign of eta there
+    angles: list[float]  # angle (radians; line angle for abs) from direction to each teacher
+    span_dim: int
+    search_dim: int  # ambient dimension of the searched sphere S^{search_dim - 1}
+    rigorous: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        def num(x: float) -> float | None:
+            return float(x) if math.isfinite(x) else None
+
+        return {"value": num(self.value),
+                "enclosure": [num(self.lower), num(self.upper)] if self.rigorous else None,
+                "direction": [float(x) for x in self.direction], "sign": self.sign,
+                "angles_to_teachers": [float(x) for x in self.angles],
+                "angles_to_teachers_degrees": [math.degrees(x) for x in self.angles],
+                "span_dimension": self.span_dim, "search_dimension": self.search_dim,
+                "rigorous": self.rigorous, "detail": self.detail}
+
+
+def eta_peak(fn: "_Fn", *, rng: np.random.Generator | None = None, samples: int = 20000, rigorous: bool = True,
+             tol: float = RIGOROUS_TOL, max_seconds: float = RIGOROUS_SECONDS, certify_above: float = -math.inf,
+             chart: _Chart | None = None) -> EtaPeak:
+    """max |eta| over S^{d-1}: dense search plus local search on the sphere of the span chart, certified
+    with Arb branch and bound when that sphere lies in R^k, k <= RIGOROUS_MAX_DIM, and the value found
+    exceeds ``certify_above``.  The enclosure is rigorous whatever stops the search (time budget
+    included); ``detail`` says whether it reached ``tol``."""
+    rng = np.random.default_rng(0) if rng is None else rng
+    chart = span_chart(fn) if chart is None else chart
+    value, y, starts = _chart_search(fn, chart, rng, samples)
+    # the float search on the chart uses beta_span; the value at the point is re-measured with beta
+    w = chart.directions(y[None, :])[0]
+    e = float(fn.eta(w[None, :])[0])
+    value = abs(e)
+    lower = upper = math.nan
+    rig = False
+    detail = (f"dense search on S^{chart.dim - 1} (span dimension {chart.span_dim}"
+              + (f", reduced from d = {fn.W.shape[1]})" if chart.reduced else ", no reduction)"))
+    if rigorous and chart.dim <= RIGOROUS_MAX_DIM and not value > certify_above:
+        detail += f"; not certified (value {value:.6g} does not exceed {certify_above:.6g})"
+    elif rigorous and chart.dim <= RIGOROUS_MAX_DIM:
+        res, pert = _chart_certified(fn, chart, tol, starts, max_seconds)
+        if res is not None and res.rigorous:
+            lower = math.nextafter(float(res.lower) - pert, -math.inf) if res.lower != "-inf" else -math.inf
+            upper = math.nextafter(_decimal_up(res.upper) + pert, math.inf)
+            rig = True
+            detail += (f"; certified by Arb branch and bound: {res.boxes} boxes, {res.seconds:.1f} s, "
+                       f"beta-projection perturbation <= {pert:.2g}"
+                       + ("" if res.converged else f", stopped before tol ({res.extra.get('stopped', '')})"))
+            yb = np.array(res.argmax, dtype=float)
+            wb = chart.directions(yb[None, :])[0]
+            eb = float(fn.eta(wb[None, :])[0])
+            if abs(eb) > value:
+                w, e, value = wb, eb, abs(eb)
+        elif res is not None:
+            detail += f"; certification gave no finite bound ({res.reason})"
+    elif rigorous:
+        detail += f"; not certified (the branch and bound covers spheres in R^k, k <= {RIGOROUS_MAX_DIM})"
+    _, ang = nearest_teacher(fn.W, w[None, :], fn.activation)
+    g = objective.pair_geometry(_F64, w[None, :], fn.W)
+    phi = g.phi[0] if fn.activation == "relu" else np.minimum(g.phi[0], math.pi - g.phi[0])
+    return EtaPeak(value=value, lower=lower, upper=upper, direction=w.tolist(), sign=1 if e >= 0 else -1,
+                   angles=[float(x) for x in phi], span_dim=chart.span_dim, search_dim=chart.dim,
+                   rigorous=rig, detail=detail)
+
+
 # ----------------------------------------------------------------- rigorous far max
 def _decimal_up(text: str) -> float:
     """A float >= the decimal number ``text``."""
@@ -479,56 +857,19 @@ def _decimal_up(text: str) -> float:
     return x if Decimal(x) >= Decimal(text) else math.nextafter(x, math.inf)
 
 
-class _ArbEta:
-    """sgn * eta and its gradient on Arb ball vectors (the F of ``certified_max_many``)."""
-
-    def __init__(self, fn: _Fn, sgn: int) -> None:
-        self.eng = _ArbEngine()
-        arb = self.eng.arb
-        self.activation, self.sgn = fn.activation, sgn
-        self.W = np.array([[arb(float(x)) for x in row] for row in fn.W], dtype=object)
-        self.alpha = np.array([arb(float(x)) for x in fn.alpha], dtype=object)
-        self.beta = np.array([[arb(float(x)) for x in row] for row in fn.beta], dtype=object)
-
-    def _parts(self, w: list, with_grad: bool) -> tuple[np.ndarray, Any]:
-        return _eta_parts(self.eng, self.activation, np.array([w], dtype=object), self.W,
-                          self.alpha, self.beta, with_grad)
-
-    def value(self, w: list) -> Any:
-        return self.sgn * self._parts(w, False)[0][0]
-
-    def __call__(self, w: list) -> tuple[Any, list]:
-        e, g = self._parts(w, True)
-        return self.sgn * e[0], [self.sgn * x for x in g[0]]
-
-
-def _rigorous_far(fn: _Fn, r: float, tol: float, seeds: list[list[float]],
-                  max_seconds: float) -> tuple[float | None, str]:
-    """Certified upper bound of max |eta| over the far region (Arb), or (None, why not)."""
-    try:
-        from ..rigorous.sphere import certified_max_many
-    except ImportError:
+def _rigorous_far_chart(fn: _Fn, chart: _Chart, r: float, tol: float, seeds: list[list[float]],
+                        max_seconds: float) -> tuple[float | None, str]:
+    """Certified upper bound of max |eta| over the far region, on the sphere of the span chart (Arb)."""
+    res, pert = _chart_certified(fn, chart, tol, seeds, max_seconds, radius=r)
+    if res is None:
         return None, "checker.rigorous.sphere is not available"
-    from flint import arb
-
-    cos_r = arb(r).cos()  # a ball containing cos r: the test below stays rigorous at any precision
-    rows = [[arb(float(x)) for x in row] for row in fn.W]
-
-    def keep(w: list) -> bool:
-        nw = sum((x * x for x in w), arb(0)).nonnegative_part().sqrt()
-        for row in rows:
-            c = sum((x * y for x, y in zip(w, row)), arb(0))
-            if (c - cos_r * nw) > 0 or (fn.activation == "abs" and (-c - cos_r * nw) > 0):
-                return False  # certainly inside a neighbourhood
-        return True
-
-    res = certified_max_many([_ArbEta(fn, 1), _ArbEta(fn, -1)], fn.W.shape[1], tol=tol, keep=keep,
-                             seeds=seeds, max_seconds=max_seconds)
     if not res.rigorous:
         return None, f"certified_max_many gave no finite bound ({res.reason})"
     stopped = res.extra.get("stopped", "")
-    return _decimal_up(str(res.upper)), (f"{res.boxes} boxes, {res.seconds:.1f} s"
-                                         + (f", {stopped}" if stopped else ""))
+    where = (f"S^{chart.dim - 1}, span dimension {chart.span_dim} of d = {fn.W.shape[1]}, beta-projection "
+             f"perturbation <= {pert:.2g}" if chart.reduced else f"S^{chart.dim - 1}")
+    return (math.nextafter(_decimal_up(str(res.upper)) + pert, math.inf),
+            f"{where}; {res.boxes} boxes, {res.seconds:.1f} s" + (f", {stopped}" if stopped else ""))
 
 
 # ----------------------------------------------------------------- public API
@@ -553,6 +894,26 @@ def build_certificate(activation: str, a_star: Any, W_star: Any, *, radius: floa
         raise ValueError(f"radius must be a positive number, got {radius}")
     if samples < 100:
         raise ValueError("samples must be at least 100")
+    # One teacher is often certified many times in a process (one T1 check per seed of the
+    # algorithm): the record is a pure function of the arguments, so it is built once.
+    key = (activation, a.tobytes(), W.tobytes(), W.shape, radius, bool(rigorous), int(seed), int(samples),
+           float(rigorous_tol), float(rigorous_seconds))
+    hit = _CACHE.get(key)
+    if hit is not None:
+        return hit
+    cert = _build(activation, a, W, delta, radius, rigorous, seed, samples, rigorous_tol, rigorous_seconds)
+    if len(_CACHE) >= 32:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = cert
+    return cert
+
+
+#: build_certificate's records by argument (at most 32, oldest dropped first).
+_CACHE: dict[tuple, Certificate] = {}
+
+
+def _build(activation: str, a: np.ndarray, W: np.ndarray, delta: float, radius: float, rigorous: bool, seed: int,
+           samples: int, rigorous_tol: float, rigorous_seconds: float) -> Certificate:
     rng = np.random.default_rng(seed)
     reasons: list[str] = []
     notes: list[str] = ["rho: float estimate (dense sampling + local search)"]
@@ -576,6 +937,14 @@ def build_certificate(activation: str, a_star: Any, W_star: Any, *, radius: floa
     fn = _Fn(activation, W, alpha, beta)
     rho = _estimate_rho(fn, radius, rng, samples)
     far_max, overall, far_points = _estimate_far(fn, radius, rng, samples)
+    chart = span_chart(fn)
+
+    def far_in_chart(Y: np.ndarray) -> np.ndarray:
+        return nearest_teacher(fn.W, chart.directions(Y), fn.activation)[1] > radius
+
+    chart_far, _, chart_points = _chart_search(fn, chart, rng, samples, feasible=far_in_chart)
+    if chart_far is not None:
+        far_max = chart_far if far_max is None else max(far_max, chart_far)
     if far_max is None:
         rho_far_est = 1.0
         notes.append("no far direction found by sampling: rho_far = 1 (far region empty or tiny)")
@@ -583,8 +952,8 @@ def build_certificate(activation: str, a_star: Any, W_star: Any, *, radius: floa
         rho_far_est = 1 - far_max
     rho_far, far_rig = rho_far_est, False
     d = W.shape[1]
-    if rigorous and d <= RIGOROUS_MAX_DIM and far_max is not None and rho_far_est > 0:
-        upper, info = _rigorous_far(fn, radius, rigorous_tol, far_points, rigorous_seconds)
+    if rigorous and chart.dim <= RIGOROUS_MAX_DIM and far_max is not None and rho_far_est > 0:
+        upper, info = _rigorous_far_chart(fn, chart, radius, rigorous_tol, chart_points, rigorous_seconds)
         lower = -math.inf if upper is None else math.nextafter(1 - upper, -math.inf)
         if lower > 0:
             rho_far, far_rig = lower, True
@@ -593,10 +962,17 @@ def build_certificate(activation: str, a_star: Any, W_star: Any, *, radius: floa
             notes.append(f"rho_far: certification inconclusive (certified max |eta| "
                          f"{'none' if upper is None else f'{upper:.6g}'}; {info})")
     if not far_rig:
-        why = f" (d = {d} > {RIGOROUS_MAX_DIM})" if rigorous and d > RIGOROUS_MAX_DIM else ""
+        why = (f" (span dimension {chart.span_dim}: the search sphere S^{chart.dim - 1} lies in "
+               f"R^{chart.dim}, beyond R^{RIGOROUS_MAX_DIM})" if rigorous and chart.dim > RIGOROUS_MAX_DIM else "")
         notes.append(f"rho_far: float estimate{why}")
+    peak = eta_peak(fn, rng=rng, samples=samples, rigorous=rigorous, tol=rigorous_tol,
+                    max_seconds=rigorous_seconds, certify_above=1 + ETA_EXCESS_TOL, chart=chart)
+    overall = max(overall, peak.value)
     if overall > 1 + ETA_EXCESS_TOL:
-        reasons.append(f"|eta| reaches 1 + {overall - 1:.3g} > 1 on the sphere")
+        where = ", ".join(f"{math.degrees(x):.1f}" for x in peak.angles)
+        enc = f" (certified in [{peak.lower:.6g}, {peak.upper:.6g}])" if peak.rigorous else ""
+        reasons.append(f"|eta| reaches 1 + {overall - 1:.3g} > 1 on the sphere{enc}, at angles "
+                       f"({where}) degrees from the teachers")
     # eta is a sum of 2 m* terms of size up to |alpha_i|, ||beta_i||: a margin below a few
     # dozen ulps of that sum (the decay 1 - |eta| across a cap, or off the caps) is noise.
     noise = 64 * _F64.eps * (1 + float(np.abs(alpha).sum()) + float(np.linalg.norm(beta, axis=1).sum()))
@@ -612,7 +988,10 @@ def build_certificate(activation: str, a_star: Any, W_star: Any, *, radius: floa
         activation=activation, alpha=[float(x) for x in alpha], beta=beta.tolist(),
         p_norm=p_norm, radius=radius, rho=rho, rho_far=rho_far, rho_rigorous=False,
         rho_far_rigorous=far_rig, condition=cond, degenerate=bool(reasons), reason="; ".join(reasons),
-        separation=delta, rho_far_estimate=rho_far_est, max_abs_eta=overall, notes=notes)
+        separation=delta, rho_far_estimate=rho_far_est, max_abs_eta=overall, notes=notes,
+        max_abs_eta_lower=peak.lower, max_abs_eta_upper=peak.upper, max_abs_eta_direction=peak.direction,
+        max_abs_eta_angles=peak.angles, max_abs_eta_detail=peak.detail, span_dim=chart.span_dim,
+        search_dim=chart.dim)
 
 
 def _fn_of(cert: Certificate, W_star: Any) -> _Fn:

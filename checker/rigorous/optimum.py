@@ -8,10 +8,20 @@ L*_lambda = inf over every width and parameter of L_lambda.  Three steps:
 2. **Reduction and polish** (high precision): neurons whose directions agree to
    ``merge_angle`` and whose output weights have the same sign are merged into one
    balanced neuron carrying their total signed mass (by AM-GM this never raises
-   L_lambda at a balanced point, and the optimum of L_lambda is balanced), neurons
-   of negligible mass are dropped; then Newton's method on the reduced problem
-   (K neurons, K (d + 1) unknowns) at ``dps`` digits, its Hessian from central
-   differences of the exact gradient.
+   L_lambda at a balanced point, and the optimum of L_lambda is balanced).  Which
+   merged neurons to keep is read from the dual residual, not from their mass: the
+   optimality (KKT) condition of the convex problem says that the optimum's atoms sit
+   where the residual correlation 2 g(u) = 2 E[r(x) sigma(<u,x>)] reaches lambda
+   (2 g(u_j) sign(a_j) = lambda) and that 2 |g| <= lambda everywhere; a neuron whose
+   ratio 2 g(u_j) sign(a_j) / lambda is below 1 - ``KEEP_TOL`` is decaying and is
+   dropped (``select_atoms``), whatever its mass.  Then Newton's method on the reduced
+   problem at ``dps`` digits, its Hessian from central differences of the exact
+   gradient, in the span that the kept atoms and the teachers need (the teachers'
+   span when every kept atom is within ``SPAN_TOL`` of it; it is invariant under the
+   descent).  Exchange rounds: where 2 |g| still exceeds lambda (1 + ``ADD_TOL``)
+   at the polished point (a local search of the sphere), an atom is added there, a
+   short float64 descent settles it, and the reduction and polish are redone (up to
+   ``EXCHANGE_ROUNDS`` times).
 3. **Certificate**: the polished point theta-hat is feasible at any width, so
    L*_lambda <= L_lambda(theta-hat) (upper end: an Arb enclosure), and the
    duality bound at theta-hat gives D(p) <= L*_lambda (lower end:
@@ -48,6 +58,14 @@ from .duality import GapBound, gap_bound
 MERGE_ANGLE = 1e-3
 #: A neuron whose mass |a_j| ||w_j|| is below this fraction of the largest is dropped.
 DROP_MASS = 1e-8
+#: A merged neuron is kept when 2 g(u_j) sign(a_j) >= (1 - KEEP_TOL) lambda (KKT: = lambda on the support).
+KEEP_TOL = 1e-3
+#: Kept atoms within this relative distance of the teachers' span are projected on it.
+SPAN_TOL = 1e-3
+#: An exchange round adds an atom where 2 |g| exceeds (1 + ADD_TOL) lambda at the polished point.
+ADD_TOL = 1e-8
+#: Largest number of exchange rounds.
+EXCHANGE_ROUNDS = 3
 
 
 @dataclass
@@ -68,6 +86,10 @@ class Enclosure:
     seconds: dict[str, float] = field(default_factory=dict)
     gap: dict[str, Any] = field(default_factory=dict)
     lam_input: str = ""  # lambda as the instance gave it (a decimal string the engine rounded)
+    atoms: list[dict[str, Any]] = field(default_factory=list)  # kept atoms: direction, sign, mass, kkt ratio
+    dropped: list[dict[str, Any]] = field(default_factory=list)  # merged neurons dropped (mass, kkt ratio)
+    exchange_rounds: int = 0  # rounds that added atoms
+    polish_span_dim: int = 0  # dimension of the space the polish ran in (d: no reduction)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +153,67 @@ def reduce_student(a: np.ndarray, W: np.ndarray, *, merge_angle: float = MERGE_A
         a_out.append(math.copysign(r, s))
         W_out.append(r * direction)
     return np.array(a_out), np.array(W_out)
+
+
+def kkt_ratios(instance: Instance, a: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """2 g(u_j) sign(a_j) / lambda per neuron (float64), g(u) = E[(f* - f_theta)(x) sigma(<u, x>)].
+
+    At the lambda-optimum this is 1 on every atom and 2 |g| <= lambda everywhere; a neuron with
+    a ratio below 1 is losing mass under gradient descent.  Zero neurons get nan.
+    """
+    from checker.core import objective
+
+    fp = Problem.from_instance(instance, Float64Engine())
+    a = np.asarray(a, dtype=float)
+    W = np.asarray(W, dtype=float)
+    lam = float(fp.lam)
+    if not lam > 0:
+        raise CheckerError("the KKT selection needs lambda > 0")
+    norms = np.linalg.norm(W, axis=1)
+    U = W / np.where(norms > 0, norms, 1.0)[:, None]
+    V = np.concatenate([fp.W_star, W])
+    c = np.concatenate([fp.a_star, -a])
+    g = objective.correlation(fp.engine, fp.activation, U, V, c)
+    out = 2 * g * np.sign(a) / lam
+    return np.where((norms > 0) & (a != 0), out, np.nan)
+
+
+def select_atoms(instance: Instance, a: np.ndarray, W: np.ndarray, *, merge_angle: float,
+                 keep_tol: float = KEEP_TOL) -> tuple[np.ndarray, np.ndarray, list[dict], list[dict]]:
+    """Merge collinear same-sign neurons, then keep those whose KKT ratio reaches 1 - keep_tol.
+
+    Returns the kept (balanced) neurons and records of the kept and dropped ones
+    (direction, sign, mass, ratio).  When no neuron reaches the threshold (a start far
+    from the optimum), the ones within ``keep_tol`` of the largest ratio are kept.
+    """
+    am, Wm = reduce_student(np.asarray(a, dtype=float), np.asarray(W, dtype=float), merge_angle=merge_angle,
+                            drop_mass=0.0)
+    ratio = kkt_ratios(instance, am, Wm)
+    top = np.nanmax(ratio) if np.any(np.isfinite(ratio)) else 1.0
+    keep = np.isfinite(ratio) & (ratio >= min(1.0, top) - keep_tol)
+
+    def rec(j: int) -> dict[str, Any]:
+        n = float(np.linalg.norm(Wm[j]))
+        return {"direction": (Wm[j] / n).tolist(), "sign": int(np.sign(am[j])), "mass": float(abs(am[j]) * n),
+                "kkt_ratio": float(ratio[j])}
+
+    kept = [rec(j) for j in range(len(am)) if keep[j]]
+    dropped = [rec(j) for j in range(len(am)) if not keep[j]]
+    return am[keep], Wm[keep], kept, dropped
+
+
+def _polish_basis(W: np.ndarray, teacher_W: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """(W, which span): project on the teachers' span when every row is within SPAN_TOL of it
+    ("teachers"), else the span of teachers and atoms ("teachers and atoms"); None when that
+    span is all of R^d."""
+    Q = _span_of(teacher_W)
+    d = W.shape[1]
+    norms = np.linalg.norm(W, axis=1)
+    moved = np.linalg.norm(W - W @ Q @ Q.T, axis=1)
+    if np.all(moved <= SPAN_TOL * norms):
+        return W @ Q @ Q.T, ("teachers" if Q.shape[1] < d else None)
+    Q2 = _span_of(np.concatenate([teacher_W, W / norms[:, None]]))
+    return W, ("teachers and atoms" if Q2.shape[1] < d else None)
 
 
 def _span_of(teacher_W: np.ndarray) -> np.ndarray:
@@ -235,12 +318,21 @@ def newton_polish(problem: Problem, a: np.ndarray, W: np.ndarray, *, max_steps: 
 def certified_optimum(instance: Instance, *, dps: int = 50, start: tuple[np.ndarray, np.ndarray] | None = None,
                       descent_steps: int = 200_000, descent_seconds: float | None = 30.0,
                       tol: float | None = None, max_boxes: int = 400_000, seed: int = 0,
-                      say: Callable[[str], None] = lambda text: None) -> Enclosure:
+                      say: Callable[[str], None] = lambda text: None, selection: str = "kkt",
+                      certificate_seconds: float | None = None) -> Enclosure:
     """L*_lambda of the instance enclosed in [lower, upper]; see the module docstring.
 
     ``start``: a float64 point already in the basin (skips the descent).  ``tol``:
     tolerance on the certified sup (default: from the expected gap at the polished point).
+    ``selection``: "kkt" (default: keep the neurons where the residual correlation reaches
+    lambda, polish in the span they need, exchange rounds) or "mass" (the earlier reduction:
+    drop neurons below ``DROP_MASS`` of the largest mass, project on the teachers' span only
+    when every neuron is within 1e-6 of it, no exchange; kept for comparison).
+    ``certificate_seconds``: time budget of the branch and bound (the enclosure stays rigorous,
+    only wider, when it runs out).
     """
+    if selection not in ("kkt", "mass"):
+        raise CheckerError(f"selection must be 'kkt' or 'mass', got {selection!r}")
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     if start is None:
@@ -250,25 +342,49 @@ def certified_optimum(instance: Instance, *, dps: int = 50, start: tuple[np.ndar
         a64, W64 = (np.asarray(x, dtype=float) for x in start)
     times["descent"] = time.perf_counter() - t0
     teacher_W = np.array([[float(x) for x in r] for r in instance.teacher_W])
-    ar, Wr = reduce_student(a64, W64, merge_angle=instance.separation / 10, teacher_W=teacher_W)
+    teacher_W = teacher_W / np.linalg.norm(teacher_W, axis=1)[:, None]
     engine = MpEngine(dps)
-    reduced = instance.replace(student_a=[repr(float(x)) for x in ar],
-                               student_W=[[repr(float(x)) for x in row] for row in Wr])
-    problem = Problem.from_instance(reduced, engine)
     t1 = time.perf_counter()
-    say(f"Newton polish of the reduced problem ({len(ar)} neurons) at {dps} digits ...")
-    basis = None
-    if _in_teacher_span(Wr, teacher_W):
-        from .duality import _span_basis
+    rounds = 0
+    while True:
+        if selection == "kkt":
+            ar, Wr, kept, dropped = select_atoms(instance, a64, W64, merge_angle=instance.separation / 10)
+            Wr, basis_f = _polish_basis(Wr, teacher_W)
+        else:
+            ar, Wr = reduce_student(a64, W64, merge_angle=instance.separation / 10, teacher_W=teacher_W)
+            kept, dropped = [{} for _ in ar], []
+            basis_f = "teachers" if _in_teacher_span(Wr, teacher_W) else None
+        reduced = instance.replace(student_a=[repr(float(x)) for x in ar],
+                                   student_W=[[repr(float(x)) for x in row] for row in Wr])
+        problem = Problem.from_instance(reduced, engine)
+        basis = None
+        if basis_f is not None:
+            from .duality import _span_basis
 
-        span = _span_basis(engine, problem.W_star)
-        if len(span) < instance.d:
-            basis = np.array(span, dtype=object)
-    a_p, W_p, steps, gnorm = newton_polish(problem, problem.a, problem.W, basis=basis)
+            rows = problem.W_star if basis_f == "teachers" else np.concatenate([problem.W_star, problem.W])
+            span = _span_basis(engine, rows)
+            if len(span) < instance.d:
+                basis = np.array(span, dtype=object)
+        say(f"Newton polish of the reduced problem ({len(ar)} neurons, dropped {len(dropped)}, span "
+            f"{instance.d if basis is None else len(basis)}) at {dps} digits ...")
+        a_p, W_p, steps, gnorm = newton_polish(problem, problem.a, problem.W, basis=basis)
+        if rounds >= EXCHANGE_ROUNDS or selection == "mass":
+            break
+        new = _exchange_candidates(problem, a_p, W_p, seed=seed)
+        if not new:
+            break
+        rounds += 1
+        say(f"exchange round {rounds}: {len(new)} atom(s) added where 2|g| > lambda ...")
+        a64 = np.concatenate([np.array([float(x) for x in a_p]), [s_ for s_, _ in new]])
+        W64 = np.concatenate([np.array([[float(x) for x in r] for r in W_p]), [w for _, w in new]])
+        a64, W64 = descend_float64(instance.replace(student_a=[repr(float(x)) for x in a64],
+                                                    student_W=[[repr(float(x)) for x in r] for r in W64]),
+                                   max_steps=descent_steps, time_budget=min(10.0, descent_seconds or 10.0))
     times["polish"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     say("certifying the enclosure (duality bound, Arb branch and bound) ...")
-    gb: GapBound = gap_bound(problem, a_p, W_p, rigorous=True, tol=tol, max_boxes=max_boxes, seed=seed)
+    gb: GapBound = gap_bound(problem, a_p, W_p, rigorous=True, tol=tol, max_boxes=max_boxes, seed=seed,
+                             max_seconds=certificate_seconds)
     times["certificate"] = time.perf_counter() - t2
     times["total"] = time.perf_counter() - t0
     with localcontext() as dctx:
@@ -276,7 +392,53 @@ def certified_optimum(instance: Instance, *, dps: int = 50, start: tuple[np.ndar
         width = Decimal(gb.reg_loss) - Decimal(gb.dual)
     from checker.core.io import engine_to_json
 
+    af = np.array([float(x) for x in a_p])
+    Wf = np.array([[float(x) for x in r] for r in W_p])
+    for rec, aj, wj in zip(kept, af, Wf):  # the polished atoms (the ratio is the one that selected them)
+        n = float(np.linalg.norm(wj))
+        rec.update(direction=(wj / n).tolist(), sign=int(np.sign(aj)), mass=float(abs(aj) * n),
+                   a=float(aj), norm_w=n)
     return Enclosure(lower=gb.dual, upper=gb.reg_loss, width=str(width), rigorous=gb.rigorous,
                      lam=exact_decimal(problem.lam), dps=dps, neurons=len(ar), a=engine_to_json(engine, a_p),
                      W=engine_to_json(engine, W_p), newton_steps=steps, grad_norm=engine.to_str(gnorm),
-                     seconds=times, gap=gb.to_dict(), lam_input=str(instance.lam))
+                     seconds=times, gap=gb.to_dict(), atoms=kept, dropped=dropped, exchange_rounds=rounds,
+                     polish_span_dim=instance.d if basis is None else len(basis), lam_input=str(instance.lam))
+
+
+def _exchange_candidates(problem: Problem, a: np.ndarray, W: np.ndarray, *, seed: int = 0
+                         ) -> list[tuple[float, np.ndarray]]:
+    """New atoms (signed output weight, w) at the local maxima of 2|g| above (1 + ADD_TOL) lambda.
+
+    Each starts balanced with mass lambda / 10 (small against the atoms of the optimum, large
+    enough for the float64 descent to grow it) and the sign of g there; at most one per
+    teacher-or-atom neighbourhood (maxima closer than 1e-3 rad to an existing neuron or to each
+    other are skipped).
+    """
+    from .duality import local_maxima
+    from checker.core import objective
+
+    lam = float(problem.lam)
+    fa = np.array([float(x) for x in a])
+    fW = np.array([[float(x) for x in r] for r in W])
+    fp = Problem(engine=Float64Engine(), activation=problem.activation, a=fa, W=fW,
+                 a_star=np.array([float(x) for x in problem.a_star]),
+                 W_star=np.array([[float(x) for x in r] for r in problem.W_star]), lam=lam, eta=None)
+    maxima = local_maxima(fp, fa, fW, seed=seed)  # float64: a search for candidates, not a bound
+    Wf = np.array([[float(x) for x in r] for r in W])
+    units = Wf / np.linalg.norm(Wf, axis=1)[:, None]
+    V, c = (np.concatenate([np.array([[float(x) for x in r] for r in problem.W_star]), Wf]),
+            np.concatenate([[float(x) for x in problem.a_star], [-float(x) for x in a]]))
+    out: list[tuple[float, np.ndarray]] = []
+    taken = list(units)
+    for val, u in maxima:
+        if not 2 * float(val) > lam * (1 + ADD_TOL):
+            continue
+        uf = np.array([float(x) for x in u])
+        uf /= np.linalg.norm(uf)
+        if any(float(uf @ t) > math.cos(1e-3) for t in taken):
+            continue
+        g = float(objective.correlation(Float64Engine(), problem.activation, uf[None, :], V, c)[0])
+        r = math.sqrt(lam / 10)
+        out.append((math.copysign(r, g), r * uf))
+        taken.append(uf)
+    return out

@@ -317,12 +317,13 @@ class TheoremCheck:
                                f"{self.engine.describe()}; rescale the instance")
 
     def _certificate_phase(self) -> Any:
-        """The dual certificate of the teacher (branch and bound for rho' when d <= 4)."""
+        """The dual certificate of the teacher (branch and bound for rho' and max |eta| on the sphere of the
+        teachers' span when it lies in R^k, k <= 4, whatever d: ``build_certificate`` decides)."""
         from checker.geometry import certificate as cert_mod
 
         self.say("building the dual certificate of the teacher ...")
         return cert_mod.build_certificate(self.instance.activation, self.a_star, self.W_star, radius=self.radius,
-                                          rigorous=self.instance.d <= 4, seed=self.options.seed)
+                                          rigorous=True, seed=self.options.seed)
 
     def _smoothness_phase(self) -> float:
         """beta_0, the Hessian norm of L_lambda at the start (estimate, float64)."""

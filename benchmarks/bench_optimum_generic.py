@@ -1,0 +1,106 @@
+"""Benchmark: the certified optimum with the KKT selection against the earlier mass threshold.
+
+    python benchmarks/bench_optimum_generic.py            # presets and the generic teacher (several minutes)
+    python benchmarks/bench_optimum_generic.py --smoke    # the single-teacher preset only
+    python benchmarks/bench_optimum_generic.py --json benchmarks/results.json   # merge the keys
+
+Both reductions run in the same process on the same instances
+(``checker.rigorous.optimum.certified_optimum`` with ``selection="kkt"`` and ``"mass"``):
+
+* every preset that has a step size (the preset's student is the start);
+* the generic teacher of ``generic_instance``: three random unit directions in d = 8 (seed 8,
+  output weights -1, 0.8, 1.2, a non-degenerate pre-certificate, rho_far ~ 0.009), lambda = 0.002,
+  the start the teacher's neurons shrunk by 5 % and perturbed, plus one small extra neuron
+  (mass 0.0025) in a random direction; the branch and bound gets ``--seconds`` (default 40).
+
+Reported per instance and selection: wall time, width of the enclosure, whether it is rigorous,
+neurons kept.  Times are of one shared machine in one run: compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from checker.commands.cli import tune_allocator
+from checker.commands.presets import load_preset, preset_names
+from checker.core.io import write_json_atomic
+from checker.core.model import Instance
+from checker.rigorous.optimum import certified_optimum
+
+
+def generic_instance(seed: int = 8, d: int = 8, lam: str = "0.002", eta: str = "0.2",
+                     extra: float = 0.05) -> Instance:
+    """Three random unit teachers in R^d, a start near them with one small extra neuron."""
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((3, d))
+    W /= np.linalg.norm(W, axis=1, keepdims=True)
+    signs = rng.choice([1, -1], 3)
+    a = np.array([-1.0, 0.8, 1.2]) if seed == 8 else np.array([1.0, 0.8, 1.2]) * signs
+    rs = np.random.default_rng(seed + 1)
+    Ws = W * 0.95 + 0.03 * rs.standard_normal(W.shape)
+    x = rs.standard_normal(d)
+    Ws = np.concatenate([Ws, extra * (x / np.linalg.norm(x))[None]])
+    a_s = np.concatenate([a * 0.95, [extra]])
+    text = lambda M: [[repr(float(v)) for v in row] for row in M]  # noqa: E731
+    return Instance.create(activation="relu", teacher_a=[repr(float(v)) for v in a], teacher_W=text(W),
+                           student_a=[repr(float(v)) for v in a_s], student_W=text(Ws), lam=lam, eta=eta,
+                           normalize_teacher=True, name=f"generic-d{d}-seed{seed}")
+
+
+def _one(instance: Instance, selection: str, seconds: float | None) -> dict:
+    t = time.perf_counter()
+    enc = certified_optimum(instance, dps=50, selection=selection, certificate_seconds=seconds)
+    wall = time.perf_counter() - t
+    return {"seconds": wall, "width": float(enc.width), "rigorous": enc.rigorous, "neurons": enc.neurons,
+            "phases": enc.seconds, "polish_span_dim": enc.polish_span_dim,
+            "detail": enc.gap.get("detail", "")[:300]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="the single-teacher preset only")
+    ap.add_argument("--json", type=Path, help="merge the results into this JSON file")
+    ap.add_argument("--seconds", type=float, default=40.0, help="branch-and-bound budget on the generic teacher")
+    args = ap.parse_args(argv)
+    tune_allocator()
+    cases: list[tuple[str, Instance, float | None]] = []
+    for name in (["single-teacher"] if args.smoke else preset_names()):
+        inst = load_preset(name).instance
+        if inst.eta is not None:
+            cases.append((name, inst, None))
+    if not args.smoke:
+        cases.append(("generic-d8", generic_instance(), args.seconds))
+    rows = {}
+    for name, inst, seconds in cases:
+        rows[name] = {}
+        for selection in ("mass", "kkt"):
+            print(f"{name:20} {selection} ...", flush=True)
+            rows[name][selection] = _one(inst, selection, seconds)
+    print(f"{'instance':20} {'old s':>8} {'old width':>10} {'new s':>8} {'new width':>10} {'new/old time':>12}  rigorous")
+    for name, r in rows.items():
+        o, n = r["mass"], r["kkt"]
+        print(f"{name:20} {o['seconds']:8.1f} {o['width']:10.2e} {n['seconds']:8.1f} {n['width']:10.2e} "
+              f"{n['seconds'] / o['seconds']:12.2f}  {o['rigorous']}/{n['rigorous']}")
+    out = {"optimum_generic_benchmark": {
+        "cases": rows, "smoke": args.smoke,
+        "python": sys.version.split()[0], "machine": platform.machine(), "platform": platform.platform()}}
+    if "generic-d8" in rows:
+        out["optimum_generic_d8_width"] = rows["generic-d8"]["kkt"]["width"]
+        out["optimum_generic_d8_seconds"] = rows["generic-d8"]["kkt"]["seconds"]
+    if args.json is not None:
+        data = json.loads(args.json.read_text(encoding="utf-8")) if args.json.exists() else {}
+        data.update(out)
+        write_json_atomic(args.json, data)
+        print(f"written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
