@@ -39,7 +39,7 @@ from checker.core.engines import Float64Engine, MpEngine
 from checker.core.io import check_output_file, write_json_atomic
 from checker.core.model import Instance
 from checker.core.problem import Problem
-from checker.landscape.critical import find_stationary
+from checker.stationary.critical import find_stationary
 from checker.rigorous.critical import BallEngine, _arb_array, certify
 
 ROOT = Path(__file__).resolve().parents[1]

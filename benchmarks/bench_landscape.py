@@ -3,7 +3,7 @@
     python benchmarks/bench_landscape.py [--starts N] [--naive-starts M] [--workers W] [--ks 6,7,8,9,10]
 
 For each k = n in ``--ks`` (orthonormal teacher I_k, output weights fixed at 1, lambda 0,
-the default protocol of ``checker.landscape.study``: entries N(0, 1/k), step 2.5/k):
+the default protocol of ``checker.stationary.study``: entries N(0, 1/k), step 2.5/k):
 
 * the study: ``run_study`` over seeds 0 .. N-1 (batched gradient descent to
   ||grad|| <= 1e-6, then Newton to the gradient's rounding level, then resumed descent
@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 from bench_batch import naive_gd  # noqa: E402
 from checker.commands.cli import tune_allocator  # noqa: E402
 from checker.core.io import check_output_file, write_json_atomic  # noqa: E402
-from checker.landscape import study as st  # noqa: E402
+from checker.stationary import study as st  # noqa: E402
 
 
 def spec(k: int) -> st.StudySpec:

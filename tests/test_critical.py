@@ -1,4 +1,4 @@
-"""Tests of the stationary-point search (checker/landscape/critical.py), its Arb certificate
+"""Tests of the stationary-point search (checker/stationary/critical.py), its Arb certificate
 (checker/rigorous/critical.py) and ``python -m checker.critical``.
 
 References: the published k = 7 spurious minimum of the fixed-output setting (Safran and
@@ -25,7 +25,7 @@ from checker.core import hessian as hs
 from checker.core.engines import Float64Engine, MpEngine
 from checker.core.model import Instance
 from checker.core.problem import Problem
-from checker.landscape.critical import classify, find_stationary
+from checker.stationary.critical import classify, find_stationary
 from checker.rigorous.critical import BallEngine, certify, krawczyk, realizable
 
 REPO = Path(__file__).resolve().parent.parent
@@ -207,7 +207,7 @@ def test_command_budget_exit_3(tmp_path: Path) -> None:
 
 
 def test_command_interrupted_writes_partial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import checker.landscape.critical as lc
+    import checker.stationary.critical as lc
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt

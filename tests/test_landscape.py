@@ -1,5 +1,5 @@
-"""Tests of the random-start study (checker/landscape/study.py), ``python -m checker.landscape``
-and the threshold's upper end (checker/landscape/upper.py, ``checker.threshold --stationary``).
+"""Tests of the random-start study (checker/stationary/study.py), ``python -m checker.landscape``
+and the threshold's upper end (checker/stationary/upper.py, ``checker.threshold --stationary``).
 
 References: the k = 7 spurious minimum of the fixed-output setting as stored with Safran's
 public code (its README gives the distinct entries -0.6327039049, 0.2616910758,
@@ -21,7 +21,7 @@ import pytest
 from checker.commands.landscape import main
 from checker.core.objective import evaluate
 from checker.core.engines import Float64Engine
-from checker.landscape import study as st
+from checker.stationary import study as st
 
 PUBLISHED_ENTRIES_K7 = sorted([-0.6327039049, 0.2616910758, 0.1859910463, 0.9969227988, -0.0350801559])
 PUBLISHED_LOSS_K7 = 2 * 0.0232027149
@@ -209,7 +209,7 @@ def _critical(gap: str, lam: str = "0.01", train: str = "both") -> dict:
 
 def test_spurious_gaps_reads_critical_and_checks_the_problem() -> None:
     from checker.core.errors import CheckerError
-    from checker.landscape.upper import ordering, spurious_gaps
+    from checker.stationary.upper import ordering, spurious_gaps
 
     inst = _instance()
     gaps = spurious_gaps(_critical("0.1"), inst)
@@ -226,7 +226,7 @@ def test_spurious_gaps_reads_critical_and_checks_the_problem() -> None:
 
 def test_spurious_gaps_of_a_landscape_result_needs_both_layers(tmp_path) -> None:
     from checker.core.errors import CheckerError
-    from checker.landscape.upper import spurious_gaps
+    from checker.stationary.upper import spurious_gaps
 
     s = spec(2)
     d = st.summarize(s, [0], st.run_chunk(s.to_dict(), [0]), certify_which="none").to_dict()

@@ -34,7 +34,7 @@ LAYERS: dict[str, int] = {
     "checker.theorem": 4,
     "checker.studies": 5,
     "checker.stages": 5,
-    "checker.landscape": 5,
+    "checker.stationary": 5,
     "checker.basin": 5,
     "checker.commands": 6,
 }

@@ -1,7 +1,7 @@
 """``python -m checker.critical INSTANCE``: a stationary point of L_lambda, its kind, and a certificate.
 
 From the instance's student: gradient descent then safeguarded Newton on the
-trained blocks (``checker.landscape.critical.find_stationary``), the Hessian's
+trained blocks (``checker.stationary.critical.find_stationary``), the Hessian's
 spectrum, index and kind, and with ``--certify`` an Arb certificate
 (``checker.rigorous.critical.certify``): a box holding exactly one stationary point,
 a certified lower bound of the smallest Hessian eigenvalue over it, enclosures of L
@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {text}", file=sys.stderr)
 
     def body() -> int:
-        from checker.landscape.critical import find_stationary
+        from checker.stationary.critical import find_stationary
         from checker.rigorous.critical import certify
 
         args = parser.parse_args(argv)

@@ -5,7 +5,7 @@ weights 1), an instance or run file (its teacher; its student is not used) or a
 preset name.  Each of ``--seeds S`` runs (seeds ``--seed`` .. ``--seed`` + S - 1)
 starts at a seeded random point, descends, polishes with Newton and is classified;
 the distinct end points up to symmetry are grouped into classes, each certified in
-Arb (``checker.landscape.study``; docs/landscape.md).
+Arb (``checker.stationary.study``; docs/landscape.md).
 
 Resume: with ``--results FILE.jsonl`` every completed run is appended as one line
 (as ``checker.sweep`` does); a rerun with the same parameters computes only the
@@ -88,7 +88,7 @@ def resolve_teacher(text: str) -> tuple[str, str, Any, Any, bool]:
     """(name, activation, a*, W*, orthonormal) from ``orthonormal:K``, a file or a preset."""
     from checker.core.engines import Float64Engine
     from checker.core.problem import Problem
-    from checker.landscape.study import MAX_TEACHER, is_orthonormal_identity, orthonormal_teacher
+    from checker.stationary.study import MAX_TEACHER, is_orthonormal_identity, orthonormal_teacher
 
     t = text.strip()
     if t.lower().startswith("orthonormal"):
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tqdm import tqdm
 
         from checker.core.io import check_output_dir, check_output_file, write_json_atomic
-        from checker.landscape import study as st
+        from checker.stationary import study as st
         from checker.studies.sweep import append_record, read_results
 
         args = parser.parse_args(argv)

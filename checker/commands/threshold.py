@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gaps = []
         if args.stationary:
             from checker.core.io import read_json
-            from checker.landscape.upper import spurious_gaps
+            from checker.stationary.upper import spurious_gaps
             gaps = spurious_gaps(read_json(args.stationary, "--stationary"), rf.instance, args.stationary)
         lo, hi = args.range if args.range else (None, None)
         result, failing = find_threshold(rf, args.family, cfg, lo=lo, hi=hi, rel_tol=args.rel_tol,
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result.failure["figures"] = [str(p) for p in make_plots(check, report, str(folder))]
         upper_end = None
         if args.stationary:
-            from checker.landscape.upper import ordering
+            from checker.stationary.upper import ordering
             gap = min(gaps, key=lambda g: g.gap_lower) if gaps else None
             chain, contradicted = ordering(result.eps0_checker, result.threshold_gap.get("lower"),
                                            result.threshold_gap.get("upper"), gap)

@@ -1,6 +1,6 @@
 """Certified stationary points of L_lambda (Arb balls): existence, uniqueness, kind and gap.
 
-Around a numerical stationary point x~ of the trained block (``checker.landscape.critical``),
+Around a numerical stationary point x~ of the trained block (``checker.stationary.critical``),
 with X = x~ + [-r, r]^n (max-norm radius r, the fixed block held at its numbers):
 
 1. **Existence and uniqueness** (Krawczyk): with Y ~ H(x~)^{-1} (a float64 point matrix),

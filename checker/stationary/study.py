@@ -10,7 +10,7 @@ protocol and returns what became of it (``StudyResult``):
 2. **Gradient descent**, all the starts of a chunk at once (``checker.dynamics.batch.run_batch``,
    bit for bit ``run_gd`` per start), fixed step ``eta``, until the gradient norm over the
    trained blocks is at most ``newton_entry``; then **Newton**
-   (``checker.landscape.critical.newton``, Levenberg-Marquardt damped, on the exact Hessian)
+   (``checker.stationary.critical.newton``, Levenberg-Marquardt damped, on the exact Hessian)
    to the gradient's rounding level, and the spectrum there (``critical.describe``).
    If Newton does not end at a minimum (it may have reached a saddle that gradient
    descent would leave), gradient descent resumes from its own last iterate down to
@@ -216,7 +216,7 @@ def _f(x: Any) -> str:
 def _finish(spec: StudySpec, a: np.ndarray, W: np.ndarray, gd_steps: int, gd_reason: str
             ) -> tuple[Any, int, bool, str]:
     """Newton from (a, W); (StationaryPoint or None, newton steps, converged, note)."""
-    from checker.landscape.critical import describe, newton
+    from checker.stationary.critical import describe, newton
 
     p = spec.problem(a, W)
     try:
@@ -486,7 +486,7 @@ def continue_in_lambda(spec: StudySpec, a: Sequence[float], W: Sequence[Sequence
     previous one) or the point falls onto another (its gap reaches the rounding level is not judged
     here; compare the values).  ``train`` defaults to the spec's.
     """
-    from checker.landscape.critical import describe, newton
+    from checker.stationary.critical import describe, newton
     from checker.rigorous.critical import certify
 
     train = train or spec.train

@@ -1,8 +1,0 @@
-"""``python -m checker.landscape``: random starts to stationary points (checker.commands.landscape)."""
-
-import sys
-
-from checker.commands.landscape import main
-
-if __name__ == "__main__":
-    sys.exit(main())
