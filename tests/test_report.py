@@ -89,13 +89,17 @@ def test_the_report_is_regenerated_from_a_fixed_results_file(tmp_path: Path, cap
     rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in text.splitlines()
             if line.startswith("| lambda |") or line.startswith("| d |")}
     # rho = 3 lambda^2 exactly: slope 2 over 3 points
-    assert "| 3 | 2 |" in rows[("lambda", "rho (certificate, near)")]
+    # (columns n, dof, slope; 3 points leave 1 degree of freedom: marked)
+    assert "| 3 | 1 | 2 |" in rows[("lambda", "rho (certificate, near)")]
+    assert "(dof 1) | **few points** (dof 1)" in rows[("lambda", "rho (certificate, near)")]
     # the threshold's ends (10 lambda and 40 lambda) each scale like lambda^1
-    assert "| 3 | 1 |" in rows[("lambda", "threshold_unbalance_converged")]
-    assert "| 3 | 1 |" in rows[("lambda", "threshold_unbalance_failed")]
+    assert "| 3 | 1 | 1 |" in rows[("lambda", "threshold_unbalance_converged")]
+    assert "| 3 | 1 | 1 |" in rows[("lambda", "threshold_unbalance_failed")]
     # ||p*|| against d: slope of the hand-written values by numpy's least squares
     slope = np.polyfit(np.log([3, 4, 5]), np.log([2.9, 3.4, 3.65]), 1)[0]
-    assert f"| 3 | {slope:.4g} |" in rows[("d", "‖p*‖")]
+    assert f"| 3 | 1 | {slope:.4g} |" in rows[("d", "‖p*‖")]
+    # the regenerate line names the grid the report was given
+    assert f"--figures {figs} --grid grid.json" in text
     assert "not the paper's exponent" in text and "polynomially" in text
     assert "GD diverged after 5 step(s)" in text
     # the same results give the same report (no clock, no machine in the text)
@@ -123,6 +127,7 @@ def test_threshold_summary_gives_the_ratios_to_eps0_per_family() -> None:
     # two failures had H3 unmet; none is a counterexample.
     def t(status, conv, fail, h3):
         return {"status": status, "step": "safe", "eps0_checker": 1e-3, "ratio_to_eps0": conv / 1e-3,
+                "t1_at_reference": True,
                 "threshold_gap": {"lower": conv, "upper": fail}, "counterexample": False,
                 "failure": ({"hypotheses_unmet": ["H3"] if h3 else []} if fail else {})}
 
@@ -131,4 +136,39 @@ def test_threshold_summary_gives_the_ratios_to_eps0_per_family() -> None:
            ({}, "split@safe", t("nothing-fails", 1e-2, None, False))]
     row = next(line for line in report.threshold_summary(thr) if line.startswith("| split@safe"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells == ["split@safe", "safe", "3", "bracketed 2, nothing-fails 1", "[2, 10]", "[4, 80]", "1 of 2", "0"]
+    assert cells == ["split@safe", "safe", "3", "3 of 3", "bracketed 2, nothing-fails 1", "[2, 10]", "[4, 80]",
+                     "0", "1 of 2", "0"]
+
+
+def test_threshold_summary_counts_only_points_where_t1_applies_and_reads_old_records_under_the_rules() -> None:
+    # Reference: the audit's cases, by hand.  eps_0 = 1e-3 everywhere.
+    # (a) lambda above lambda_max (H2 unmet at the point, old record without t1_at_reference): its
+    #     gap 100 = 1e5 eps_0 must not enter the ratios;
+    # (b) an old bracket whose failing end only failed C1 with a final gap 6e-10 below the trial's target
+    #     1e-9: non-monotone, not a failure; its gap 0.05 then counts as converging (ratio 50);
+    # (c) a bracket whose lower end is the unperturbed start (split's lower end 0): no ratio;
+    # (d) a genuine failure to converge (stalled): converging 0.01, failing 0.02 -> ratios 10 and 20.
+    def rec(h2=True):
+        return {"measure": {"trial_gap_target": 1e-9},
+                "result": {"hypotheses": {"H1": True, "H2": h2, "H3": True}}}
+
+    def t(conv, fail, size, failed, final_gap):
+        return {"status": "bracketed", "step": "instance", "eps0_checker": 1e-3, "ratio_to_eps0": conv / 1e-3,
+                "threshold_gap": {"lower": conv, "upper": fail}, "threshold_size": size, "counterexample": False,
+                "failure": {"conclusions_failed": failed, "final_gap": final_gap, "gap0": fail,
+                            "size": size["upper"], "hypotheses_unmet": []}}
+
+    thr = [(rec(h2=False), "split", t(100.0, 200.0, {"lower": 0.5, "upper": 0.6}, ["C2-stalled"], 0.1)),
+           (rec(), "split", t(0.04, 0.05, {"lower": 0.5, "upper": 0.6}, ["C1"], 6e-10)),
+           (rec(), "split", t(1e-9, 0.03, {"lower": 0.0, "upper": 0.1}, ["C2-stalled"], 0.1)),
+           (rec(), "split", t(0.01, 0.02, {"lower": 0.3, "upper": 0.4}, ["C2-stalled"], 0.1))]
+    views = [report.threshold_view(r, f, x) for r, f, x in thr]
+    assert [v["ratio_note"] for v in views] == ["outside T1", "", "lower end is the reference", ""]
+    assert views[1]["status"] == "non-monotone" and views[1]["gap"] == {"lower": 0.05, "upper": None}
+    row = next(line for line in report.threshold_summary(thr) if line.startswith("| split"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3:8] == ["3 of 4", "bracketed 3, non-monotone 1", "[10, 50]", "[20, 30]", "1"]
+    # the fits take only genuine brackets whose lower end is not the reference
+    assert report.threshold_ends(thr[1][2], thr[1][0], "split") == (None, None)
+    assert report.threshold_ends(thr[2][2], thr[2][0], "split") == (None, None)
+    assert report.threshold_ends(thr[3][2], thr[3][0], "split") == (0.01, 0.02)

@@ -68,6 +68,14 @@ def print_result(r: ThresholdResult, out: Any = None) -> None:
           "(operational choices of checker.theorem1)", file=out)
     if r.ratio_to_eps0 is not None:
         print(f"empirical threshold (lower end) / eps_0 = {r.ratio_to_eps0:.4g}", file=out)
+    elif r.ratio_status == "outside T1":
+        print("empirical threshold / eps_0: outside T1 (H1-H3 do not all hold at the reference)", file=out)
+    elif r.ratio_status == "lower end is the reference":
+        print("empirical threshold / eps_0: none (the lower end is the unperturbed reference start)", file=out)
+    if r.non_monotone:
+        nm = r.non_monotone
+        print(f"non-monotone from s = {nm['size']:.5g} (gap0 <= {nm['gap0']:.4g}, eta {nm['eta']:.3g}): GD "
+              "converged but L_lambda rose on some steps (C1); a limit of the step, not of the basin", file=out)
     if r.failure:
         unmet = r.failure["hypotheses_unmet"]
         print(f"failing start at s = {r.failure['size']:.5g} (failed: {', '.join(r.failure['conclusions_failed'])}"

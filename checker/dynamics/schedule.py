@@ -15,7 +15,7 @@ from checker.core.errors import CheckerError
 TRAIN_CHOICES = ("both", "first", "second")
 
 
-STOP_REASONS = ("gap-target", "max-steps", "time-budget", "interrupted", "precision-floor", "diverged")
+STOP_REASONS = ("gap-target", "max-steps", "time-budget", "interrupted", "precision-floor", "diverged", "grad-tol")
 
 
 #: Rounding allowance per evaluation of L_lambda and per iterate update, in ulps
@@ -129,6 +129,8 @@ class StopRules:
     gap_target: float | None = None
     gap_every: int = 200
     record_every: int = 10
+    #: stop ("grad-tol") once the norm of the gradient of L_lambda over the trained blocks is <= this
+    grad_tol: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "gap_every", "record_every"):
@@ -139,7 +141,7 @@ class StopRules:
             raise CheckerError(f"stop rules: max_steps must be >= 0, got {self.max_steps}")
         if self.gap_every < 1 or self.record_every < 1:
             raise CheckerError("stop rules: gap_every and record_every must be >= 1")
-        for name in ("time_budget", "gap_target"):
+        for name in ("time_budget", "gap_target", "grad_tol"):
             v = getattr(self, name)
             if v is None:
                 continue

@@ -334,6 +334,8 @@ def measure_point(spec: PointSpec, cfg: MeasureConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     with thr.shared_certificate():
         start, check, report, ref = reference_run(spec, steps=cfg.steps, gap_target=cfg.gap_target)
+        if getattr(report, "verdict", None) == "interrupted":
+            raise KeyboardInterrupt  # Ctrl-C inside the T1 run: the point is not measured, never recorded
         c = report.constants
         concl = {x.id: x.holds for x in report.conclusions}
         rate = c.get("gap_rate_per_step")
@@ -362,11 +364,14 @@ def measure_point(spec: PointSpec, cfg: MeasureConfig) -> dict[str, Any]:
                     lo, hi = cfg.ranges.get(name, (None, None))
                     res, _ = thr.find_threshold(RunFile(ref, {}, "", ref.name), name, tcfg, lo=lo, hi=hi,
                                                 rel_tol=cfg.rel_tol, max_trials=cfg.max_trials, shared=shared)
+                    if res.interrupted:
+                        raise KeyboardInterrupt  # a partial search is not a measurement of the point
                     key = name if step == "instance" else f"{name}@{step}"
                     out["threshold"][key] = {
                         k: getattr(res, k) for k in ("status", "size_range", "threshold_size", "threshold_gap",
                                                      "threshold_loss", "eps0_checker", "ratio_to_eps0",
-                                                     "counterexample", "failure")}
+                                                     "counterexample", "failure", "t1_at_reference",
+                                                     "lower_is_reference", "ratio_status", "non_monotone")}
                     out["threshold"][key]["trials"] = len(res.trials)
                     out["threshold"][key]["step"] = step
         elif cfg.families:

@@ -233,6 +233,13 @@ def _record(point: Mapping[str, Any], outcome: Mapping[str, Any], executor: str)
             "executor": executor, **outcome}
 
 
+def _ignore_sigint() -> None:
+    """Pool workers ignore Ctrl-C: the parent alone handles it and stops them (no worker traceback)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _local(todo: list[dict[str, Any]], workers: int, measure: Callable[[Mapping[str, Any]], dict]
            ) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
     if workers == 1:
@@ -241,13 +248,23 @@ def _local(todo: list[dict[str, Any]], workers: int, measure: Callable[[Mapping[
         return
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    pool = ProcessPoolExecutor(max_workers=workers)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
+    finished = False
     try:
         futs = {pool.submit(measure, p): p for p in todo}
         for fut in as_completed(futs):
             yield futs[fut], fut.result()
+        finished = True
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        if finished:
+            pool.shutdown(wait=True)
+        else:  # interrupted (or an error): stop the workers now, not after their current point
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.join(timeout=10)
 
 
 def _dask(todo: list[dict[str, Any]], scheduler: Any, measure: Callable[[Mapping[str, Any]], dict]
@@ -293,12 +310,15 @@ def run_sweep(grid: Grid, out: str | Path, *, workers: int | None = None, schedu
         if todo:
             it = (_dask(todo, scheduler, measure) if scheduler is not None
                   else _local(todo, workers or os.cpu_count() or 1, measure))
-            for point, outcome in it:
-                append_record(out, _record(point, outcome, executor.split(":")[0]))
-                summary.computed += 1
-                summary.keys_computed.append(point["key"])
-                summary.errors += outcome.get("error") is not None
-                bar.update(1)
+            try:
+                for point, outcome in it:
+                    append_record(out, _record(point, outcome, executor.split(":")[0]))
+                    summary.computed += 1
+                    summary.keys_computed.append(point["key"])
+                    summary.errors += outcome.get("error") is not None
+                    bar.update(1)
+            finally:
+                it.close()  # stops the executor's workers at once on an interrupt
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
