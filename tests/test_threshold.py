@@ -481,3 +481,18 @@ def test_a_bracket_whose_lower_end_is_the_reference_prints_no_ratio(monkeypatch,
     out = capsys.readouterr().out
     assert code == 0 and "/ eps_0 =" not in out
     assert "lower end is the unperturbed reference start" in out
+
+
+def test_ctrl_c_while_probing_the_reference_writes_the_partial_result_and_exits_130(monkeypatch, tmp_path: Path,
+                                                                                   capsys) -> None:
+    # the audit: an interrupt before the first trial exited 130 without the partial JSON
+    def interrupted(rf, cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(thr, "checker_thresholds", interrupted)
+    monkeypatch.setattr(thr, "run_trial", lambda *a, **k: pytest.fail("a trial ran after the interrupt"))
+    out = tmp_path / "r.json"
+    code = thr_cmd.main([str(REFERENCE), "--family", "rotate", "--json", str(out), "--no-progress"])
+    cap = capsys.readouterr()
+    res = json.loads(out.read_text())
+    assert code == 130 and res["interrupted"] is True and res["trials"] == [] and "internal error" not in cap.err

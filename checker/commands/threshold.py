@@ -64,8 +64,9 @@ def print_result(r: ThresholdResult, out: Any = None) -> None:
         print(f"  s = {t['size']:<10.5g} {t['outcome']:<13} gap0 <= {t['gap0']:.4g}  L0 = {t['loss0']:.4g}  "
               f"eta {t['eta'] or math.nan:.3g}, {t['stop_reason']} after {t['steps']} steps ({t['seconds']:.1f} s)"
               + (f"  failed: {', '.join(t['failed'])}" if t["failed"] else ""), file=out)
-    print(f"checker's eps_0 = {r.eps0_checker:.4g}, lambda_max = {r.lambda_max_checker:.4g} "
-          "(operational choices of checker.theorem1)", file=out)
+    if r.eps0_checker is not None and r.lambda_max_checker is not None:
+        print(f"checker's eps_0 = {r.eps0_checker:.4g}, lambda_max = {r.lambda_max_checker:.4g} "
+              "(operational choices of checker.theorem1)", file=out)
     if r.ratio_to_eps0 is not None:
         print(f"empirical threshold (lower end) / eps_0 = {r.ratio_to_eps0:.4g}", file=out)
     elif r.ratio_status == "outside T1":

@@ -452,8 +452,12 @@ def find_threshold(rf: RunFile, family: str, cfg: TrialConfig, *, lo: float | No
         if shared is not None and ckey in shared:
             consts = shared[ckey]
         else:
-            consts = checker_thresholds(rf, cfg)
-            if shared is not None:
+            try:
+                consts = checker_thresholds(rf, cfg)
+            except KeyboardInterrupt:  # Ctrl-C while probing the reference: a partial result, no trial
+                interrupted = True
+                consts = {"eps_0": None, "lambda_max": None, "hypotheses": {}}
+            if shared is not None and not interrupted:
                 shared[ckey] = consts
         bar.update(1)
         eps0, lam_max = consts["eps_0"], consts["lambda_max"]
@@ -479,6 +483,8 @@ def find_threshold(rf: RunFile, family: str, cfg: TrialConfig, *, lo: float | No
             return t.outcome
 
         try:
+            if interrupted:
+                raise KeyboardInterrupt
             bracket = bisect(oracle, lo, hi, tol=rel_tol * (hi - lo), max_trials=max_trials)
         except KeyboardInterrupt:
             interrupted = True
