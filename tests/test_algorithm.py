@@ -162,3 +162,35 @@ def test_figures_are_written(narrow_run, tmp_path):
     paths = make_plots(narrow_run[1]["seeds"], teacher, str(tmp_path / "fig"))
     assert [p.name for p in paths] == ["directions.png", "losses.png", "floor_vs_stage3.png"]
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_a_result_file_read_before_the_end_is_marked_partial(narrow_run, monkeypatch, tmp_path):
+    # the audit: SIGKILL during --seeds 2 left a file saying "recovered" with one seed of two run.
+    # Here seed 0 comes from the checkpoint, seed 1 is a copy of it, and the run is killed in seed 2:
+    # the file on disk at that moment must say it is partial.
+    from types import SimpleNamespace
+
+    import shutil
+
+    _, res, _, shared_ckpt = narrow_run
+    ckpt = tmp_path / "run.ckpt.json"  # a copy: the module's checkpoint stays as it was
+    shutil.copy(shared_ckpt, ckpt)
+    out = tmp_path / "k.json"
+    seen = {}
+
+    class Killed(BaseException):
+        pass
+
+    def fake_seed(teacher, opts, seed, say=None):
+        if seed == 1:
+            d = {**res["seeds"][0], "seed": 1}
+            return SimpleNamespace(to_dict=lambda: d, stage3=SimpleNamespace(verdict=d["stage3"]["verdict"]))
+        seen.update(json.loads(out.read_text()))
+        raise Killed
+
+    monkeypatch.setattr(cli, "run_seed", fake_seed)
+    with pytest.raises(Killed):
+        cli.main(["--preset", "too-narrow-d5", "--seeds", "3", "--json", str(out), "--checkpoint", str(ckpt),
+                  "--resume", "--no-progress"])
+    assert seen["complete"] is False and seen["seeds_requested"] == 3 and len(seen["seeds"]) == 2
+    assert res["complete"] is True and res["seeds_requested"] == 1  # the finished run is complete

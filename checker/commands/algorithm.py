@@ -223,9 +223,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         interrupted = False
         counterexample = None
 
-        def save() -> dict[str, Any]:
+        def save(final: bool = False) -> dict[str, Any]:
+            # written after every seed: a file read before the end (or left by a killed run) says it is
+            # partial ("complete": false, seeds run of seeds requested)
+            complete = final and not interrupted and len(results) == len(seeds)
             out = {"version": SCHEMA_VERSION, "checker_version": __version__,
                    "verdict": overall_verdict(results, interrupted), **summarize(results),
+                   "complete": complete, "seeds_requested": len(seeds),
                    "seeds": results, "teacher": teacher.to_dict(), "source": source,
                    "options": {**fingerprint["options"], "seeds": seeds},
                    "notes": ["stages 1 and 2 are this checker's reconstruction (Damian, Lee and "
@@ -268,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if bar is not None:
                 bar.close()
-        out = save()
+        out = save(final=True)
         print(f"\nsuccess rate {out['recovered']}/{out['seeds_run']} = {out['success_rate']:.2f}; "
               f"verdict: {out['verdict']}")
         if args.json:
