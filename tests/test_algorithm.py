@@ -87,6 +87,11 @@ def test_teacher_file_errors_are_one_line_exit_2(tmp_path, capsys, teacher, need
 
 
 @pytest.mark.parametrize("flags, needle", [
+    # one validation of seeds and digits for every command (checker.commands.options)
+    (["--seed", "-1"], "--seed"),
+    (["--seed", "99999999999999999999"], "--seed"),
+    (["--engine", "float64", "--dps", "30"], "--dps"),
+    (["--engine", "mp", "--dps", "5000"], "--dps"),
     (["--width", "0"], "--width"),
     (["--seeds", "0"], "--seeds"),
     (["--lambda", "-1"], "lam"),

@@ -261,6 +261,10 @@ def test_the_failing_run_file_is_a_theorem1_run_file(tmp_path: Path) -> None:
     ([str(REFERENCE), "--family", "rotate", "--json", "/"], "--json"),
     ([str(REFERENCE), "--family", "rotate", "--step", "tiny"], "--step"),
     (["preset:nope", "--family", "rotate"], "unknown preset"),
+    # one seed range and one --dps range for every command (checker.commands.options)
+    ([str(REFERENCE), "--family", "rotate", "--seed", "-1"], "--seed"),
+    ([str(REFERENCE), "--family", "rotate", "--seed", "99999999999999999999"], "--seed"),
+    ([str(REFERENCE), "--family", "rotate", "--engine", "mp", "--dps", "5000"], "--dps"),
 ])
 def test_bad_inputs_end_in_one_line_with_exit_2(args, needle, capsys, monkeypatch) -> None:
     # no trial may start: a bad input is refused before any work

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 from checker import __version__
 from checker.commands.cli import UsageParser, run_guarded
+from checker.commands.options import parse_option, resolve_engine
 from checker.core.constants import EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK
 from checker.core.errors import CheckerError, InstanceError
 from checker.core.model import Instance, parse_json_text, read_text_file
@@ -116,7 +117,11 @@ def options_from(args: argparse.Namespace, run: Mapping[str, Any], source: str) 
            "engine": args.engine, "dps": args.dps, "steps": args.steps, "schedule": args.schedule,
            "time_budget": args.time_budget}
     kw.update({k: v for k, v in cli.items() if v is not None})
+    if args.dps is not None:
+        parse_option("dps", args.dps)  # the one --dps range of every command
     if args.engine == "float64":
+        if args.dps is not None:  # refused, as every command does (not silently ignored)
+            resolve_engine("float64", args.dps)
         kw["dps"] = None
     elif args.dps is not None and args.engine is None:
         kw["engine"] = "mp"
@@ -125,7 +130,7 @@ def options_from(args: argparse.Namespace, run: Mapping[str, Any], source: str) 
     kw["progress"] = not args.no_progress
     opts = AlgorithmOptions(**kw).validate()
     if args.seed is not None:
-        seeds = [args.seed]
+        seeds = [parse_option("seed", args.seed)]  # the one seed range of every command
     else:
         k = args.seeds if args.seeds is not None else run_option(run, "seeds", int, 1, source)
         if k < 1:

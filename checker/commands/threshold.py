@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from checker.commands.cli import UsageParser, run_guarded
+from checker.commands.options import parse_option
 from checker.commands.presets import RunFile, load_preset, load_run_file, preset_names
 from checker.core.constants import EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK
 from checker.core.errors import CheckerError
@@ -99,8 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                           gap_target=args.gap_target, seed=args.seed, step=args.step)
         if cfg.engine == "float64" and cfg.dps is not None:
             raise CheckerError("--dps needs --engine mp")
-        if cfg.dps is not None and not 15 <= cfg.dps <= 1000:
-            raise CheckerError(f"--dps must be in [15, 1000], got {cfg.dps}")
+        if cfg.dps is not None:
+            parse_option("dps", cfg.dps)  # the one --dps range of every command
+        parse_option("seed", args.seed)  # the one seed range of every command
+        parse_option("steps", args.steps)
         cfg.validate()
         if not 0 < args.rel_tol < 1:
             raise CheckerError(f"--rel-tol must be in (0, 1), got {args.rel_tol}")
