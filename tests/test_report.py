@@ -80,12 +80,14 @@ def test_fits_with_too_few_points_say_so() -> None:
 def test_the_report_is_regenerated_from_a_fixed_results_file(tmp_path: Path, capsys) -> None:
     out = tmp_path / "docs" / "report.md"
     figs = tmp_path / "docs" / "fig"
-    code = report_cmd.main([str(DATA), "--out", str(out), "--figures", str(figs), "--grid", "grid.json"])
+    grid = tmp_path / "grid.json"
+    grid.write_text('{"version": "1.0", "base": {"lam": 0.01}}')
+    code = report_cmd.main([str(DATA), "--out", str(out), "--figures", str(figs), "--grid", str(grid)])
     assert code == 0
     text = out.read_text()
     assert (figs / "axis-lam.png").is_file() and (figs / "axis-d.png").is_file()
     assert "![axis-lam](fig/axis-lam.png)" in text
-    assert f"python -m checker.sweep grid.json --out {DATA}" in text
+    assert f"python -m checker.sweep {grid} --out {DATA}" in text
     rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in text.splitlines()
             if line.startswith("| lambda |") or line.startswith("| d |")}
     # rho = 3 lambda^2 exactly: slope 2 over 3 points
@@ -99,13 +101,13 @@ def test_the_report_is_regenerated_from_a_fixed_results_file(tmp_path: Path, cap
     slope = np.polyfit(np.log([3, 4, 5]), np.log([2.9, 3.4, 3.65]), 1)[0]
     assert f"| 3 | 1 | {slope:.4g} |" in rows[("d", "‖p*‖")]
     # the regenerate line names the grid the report was given
-    assert f"--figures {figs} --grid grid.json" in text
+    assert f"--figures {figs} --grid {grid}" in text
     assert "not the paper's exponent" in text and "polynomially" in text
     assert "GD diverged after 5 step(s)" in text
     # the same results give the same report (no clock, no machine in the text)
     assert report.render(sorted(read_results(DATA).values(), key=lambda r: r["key"]), source=str(DATA),
                          figures=sorted(figs.glob("*.png"), key=lambda p: report.AXES.index(p.stem[5:])),
-                         out_path=out, grid="grid.json") + "\n" == text
+                         out_path=out, grid=str(grid)) + "\n" == text
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -172,3 +174,21 @@ def test_threshold_summary_counts_only_points_where_t1_applies_and_reads_old_rec
     assert report.threshold_ends(thr[1][2], thr[1][0], "split") == (None, None)
     assert report.threshold_ends(thr[2][2], thr[2][0], "split") == (None, None)
     assert report.threshold_ends(thr[3][2], thr[3][0], "split") == (0.01, 0.02)
+
+
+def test_report_refuses_to_overwrite_its_grid_and_validates_it(tmp_path: Path, capsys) -> None:
+    # the audit: --out G --grid G overwrote the grid with markdown; a truncated grid or another
+    # sweep's grid was accepted and named in the Regenerate line
+    import json as _json
+
+    grid = tmp_path / "g.json"
+    grid.write_text('{"version": "1.0", "base": {"lam": 0.01}')  # truncated
+    text = grid.read_text()
+    assert report_cmd.main([str(DATA), "--out", str(grid), "--grid", str(grid)]) == 2
+    assert grid.read_text() == text and "same file" in capsys.readouterr().err
+    assert report_cmd.main([str(DATA), "--out", str(tmp_path / "r.md"), "--grid", str(grid)]) == 2
+    assert "g.json" in capsys.readouterr().err
+    assert not (tmp_path / "r.md").exists()
+    grid.write_text(_json.dumps({"version": "1.0", "base": {"lam": 0.03}}))  # a valid grid of other points
+    assert report_cmd.main([str(DATA), "--out", str(tmp_path / "r.md"), "--grid", str(grid)]) == 0
+    assert "not points of this grid" in capsys.readouterr().err

@@ -86,6 +86,11 @@ def test_point_keys_are_canonical() -> None:
     ({"measure": {"trial_step": "tiny"}}, "trial_step"),
     ({"base": {"lam": -1}}, "lam"),
     ({"extra": 1}, "unknown key"),
+    # the audit: ranges and angles that each point would only fail on later, never retried
+    ({"measure": {"families": ["rotate"], "ranges": {"rotate": [3, 0]}}}, "measure.ranges.rotate"),
+    ({"measure": {"families": ["far"], "ranges": {"far": [-1, 2]}}}, "measure.ranges.far"),
+    ({"axes": {"delta": [4.0]}}, "delta must be an angle"),
+    ({"version": "2.0"}, "unknown grid version"),
 ])
 def test_bad_grids_are_refused_with_a_message(patch, needle) -> None:
     data = {**json.loads(json.dumps(GRID)), **patch}

@@ -67,6 +67,8 @@ class PointSpec:
         if self.m_star > self.d:
             raise CheckerError(f"point: the equiangular teacher needs d >= m_star, got d={self.d}, "
                                f"m_star={self.m_star}")
+        if self.delta > math.pi:  # an angle between unit vectors is at most pi (4.0 would mean 2 pi - 4)
+            raise CheckerError(f"point: delta must be an angle in (0, pi], got {self.delta!r}")
         if self.m_star >= 2 and math.cos(self.delta) < -1 / (self.m_star - 1) - 1e-12:
             raise CheckerError(f"point: {self.m_star} unit vectors cannot be pairwise {self.delta:.4g} apart "
                                f"(at most arccos(-1/(m*-1)) = {math.acos(-1 / (self.m_star - 1)):.4g})")
@@ -267,9 +269,12 @@ class MeasureConfig:
                                                                      and not isinstance(x, bool) for x in v)
                 for v in ranges.values()):
             raise CheckerError("measure.ranges: expected {family: [lo, hi]}")
-        for k in ranges:
-            from .families import family
-            family(k)
+        from .families import family
+        for k, (lo, hi) in ranges.items():
+            f = family(k)
+            if not (math.isfinite(lo) and math.isfinite(hi) and f.lo <= lo < hi):
+                raise CheckerError(f"measure.ranges.{k}: expected [lo, hi] with {f.lo:g} <= lo < hi, got "
+                                   f"[{lo!r}, {hi!r}]")
         d["ranges"] = {k: [float(x) for x in v] for k, v in ranges.items()}
         cfg = cls(**d)
         for name in ("gap_target", "trial_time", "trial_gap_target", "rel_tol"):

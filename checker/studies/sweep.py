@@ -47,6 +47,7 @@ from checker.core.errors import CheckerError
 from .scaling import AXES, MeasureConfig, PointSpec
 
 RESULT_VERSION = "1.0"
+GRID_VERSION = "1.0"
 GRID_KEYS = {"version", "name", "description", "base", "axes", "points", "measure"}
 
 
@@ -71,6 +72,9 @@ class Grid:
         unknown = sorted(set(data) - GRID_KEYS)
         if unknown:
             raise CheckerError(f"{source}: unknown key {unknown[0]!r} (expected {', '.join(sorted(GRID_KEYS))})")
+        if data.get("version", GRID_VERSION) != GRID_VERSION:
+            raise CheckerError(f"{source}: unknown grid version {data.get('version')!r} (this checker reads "
+                               f"{GRID_VERSION!r})")
         base = data.get("base", {})
         if not isinstance(base, Mapping):
             raise CheckerError(f"{source}: base must be an object")
