@@ -115,6 +115,7 @@ def test_the_report_is_regenerated_from_a_fixed_results_file(tmp_path: Path, cap
     ([str(DATA)], "--out"),
     ([str(DATA), "--out", str(DATA)], "same file"),
     ([str(DATA), "--out", "/"], "--out"),
+    ([str(DATA), "--out", "x.md", "--figures", str(DATA)], "--figures"),  # named as given, not --plots
 ])
 def test_cli_bad_inputs_end_in_one_line_with_exit_2(args, needle, capsys) -> None:
     code = report_cmd.main(args)

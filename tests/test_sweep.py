@@ -140,6 +140,25 @@ def test_a_torn_last_line_is_dropped_and_repaired(tmp_path: Path) -> None:
     assert all(json.loads(x) for x in torn.read_text().splitlines())  # no torn line left
 
 
+def test_a_complete_last_line_without_its_newline_is_kept_not_recomputed(tmp_path: Path) -> None:
+    g = sweep.Grid.from_dict(GRID)
+    full = tmp_path / "full.jsonl"
+    sweep.run_sweep(g, full, workers=1, measure=fake_measure)
+    lines = full.read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("".join(lines[:2]) + lines[2].rstrip("\n"))  # stopped just before the newline
+    assert len(sweep.read_results(cut)) == 3
+    calls: list[str] = []
+
+    def counting(point):
+        calls.append(point["key"])
+        return fake_measure(point)
+
+    sweep.run_sweep(g, cut, workers=1, measure=counting)
+    assert len(calls) == len(g.points) - 3 and _canon(cut) == _canon(full)
+    assert all(json.loads(x) for x in cut.read_text().splitlines())
+
+
 def test_a_malformed_line_in_the_middle_is_an_error(tmp_path: Path) -> None:
     p = tmp_path / "bad.jsonl"
     p.write_text('{"key": "a"}\nnot json\n{"key": "b"}\n')

@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             grid = Grid.from_file(args.grid)  # missing, truncated or invalid: refused here
         if args.figures:
             from checker.commands.figures import check_plotting
-            check_plotting(args.figures)
+            check_plotting(args.figures, flag="--figures")
             check_output_dir("--figures", args.figures)
         records = sorted(read_results(args.results).values(), key=lambda r: r["key"])
         if not records:

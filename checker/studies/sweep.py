@@ -155,7 +155,9 @@ def read_results(path: str | Path, *, repair: bool = False) -> dict[str, dict[st
             continue
         try:
             rec = json.loads(line.decode("utf-8"))
-            ok = last is False and isinstance(rec, dict) and isinstance(rec.get("key"), str)
+            # a complete record on the last line without its newline (the write stopped just
+            # before it, or the file was edited) is a record: kept, and the newline restored on repair
+            ok = isinstance(rec, dict) and isinstance(rec.get("key"), str)
         except (UnicodeDecodeError, json.JSONDecodeError):
             ok = False
         if not ok:
@@ -170,6 +172,14 @@ def read_results(path: str | Path, *, repair: bool = False) -> dict[str, dict[st
         try:
             with open(p, "r+b") as fh:
                 fh.truncate(good_end)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise CheckerError(f"cannot repair {path}: {exc.strerror or exc}") from None
+    elif repair and raw and good_end == len(raw) and not raw.endswith(b"\n"):
+        try:  # a complete last record without its newline: the next append must start a new line
+            with open(p, "ab") as fh:
+                fh.write(b"\n")
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
