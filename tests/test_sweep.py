@@ -327,3 +327,21 @@ def test_ctrl_c_on_the_local_pool_stops_the_workers_within_seconds(tmp_path: Pat
         with pytest.raises(ProcessLookupError):
             os.kill(int(p.name), 0)
     assert not (tmp_path / "r.jsonl").exists() or sweep.read_results(tmp_path / "r.jsonl") == {}
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    # Ctrl-C arriving during the imports (raised here by an import hook, deterministically)
+    import subprocess
+    import sys
+
+    code = ("import sys, runpy\n"
+            "class Hook:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'checker.commands.sweep':\n"
+            "            raise KeyboardInterrupt\n"
+            "sys.meta_path.insert(0, Hook())\n"
+            "runpy.run_module('checker.sweep', run_name='__main__')\n")
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                       env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert r.returncode == 130 and r.stderr.strip() == "python -m checker.sweep: interrupted", r.stderr
