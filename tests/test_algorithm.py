@@ -103,6 +103,7 @@ def test_teacher_file_errors_are_one_line_exit_2(tmp_path, capsys, teacher, need
     (["--seed", "1", "--seeds", "2"], "not allowed"),
     (["--resume"], "--checkpoint"),
     (["--steps", "0"], "--steps"),
+    (["--width", "100000000"], "--width"),  # out of reach: refused at once, not after minutes
 ])
 def test_bad_flags_are_one_line_exit_2(tmp_path, capsys, flags, needle):
     code = cli.main(["--teacher", _write(tmp_path, TEACHER), "--no-progress", *flags])

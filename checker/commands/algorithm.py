@@ -129,6 +129,14 @@ def options_from(args: argparse.Namespace, run: Mapping[str, Any], source: str) 
         kw["orient"] = False
     kw["progress"] = not args.no_progress
     opts = AlgorithmOptions(**kw).validate()
+    # a width whose student-student pairs are out of reach is refused at once (the objective's own
+    # limit for whole pair arrays), not after minutes of work
+    from checker.core.engines import make_engine
+    from checker.core.objective import check_pair_memory
+    try:
+        check_pair_memory(make_engine(opts.engine, opts.dps), opts.width, opts.width, what="--width: the students'")
+    except CheckerError as exc:
+        raise CheckerError(f"--width {opts.width}: {exc}") from None
     if args.seed is not None:
         seeds = [parse_option("seed", args.seed)]  # the one seed range of every command
     else:
