@@ -134,7 +134,7 @@ def options_from(args: argparse.Namespace, run: Mapping[str, Any], source: str) 
     from checker.core.engines import make_engine
     from checker.core.objective import check_pair_memory
     try:
-        check_pair_memory(make_engine(opts.engine, opts.dps), opts.width, opts.width, what="--width: the students'")
+        check_pair_memory(make_engine(opts.engine, opts.dps), opts.width, opts.width, what="the student's pair arrays")
     except CheckerError as exc:
         raise CheckerError(f"--width {opts.width}: {exc}") from None
     if args.seed is not None:
