@@ -193,3 +193,21 @@ def test_report_refuses_to_overwrite_its_grid_and_validates_it(tmp_path: Path, c
     grid.write_text(_json.dumps({"version": "1.0", "base": {"lam": 0.03}}))  # a valid grid of other points
     assert report_cmd.main([str(DATA), "--out", str(tmp_path / "r.md"), "--grid", str(grid)]) == 0
     assert "not points of this grid" in capsys.readouterr().err
+
+
+def test_concatenated_results_with_other_measure_settings_are_warned_about(tmp_path: Path, capsys) -> None:
+    # the audit: two results files of different measure settings concatenated were reported silently
+    # (the base point twice, fits with two points at the same x)
+    import json as _json
+
+    lines = DATA.read_text().splitlines()
+    rec = _json.loads(lines[0])
+    other = {**rec, "key": "f" * 20, "measure": {**rec["measure"], "max_trials": 9}}
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("\n".join(lines + [_json.dumps(other)]) + "\n")
+    out = tmp_path / "r.md"
+    assert report_cmd.main([str(mixed), "--out", str(out)]) == 0
+    assert "warning" in capsys.readouterr().err
+    text = out.read_text()
+    assert "mix 2 different measure settings" in text and "1 point(s) appear more than once" in text
+    assert report.mixed_settings(sorted(read_results(DATA).values(), key=lambda r: r["key"])) == ""

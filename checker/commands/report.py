@@ -89,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"python -m checker.report: warning: --grid {args.grid}: {len(foreign)} of {len(records)} "
                       "results are not points of this grid (another sweep's grid, or an earlier grid's points "
                       "in the same results file); the Regenerate line names it anyway", file=sys.stderr)
+        from checker.studies.report import mixed_settings
+        mixed = mixed_settings(records)
+        if mixed:
+            import sys
+            print(f"python -m checker.report: warning: {mixed} (see the warning in the report)", file=sys.stderr)
         figs = make_figures(records, Path(args.figures)) if args.figures else None
         text = render(records, source=args.results, figures=figs, out_path=Path(args.out), grid=args.grid,
                       note=args.note)

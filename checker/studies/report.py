@@ -198,6 +198,20 @@ def fits(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def mixed_settings(records: Sequence[Mapping[str, Any]]) -> str:
+    """What is mixed in a results file holding several sweeps' points (concatenated files), or ""."""
+    settings = {json.dumps(r.get("measure"), sort_keys=True) for r in records}
+    specs = [json.dumps(r.get("spec"), sort_keys=True) for r in records]
+    twice = len(specs) - len(set(specs))
+    parts = []
+    if len(settings) > 1:
+        parts.append(f"the results mix {len(settings)} different measure settings")
+    if twice:
+        parts.append(f"{twice} point(s) appear more than once (same parameters, other settings): fits may "
+                     "have two points at the same x")
+    return "; ".join(parts)
+
+
 def render(records: list[Mapping[str, Any]], *, source: str, figures: list[Path] | None = None,
            out_path: Path | None = None, grid: str | None = None, note: str | None = None) -> str:
     """The markdown text of the report."""
@@ -214,6 +228,9 @@ def render(records: list[Mapping[str, Any]], *, source: str, figures: list[Path]
           "```", ""]
     if note:
         L += [note.strip(), ""]
+    mixed = mixed_settings(records)
+    if mixed:
+        L += [f"**Warning: {mixed}.**", ""]
     secs = [float((r.get("result") or {}).get("seconds") or 0) for r in records]
     execs = sorted({str(r.get("executor")) for r in records})
     L += [f"Measurement time summed over points: {sum(secs):.0f} s (executor: {', '.join(execs)}).", ""]
