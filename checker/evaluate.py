@@ -2,7 +2,13 @@
 
 import sys
 
-from checker.commands.evaluate import main
+try:
+    from checker.commands.evaluate import main
+except KeyboardInterrupt:  # Ctrl-C while the modules load: one line, exit 130
+    if __name__ != "__main__":
+        raise
+    print("python -m checker.evaluate: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 if __name__ == "__main__":
     sys.exit(main())

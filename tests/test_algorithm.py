@@ -93,6 +93,11 @@ def test_teacher_file_errors_are_one_line_exit_2(tmp_path, capsys, teacher, need
 
 
 @pytest.mark.parametrize("flags, needle", [
+    # one validation of seeds and digits for every command (checker.commands.options)
+    (["--seed", "-1"], "--seed"),
+    (["--seed", "99999999999999999999"], "--seed"),
+    (["--engine", "float64", "--dps", "30"], "--dps"),
+    (["--engine", "mp", "--dps", "5000"], "--dps"),
     (["--width", "0"], "--width"),
     (["--seeds", "0"], "--seeds"),
     (["--lambda", "-1"], "lam"),
@@ -111,6 +116,7 @@ def test_teacher_file_errors_are_one_line_exit_2(tmp_path, capsys, teacher, need
     (["--width", "1"], "m* = 2"),
     (["--width", "100000"], "--width"),
     (["--stage1-steps", "3"], "one step"),
+    (["--width", "100000000"], "--width"),  # out of reach: refused at once, not after minutes
 ])
 def test_bad_flags_are_one_line_exit_2(tmp_path, capsys, flags, needle):
     code = cli.main(["--teacher", _write(tmp_path, TEACHER), "--no-progress", *flags])
@@ -225,3 +231,36 @@ def test_generic_teachers_are_recovered_with_the_defaults(tmp_path, name, unmet)
         assert "span_fraction_median" in s["stage1"] and "loss" in s["stage2"]
         assert s["stage1"]["worse_than_random"] is False  # the one-step features beat random ones here
     assert res["t1_success_rate"] == 0.0
+
+
+def test_a_result_file_read_before_the_end_is_marked_partial(narrow_run, monkeypatch, tmp_path):
+    # the audit: SIGKILL during --seeds 2 left a file saying "recovered" with one seed of two run.
+    # Here seed 0 comes from the checkpoint, seed 1 is a copy of it, and the run is killed in seed 2:
+    # the file on disk at that moment must say it is partial.
+    from types import SimpleNamespace
+
+    import shutil
+
+    _, res, _, shared_ckpt = narrow_run
+    ckpt = tmp_path / "run.ckpt.json"  # a copy: the module's checkpoint stays as it was
+    shutil.copy(shared_ckpt, ckpt)
+    out = tmp_path / "k.json"
+    seen = {}
+
+    class Killed(BaseException):
+        pass
+
+    def fake_seed(teacher, opts, seed, say=None):
+        if seed == 1:
+            d = {**res["seeds"][0], "seed": 1}
+            return SimpleNamespace(to_dict=lambda: d, t1=d.get("t1") or {},
+                                   stage3=SimpleNamespace(verdict=d["stage3"]["verdict"]))
+        seen.update(json.loads(out.read_text()))
+        raise Killed
+
+    monkeypatch.setattr(cli, "run_seed", fake_seed)
+    with pytest.raises(Killed):
+        cli.main(["--preset", "too-narrow-d5", "--seeds", "3", "--json", str(out), "--checkpoint", str(ckpt),
+                  "--resume", "--no-progress"])
+    assert seen["complete"] is False and seen["seeds_requested"] == 3 and len(seen["seeds"]) == 2
+    assert res["complete"] is True and res["seeds_requested"] == 1  # the finished run is complete

@@ -167,6 +167,8 @@ def test_ctrl_c_gives_130_and_the_partial_result(inst_file, tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("args, expect", [
+    (["--steps", "0"], "--steps"),
+    (["--steps", "100000000000000000000"], "--steps"),
     (["--lambda", "-0.1"], "--lambda"),
     (["--lambda", "abc"], "--lambda"),
     (["--lambda", "nan"], "--lambda"),
@@ -175,7 +177,7 @@ def test_ctrl_c_gives_130_and_the_partial_result(inst_file, tmp_path, monkeypatc
     (["--history", "every:0"], "--history"),
     (["--history", "log"], "--history"),
     (["--train", "third"], "--train"),
-    (["--dps", "5"], "--dps"),
+    (["--dps", "4"], "--dps"),  # the one range: 5 to max_dps(), as every command
     (["--engine", "float64", "--dps", "30"], "--dps"),
     (["--time-budget", "0"], "--time-budget"),
     (["--resume"], "--checkpoint"),

@@ -97,3 +97,18 @@ def test_a_checkpoint_after_the_switch_resumes_to_the_same_end(default_mp, tmp_p
     assert short.steps == 700 and resumed.steps == full.steps == 800
     assert list(map(str, resumed.a)) == list(map(str, full.a))
     assert [list(map(str, r)) for r in resumed.W] == [list(map(str, r)) for r in full.W]
+
+
+def test_a_run_resumed_after_the_switch_keeps_the_float64_phase(default_mp, tmp_path):
+    # the audit: theorem1 resumed from a checkpoint of the descent lost run.float64_phase and the
+    # float64 part of C1; the reference is the uninterrupted run's record
+    stop = gd.StopRules(max_steps=800, gap_every=50)
+    full = hybrid.run_hybrid(default_mp, default_mp.eta, stop=stop, gap_fn=_gap, progress=False)
+    assert full.float64_phase is not None
+    ck = tmp_path / "run.ckpt.json"
+    hybrid.run_hybrid(default_mp, default_mp.eta, stop=gd.StopRules(max_steps=700, gap_every=50),
+                      gap_fn=_gap, progress=False, checkpoint=ck)
+    assert json.loads(ck.read_text())["float64_phase"] == full.float64_phase
+    resumed = hybrid.run_hybrid(default_mp, default_mp.eta, stop=stop, gap_fn=_gap, progress=False,
+                                resume=hybrid.load_checkpoint(ck, default_mp))
+    assert resumed.float64_phase == full.float64_phase

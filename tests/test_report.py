@@ -80,28 +80,34 @@ def test_fits_with_too_few_points_say_so() -> None:
 def test_the_report_is_regenerated_from_a_fixed_results_file(tmp_path: Path, capsys) -> None:
     out = tmp_path / "docs" / "report.md"
     figs = tmp_path / "docs" / "fig"
-    code = report_cmd.main([str(DATA), "--out", str(out), "--figures", str(figs), "--grid", "grid.json"])
+    grid = tmp_path / "grid.json"
+    grid.write_text('{"version": "1.0", "base": {"lam": 0.01}}')
+    code = report_cmd.main([str(DATA), "--out", str(out), "--figures", str(figs), "--grid", str(grid)])
     assert code == 0
     text = out.read_text()
     assert (figs / "axis-lam.png").is_file() and (figs / "axis-d.png").is_file()
     assert "![axis-lam](fig/axis-lam.png)" in text
-    assert f"python -m checker.sweep grid.json --out {DATA}" in text
+    assert f"python -m checker.sweep {grid} --out {DATA}" in text
     rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in text.splitlines()
             if line.startswith("| lambda |") or line.startswith("| d |")}
     # rho = 3 lambda^2 exactly: slope 2 over 3 points
-    assert "| 3 | 2 |" in rows[("lambda", "rho (certificate, near)")]
+    # (columns n, dof, slope; 3 points leave 1 degree of freedom: marked)
+    assert "| 3 | 1 | 2 |" in rows[("lambda", "rho (certificate, near)")]
+    assert "(dof 1) | **few points** (dof 1)" in rows[("lambda", "rho (certificate, near)")]
     # the threshold's ends (10 lambda and 40 lambda) each scale like lambda^1
-    assert "| 3 | 1 |" in rows[("lambda", "threshold_unbalance_converged")]
-    assert "| 3 | 1 |" in rows[("lambda", "threshold_unbalance_failed")]
+    assert "| 3 | 1 | 1 |" in rows[("lambda", "threshold_unbalance_converged")]
+    assert "| 3 | 1 | 1 |" in rows[("lambda", "threshold_unbalance_failed")]
     # ||p*|| against d: slope of the hand-written values by numpy's least squares
     slope = np.polyfit(np.log([3, 4, 5]), np.log([2.9, 3.4, 3.65]), 1)[0]
-    assert f"| 3 | {slope:.4g} |" in rows[("d", "‖p*‖")]
+    assert f"| 3 | 1 | {slope:.4g} |" in rows[("d", "‖p*‖")]
+    # the regenerate line names the grid the report was given
+    assert f"--figures {figs} --grid {grid}" in text
     assert "not the paper's exponent" in text and "polynomially" in text
     assert "GD diverged after 5 step(s)" in text
     # the same results give the same report (no clock, no machine in the text)
     assert report.render(sorted(read_results(DATA).values(), key=lambda r: r["key"]), source=str(DATA),
                          figures=sorted(figs.glob("*.png"), key=lambda p: report.AXES.index(p.stem[5:])),
-                         out_path=out, grid="grid.json") + "\n" == text
+                         out_path=out, grid=str(grid)) + "\n" == text
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -109,6 +115,7 @@ def test_the_report_is_regenerated_from_a_fixed_results_file(tmp_path: Path, cap
     ([str(DATA)], "--out"),
     ([str(DATA), "--out", str(DATA)], "same file"),
     ([str(DATA), "--out", "/"], "--out"),
+    ([str(DATA), "--out", "x.md", "--figures", str(DATA)], "--figures"),  # named as given, not --plots
 ])
 def test_cli_bad_inputs_end_in_one_line_with_exit_2(args, needle, capsys) -> None:
     code = report_cmd.main(args)
@@ -123,6 +130,7 @@ def test_threshold_summary_gives_the_ratios_to_eps0_per_family() -> None:
     # two failures had H3 unmet; none is a counterexample.
     def t(status, conv, fail, h3):
         return {"status": status, "step": "safe", "eps0_checker": 1e-3, "ratio_to_eps0": conv / 1e-3,
+                "t1_at_reference": True,
                 "threshold_gap": {"lower": conv, "upper": fail}, "counterexample": False,
                 "failure": ({"hypotheses_unmet": ["H3"] if h3 else []} if fail else {})}
 
@@ -131,4 +139,75 @@ def test_threshold_summary_gives_the_ratios_to_eps0_per_family() -> None:
            ({}, "split@safe", t("nothing-fails", 1e-2, None, False))]
     row = next(line for line in report.threshold_summary(thr) if line.startswith("| split@safe"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells == ["split@safe", "safe", "3", "bracketed 2, nothing-fails 1", "[2, 10]", "[4, 80]", "1 of 2", "0"]
+    assert cells == ["split@safe", "safe", "3", "3 of 3", "bracketed 2, nothing-fails 1", "[2, 10]", "[4, 80]",
+                     "0", "1 of 2", "0"]
+
+
+def test_threshold_summary_counts_only_points_where_t1_applies_and_reads_old_records_under_the_rules() -> None:
+    # Reference: the audit's cases, by hand.  eps_0 = 1e-3 everywhere.
+    # (a) lambda above lambda_max (H2 unmet at the point, old record without t1_at_reference): its
+    #     gap 100 = 1e5 eps_0 must not enter the ratios;
+    # (b) an old bracket whose failing end only failed C1 with a final gap 6e-10 below the trial's target
+    #     1e-9: non-monotone, not a failure; its gap 0.05 then counts as converging (ratio 50);
+    # (c) a bracket whose lower end is the unperturbed start (split's lower end 0): no ratio;
+    # (d) a genuine failure to converge (stalled): converging 0.01, failing 0.02 -> ratios 10 and 20.
+    def rec(h2=True):
+        return {"measure": {"trial_gap_target": 1e-9},
+                "result": {"hypotheses": {"H1": True, "H2": h2, "H3": True}}}
+
+    def t(conv, fail, size, failed, final_gap):
+        return {"status": "bracketed", "step": "instance", "eps0_checker": 1e-3, "ratio_to_eps0": conv / 1e-3,
+                "threshold_gap": {"lower": conv, "upper": fail}, "threshold_size": size, "counterexample": False,
+                "failure": {"conclusions_failed": failed, "final_gap": final_gap, "gap0": fail,
+                            "size": size["upper"], "hypotheses_unmet": []}}
+
+    thr = [(rec(h2=False), "split", t(100.0, 200.0, {"lower": 0.5, "upper": 0.6}, ["C2-stalled"], 0.1)),
+           (rec(), "split", t(0.04, 0.05, {"lower": 0.5, "upper": 0.6}, ["C1"], 6e-10)),
+           (rec(), "split", t(1e-9, 0.03, {"lower": 0.0, "upper": 0.1}, ["C2-stalled"], 0.1)),
+           (rec(), "split", t(0.01, 0.02, {"lower": 0.3, "upper": 0.4}, ["C2-stalled"], 0.1))]
+    views = [report.threshold_view(r, f, x) for r, f, x in thr]
+    assert [v["ratio_note"] for v in views] == ["outside T1", "", "lower end is the reference", ""]
+    assert views[1]["status"] == "non-monotone" and views[1]["gap"] == {"lower": 0.05, "upper": None}
+    row = next(line for line in report.threshold_summary(thr) if line.startswith("| split"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3:8] == ["3 of 4", "bracketed 3, non-monotone 1", "[10, 50]", "[20, 30]", "1"]
+    # the fits take only genuine brackets whose lower end is not the reference
+    assert report.threshold_ends(thr[1][2], thr[1][0], "split") == (None, None)
+    assert report.threshold_ends(thr[2][2], thr[2][0], "split") == (None, None)
+    assert report.threshold_ends(thr[3][2], thr[3][0], "split") == (0.01, 0.02)
+
+
+def test_report_refuses_to_overwrite_its_grid_and_validates_it(tmp_path: Path, capsys) -> None:
+    # the audit: --out G --grid G overwrote the grid with markdown; a truncated grid or another
+    # sweep's grid was accepted and named in the Regenerate line
+    import json as _json
+
+    grid = tmp_path / "g.json"
+    grid.write_text('{"version": "1.0", "base": {"lam": 0.01}')  # truncated
+    text = grid.read_text()
+    assert report_cmd.main([str(DATA), "--out", str(grid), "--grid", str(grid)]) == 2
+    assert grid.read_text() == text and "same file" in capsys.readouterr().err
+    assert report_cmd.main([str(DATA), "--out", str(tmp_path / "r.md"), "--grid", str(grid)]) == 2
+    assert "g.json" in capsys.readouterr().err
+    assert not (tmp_path / "r.md").exists()
+    grid.write_text(_json.dumps({"version": "1.0", "base": {"lam": 0.03}}))  # a valid grid of other points
+    assert report_cmd.main([str(DATA), "--out", str(tmp_path / "r.md"), "--grid", str(grid)]) == 0
+    assert "not points of this grid" in capsys.readouterr().err
+
+
+def test_concatenated_results_with_other_measure_settings_are_warned_about(tmp_path: Path, capsys) -> None:
+    # the audit: two results files of different measure settings concatenated were reported silently
+    # (the base point twice, fits with two points at the same x)
+    import json as _json
+
+    lines = DATA.read_text().splitlines()
+    rec = _json.loads(lines[0])
+    other = {**rec, "key": "f" * 20, "measure": {**rec["measure"], "max_trials": 9}}
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("\n".join(lines + [_json.dumps(other)]) + "\n")
+    out = tmp_path / "r.md"
+    assert report_cmd.main([str(mixed), "--out", str(out)]) == 0
+    assert "warning" in capsys.readouterr().err
+    text = out.read_text()
+    assert "mix 2 different measure settings" in text and "1 point(s) appear more than once" in text
+    assert report.mixed_settings(sorted(read_results(DATA).values(), key=lambda r: r["key"])) == ""

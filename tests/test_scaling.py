@@ -69,7 +69,8 @@ def test_each_step_policy_searches_every_family_with_one_shared_memo(monkeypatch
         calls.append((name, cfg.step, id(kw["shared"])))
         res = SimpleNamespace(status="nothing-fails", size_range={}, threshold_size={}, threshold_gap={},
                               threshold_loss={}, eps0_checker=1e-3, ratio_to_eps0=10.0, counterexample=False,
-                              failure={}, trials=[1, 2])
+                              failure={}, trials=[1, 2], interrupted=False, t1_at_reference=True,
+                              lower_is_reference=False, ratio_status="ratio", non_monotone={})
         return res, None
 
     monkeypatch.setattr(thr, "find_threshold", fake_find)

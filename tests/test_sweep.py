@@ -86,6 +86,11 @@ def test_point_keys_are_canonical() -> None:
     ({"measure": {"trial_step": "tiny"}}, "trial_step"),
     ({"base": {"lam": -1}}, "lam"),
     ({"extra": 1}, "unknown key"),
+    # the audit: ranges and angles that each point would only fail on later, never retried
+    ({"measure": {"families": ["rotate"], "ranges": {"rotate": [3, 0]}}}, "measure.ranges.rotate"),
+    ({"measure": {"families": ["far"], "ranges": {"far": [-1, 2]}}}, "measure.ranges.far"),
+    ({"axes": {"delta": [4.0]}}, "delta must be an angle"),
+    ({"version": "2.0"}, "unknown grid version"),
 ])
 def test_bad_grids_are_refused_with_a_message(patch, needle) -> None:
     data = {**json.loads(json.dumps(GRID)), **patch}
@@ -133,6 +138,25 @@ def test_a_torn_last_line_is_dropped_and_repaired(tmp_path: Path) -> None:
     sweep.run_sweep(g, torn, workers=1, measure=fake_measure)
     assert _canon(torn) == _canon(full)
     assert all(json.loads(x) for x in torn.read_text().splitlines())  # no torn line left
+
+
+def test_a_complete_last_line_without_its_newline_is_kept_not_recomputed(tmp_path: Path) -> None:
+    g = sweep.Grid.from_dict(GRID)
+    full = tmp_path / "full.jsonl"
+    sweep.run_sweep(g, full, workers=1, measure=fake_measure)
+    lines = full.read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("".join(lines[:2]) + lines[2].rstrip("\n"))  # stopped just before the newline
+    assert len(sweep.read_results(cut)) == 3
+    calls: list[str] = []
+
+    def counting(point):
+        calls.append(point["key"])
+        return fake_measure(point)
+
+    sweep.run_sweep(g, cut, workers=1, measure=counting)
+    assert len(calls) == len(g.points) - 3 and _canon(cut) == _canon(full)
+    assert all(json.loads(x) for x in cut.read_text().splitlines())
 
 
 def test_a_malformed_line_in_the_middle_is_an_error(tmp_path: Path) -> None:
@@ -221,3 +245,103 @@ def test_cli_ctrl_c_keeps_the_completed_lines_and_exits_130(tmp_path: Path, caps
     out = tmp_path / "r.jsonl"
     assert sweep_cmd.main([str(grid), "--out", str(out), "--workers", "1", "--no-progress"]) == 130
     assert "interrupted" in capsys.readouterr().err and len(sweep.read_results(out)) == 2
+
+
+# --------------------------------------------------------------------------- Ctrl-C inside a real measurement
+class _Interrupted:
+    verdict = "interrupted"
+    constants: dict = {}
+    conclusions: list = []
+    hypotheses: list = []
+    final = None
+
+
+def test_ctrl_c_inside_the_t1_run_of_a_point_is_not_recorded_as_a_measurement(monkeypatch) -> None:
+    # TheoremCheck turns Ctrl-C into a report with verdict "interrupted"; the point must not be
+    # measured from it (the audit: every constant null and "error": null, never recomputed).
+    from checker.studies import scaling
+
+    monkeypatch.setattr(scaling, "reference_run", lambda spec, **kw: (None, None, _Interrupted(), None))
+    point = sweep.Grid.from_dict(GRID).points[0]
+    with pytest.raises(KeyboardInterrupt):
+        sweep.measure_grid_point(point)
+
+
+def test_an_interrupted_threshold_search_is_not_recorded_as_a_measurement(monkeypatch) -> None:
+    from checker.studies import scaling
+    from checker.studies import threshold as thr
+
+    class Report:
+        verdict, constants, conclusions, hypotheses, final = "ok", {}, [], [], None
+
+    class Res:
+        interrupted = True
+
+    class Start:
+        eta, name = "0.3", "start"
+
+    class Check:
+        cert = None
+
+    monkeypatch.setattr(scaling, "reference_run", lambda spec, **kw: (Start(), Check(), Report(), Start()))
+    monkeypatch.setattr(thr, "find_threshold", lambda *a, **k: (Res(), None))
+    point = sweep.Grid.from_dict(GRID).points[0]
+    with pytest.raises(KeyboardInterrupt):
+        scaling.measure_point(scaling.PointSpec.from_dict(point["spec"]),
+                              scaling.MeasureConfig.from_dict(point["measure"]))
+
+
+def sleepy_measure(point: Mapping[str, Any]) -> dict[str, Any]:
+    """A point that takes 60 s; writes the worker's pid first (module level: picklable)."""
+    import os
+    import time
+
+    Path(os.environ["SWEEP_PID_DIR"], str(os.getpid())).write_text("")
+    time.sleep(60)
+    return fake_measure(point)
+
+
+def test_ctrl_c_on_the_local_pool_stops_the_workers_within_seconds(tmp_path: Path, monkeypatch) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    monkeypatch.setenv("SWEEP_PID_DIR", str(pids))
+
+    def interrupt_when_busy() -> None:
+        t0 = time.time()
+        while len(list(pids.iterdir())) < 2 and time.time() - t0 < 30:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_busy, daemon=True).start()
+    t0 = time.perf_counter()
+    s = sweep.run_sweep(sweep.Grid.from_dict(GRID), tmp_path / "r.jsonl", workers=2, measure=sleepy_measure)
+    assert s.interrupted and s.computed == 0
+    assert time.perf_counter() - t0 < 40  # the points take 60 s each
+    time.sleep(0.5)
+    for p in pids.iterdir():  # every worker is gone
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(p.name), 0)
+    assert not (tmp_path / "r.jsonl").exists() or sweep.read_results(tmp_path / "r.jsonl") == {}
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    # Ctrl-C arriving during the imports (raised here by an import hook, deterministically)
+    import subprocess
+    import sys
+
+    code = ("import sys, runpy\n"
+            "class Hook:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'checker.commands.sweep':\n"
+            "            raise KeyboardInterrupt\n"
+            "sys.meta_path.insert(0, Hook())\n"
+            "runpy.run_module('checker.sweep', run_name='__main__')\n")
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                       env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert r.returncode == 130 and r.stderr.strip() == "python -m checker.sweep: interrupted", r.stderr

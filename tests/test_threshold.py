@@ -173,7 +173,8 @@ def test_bisection_reports_nothing_failing_and_a_failing_reference() -> None:
 
 
 # --------------------------------------------------------------------------- search logic (synthetic trials)
-def _synthetic(monkeypatch, *, eps0: float, t_star: float, unmet: list[str] | None = None) -> None:
+def _synthetic(monkeypatch, *, eps0: float, t_star: float, unmet: list[str] | None = None,
+               ref_hyps: dict | None = None) -> None:
     """Trials whose gap is 10 s and which fail from s >= t_star: no GD is run."""
     def fake_trial(rf, family, size, cfg, *, eps0, keep=False):
         out = "converges" if size < t_star else "fails"
@@ -185,7 +186,8 @@ def _synthetic(monkeypatch, *, eps0: float, t_star: float, unmet: list[str] | No
 
     monkeypatch.setattr(thr, "run_trial", fake_trial)
     monkeypatch.setattr(thr, "checker_thresholds",
-                        lambda rf, cfg: {"eps_0": eps0, "lambda_max": 0.02, "reference_gap0": 0.0})
+                        lambda rf, cfg: {"eps_0": eps0, "lambda_max": 0.02, "reference_gap0": 0.0,
+                                         "hypotheses": ref_hyps or {"H1": True, "H2": True, "H3": True}})
 
 
 def test_search_reports_gap_and_loss_brackets_and_the_ratio_to_eps0(monkeypatch) -> None:
@@ -259,6 +261,10 @@ def test_the_failing_run_file_is_a_theorem1_run_file(tmp_path: Path) -> None:
     ([str(REFERENCE), "--family", "rotate", "--json", "/"], "--json"),
     ([str(REFERENCE), "--family", "rotate", "--step", "tiny"], "--step"),
     (["preset:nope", "--family", "rotate"], "unknown preset"),
+    # one seed range and one --dps range for every command (checker.commands.options)
+    ([str(REFERENCE), "--family", "rotate", "--seed", "-1"], "--seed"),
+    ([str(REFERENCE), "--family", "rotate", "--seed", "99999999999999999999"], "--seed"),
+    ([str(REFERENCE), "--family", "rotate", "--engine", "mp", "--dps", "5000"], "--dps"),
 ])
 def test_bad_inputs_end_in_one_line_with_exit_2(args, needle, capsys, monkeypatch) -> None:
     # no trial may start: a bad input is refused before any work
@@ -387,3 +393,110 @@ def test_the_reference_is_probed_and_tried_once_for_all_families(monkeypatch) ->
         assert res.status == "nothing-fails" and len(res.trials) == 2
     assert runs == [("rotate", 0.0), ("rotate", 3.0), ("far", 2.0), ("split", 4.0), ("unbalance", 30.0)]
     assert len(probes) == 1  # the checker's eps_0 for the reference: once
+
+
+# --------------------------------------------------------------------------- classification of a trial
+class _Item:
+    def __init__(self, id, holds, value="0.5", detail="", rigorous=True):
+        self.id, self.holds, self.value, self.detail, self.rigorous = id, holds, value, detail, rigorous
+
+
+class _FakeReport:
+    def __init__(self, c1, c2, stop, final_gap, verdict="ok", h4_value="0.5"):
+        self.hypotheses = [_Item("H3", True), _Item("H4", True, value=h4_value)]
+        self.conclusions = [_Item("C1", c1, detail="12 step(s) increased L_lambda"), _Item("C2", c2)]
+        self.run = {"stop_reason": stop, "steps": 1200, "history": [{"loss": 0.1}]}
+        self.final = {"gap_upper": repr(final_gap)}
+        self.constants = {}
+        self.verdict = verdict
+
+
+def _classify(monkeypatch, report) -> str:
+    import checker.theorem.check as t1
+
+    class FakeCheck:
+        def __init__(self, rf, options):
+            pass
+
+        def run(self):
+            return report
+
+    monkeypatch.setattr(t1, "TheoremCheck", FakeCheck)
+    trial, _ = thr.run_trial(load_run_file(REFERENCE), "unbalance", 1.5, thr.TrialConfig(), eps0=1e-4)
+    return trial.outcome
+
+
+def test_reaching_the_gap_target_with_l_lambda_rising_is_non_monotone_not_a_failure(monkeypatch) -> None:
+    # The audit's case: final gap 6.4e-10 after 1,200 steps with 12 increases of L_lambda (C1 fails,
+    # C2 holds): descent is not monotone at that step, GD did converge.
+    assert _classify(monkeypatch, _FakeReport(False, True, "gap-target", 6.4e-10)) == "non-monotone"
+    assert _classify(monkeypatch, _FakeReport(True, True, "gap-target", 6.4e-10)) == "converges"
+    # a failure to converge: stalled on a stationary point far above the target
+    assert _classify(monkeypatch, _FakeReport(False, None, "precision-floor", 0.1)) == "fails"
+    # the budget ran out with L_lambda rising: neither way
+    assert _classify(monkeypatch, _FakeReport(False, None, "max-steps", 1e-6)) == "inconclusive"
+
+
+def test_a_t1_run_interrupted_before_the_descent_is_an_interrupt_not_an_error(monkeypatch) -> None:
+    # H4's value is "-" when the T1 run was interrupted before computing it
+    with pytest.raises(KeyboardInterrupt):
+        _classify(monkeypatch, _FakeReport(None, None, "", 0.0, verdict="interrupted", h4_value="-"))
+
+
+def test_non_monotone_trials_count_as_converging_in_the_bracket() -> None:
+    b = thr.bisect(lambda s: "converges" if s < 0.5 else ("non-monotone" if s < 1.0 else "fails"), 0.0, 2.0,
+                   tol=1e-6, max_trials=40)
+    assert b.status == "bracketed" and b.good < 1.0 <= b.bad and b.bad - b.good < 1e-5
+
+
+def test_non_monotone_is_reported_apart_from_the_threshold(monkeypatch) -> None:
+    def fake_trial(rf, family, size, cfg, *, eps0, keep=False):
+        out = "converges" if size < 0.5 else "non-monotone" if size < 1.0 else "fails"
+        t = thr.Trial(size=size, outcome=out, gap0=10 * size, gap0_rigorous=True, loss0=20 * size,
+                      final_gap=1e-10, stop_reason="gap-target", steps=1, seconds=0.0, hypotheses_unmet=[],
+                      failed={"converges": [], "non-monotone": ["C1"], "fails": ["C2-stalled"]}[out],
+                      diagnosis=[], instance=rf.instance.to_dict(), eta=0.3)
+        return t, None
+
+    monkeypatch.setattr(thr, "run_trial", fake_trial)
+    monkeypatch.setattr(thr, "checker_thresholds", lambda rf, cfg: {
+        "eps_0": 0.5, "lambda_max": 0.02, "hypotheses": {"H1": True, "H2": True, "H3": True}})
+    res, _ = thr.find_threshold(load_run_file(REFERENCE), "rotate", thr.TrialConfig(), lo=0.0, hi=3.0,
+                                rel_tol=1e-3, max_trials=30)
+    assert res.status == "bracketed" and res.threshold_gap["upper"] >= 10.0 > res.threshold_gap["lower"] >= 9.9
+    assert 0.5 <= res.non_monotone["size"] < 1.0  # the smallest non-monotone size tried
+    assert any("non-monotone" in n and "not where the basin ends" in n for n in res.notes)
+
+
+def test_no_ratio_to_eps0_where_h1_h3_fail_at_the_reference(monkeypatch) -> None:
+    # The audit's case: lambda above lambda_max (H2 unmet) while eps_0 > 0.
+    _synthetic(monkeypatch, eps0=0.5, t_star=1.0, ref_hyps={"H1": True, "H2": False, "H3": True})
+    res, _ = thr.find_threshold(load_run_file(REFERENCE), "rotate", thr.TrialConfig(), lo=0.0, hi=3.0,
+                                max_trials=8)
+    assert res.ratio_to_eps0 is None and res.ratio_status == "outside T1" and res.t1_at_reference is False
+    assert any("H2 unmet at the reference" in n for n in res.notes)
+
+
+def test_a_bracket_whose_lower_end_is_the_reference_prints_no_ratio(monkeypatch, capsys) -> None:
+    # Everything perturbed fails: the lower end is the unperturbed start (rotate's lower end 0).
+    _synthetic(monkeypatch, eps0=0.5, t_star=1e-12)
+    code = thr_cmd.main([str(REFERENCE), "--family", "rotate", "--range", "0", "1", "--max-trials", "4",
+                         "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and "/ eps_0 =" not in out
+    assert "lower end is the unperturbed reference start" in out
+
+
+def test_ctrl_c_while_probing_the_reference_writes_the_partial_result_and_exits_130(monkeypatch, tmp_path: Path,
+                                                                                   capsys) -> None:
+    # the audit: an interrupt before the first trial exited 130 without the partial JSON
+    def interrupted(rf, cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(thr, "checker_thresholds", interrupted)
+    monkeypatch.setattr(thr, "run_trial", lambda *a, **k: pytest.fail("a trial ran after the interrupt"))
+    out = tmp_path / "r.json"
+    code = thr_cmd.main([str(REFERENCE), "--family", "rotate", "--json", str(out), "--no-progress"])
+    cap = capsys.readouterr()
+    res = json.loads(out.read_text())
+    assert code == 130 and res["interrupted"] is True and res["trials"] == [] and "internal error" not in cap.err

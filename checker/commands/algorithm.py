@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 from checker import __version__
 from checker.commands.cli import UsageParser, run_guarded
+from checker.commands.options import parse_option, resolve_engine
 from checker.core.constants import EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK
 from checker.core.errors import CheckerError, InstanceError
 from checker.core.model import Instance, parse_json_text, read_text_file
@@ -134,6 +135,8 @@ def options_from(args: argparse.Namespace, run: Mapping[str, Any], source: str) 
            "gap_seconds": None if args.gap_seconds is None else parse_option("time_budget", args.gap_seconds,
                                                                              "--gap-seconds")}
     kw.update({k: v for k, v in cli.items() if v is not None})
+    if args.dps is not None:
+        parse_option("dps", args.dps)  # the one --dps range of every command
     if args.engine == "float64":
         resolve_engine("float64", dps)  # --dps with --engine float64: refused
         kw["dps"] = None
@@ -145,6 +148,14 @@ def options_from(args: argparse.Namespace, run: Mapping[str, Any], source: str) 
         kw["fallback"] = False
     kw["progress"] = not args.no_progress
     opts = AlgorithmOptions(**kw).validate()
+    # a width whose student-student pairs are out of reach is refused at once (the objective's own
+    # limit for whole pair arrays), not after minutes of work
+    from checker.core.engines import make_engine
+    from checker.core.objective import check_pair_memory
+    try:
+        check_pair_memory(make_engine(opts.engine, opts.dps), opts.width, opts.width, what="the student's pair arrays")
+    except CheckerError as exc:
+        raise CheckerError(f"--width {opts.width}: {exc}") from None
     if args.seed is not None:
         seeds = [parse_option("seed", args.seed)]
     else:
@@ -299,9 +310,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         interrupted = False
         counterexample = None
 
-        def save() -> dict[str, Any]:
+        def save(final: bool = False) -> dict[str, Any]:
+            # written after every seed: a file read before the end (or left by a killed run) says it is
+            # partial ("complete": false, seeds run of seeds requested)
+            complete = final and not interrupted and len(results) == len(seeds)
             out = {"version": SCHEMA_VERSION, "checker_version": __version__,
                    "verdict": overall_verdict(results, interrupted), **summarize(results),
+                   "complete": complete, "seeds_requested": len(seeds),
                    "seeds": results, "teacher": teacher.to_dict(), "source": source,
                    "options": {**fingerprint["options"], "seeds": seeds},
                    "notes": ["stages 1 and 2 are this checker's reconstruction (Damian, Lee and "
@@ -344,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if bar is not None:
                 bar.close()
-        out = save()
+        out = save(final=True)
         print("\n" + verdict_line(out))
         if args.json:
             print(f"result written to {args.json}")

@@ -31,7 +31,7 @@ def figure_names(d: int) -> tuple[str, ...]:
 
 
 def check_plotting(folder: str, d: int | None = None, *,
-                   distinct_from: Mapping[str, str | None] | None = None) -> None:
+                   distinct_from: Mapping[str, str | None] | None = None, flag: str = "--plots") -> None:
     """Fail early (exit 2) when figures were asked for but cannot be made or written.
 
     The folder is probed (created if missing) and so is every figure file of a T1 run
@@ -44,10 +44,10 @@ def check_plotting(folder: str, d: int | None = None, *,
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise CheckerError("--plots needs matplotlib: pip install -e \".[plots]\"") from None
-    check_output_dir("--plots", folder)
+        raise CheckerError(f"{flag} needs matplotlib: pip install -e \".[plots]\"") from None
+    check_output_dir(flag, folder)
     for name in (figure_names(d) if d is not None else ()):
-        check_output_file("--plots", Path(folder) / name, distinct_from=distinct_from)
+        check_output_file(flag, Path(folder) / name, distinct_from=distinct_from)
 
 
 def _great_circle(e1: np.ndarray, e2: np.ndarray, n: int = 721) -> tuple[np.ndarray, np.ndarray]:

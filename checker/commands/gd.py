@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from checker.commands.cli import UsageParser, run_guarded
-from checker.commands.options import max_dps
+from checker.commands.options import parse_option
 from checker.commands.presets import load_preset, load_run_file, preset_names
 from checker.core.constants import EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK
 from checker.core.errors import CheckerError
@@ -54,10 +54,9 @@ def _options(args: argparse.Namespace) -> Options:
     engine = args.engine or ("mp" if args.dps is not None else "float64")
     if args.dps is not None and engine != "mp":
         raise CheckerError("--dps applies to --engine mp only")
-    if args.dps is not None and not 15 <= args.dps <= max_dps():
-        raise CheckerError(f"--dps must be between 15 and {max_dps()}, got {args.dps}")
-    if args.steps < 0:
-        raise CheckerError(f"--steps must be >= 0, got {args.steps}")
+    if args.dps is not None:
+        parse_option("dps", args.dps)  # the one --dps range of every command
+    parse_option("steps", args.steps)  # 1 to MAX_STEPS, as every command
     if args.time_budget is not None and not (args.time_budget > 0 and math.isfinite(args.time_budget)):
         raise CheckerError(f"--time-budget must be a positive number of seconds, got {args.time_budget}")
     for flag, value, positive in (("--lambda", args.lam, False), ("--eta", args.eta, True)):

@@ -69,14 +69,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if not Path(args.results).is_file():
             raise CheckerError(f"{args.results}: no such results file")
-        out = check_output_file("--out", args.out, distinct_from={"RESULTS": args.results})
+        distinct = {"RESULTS": args.results, **({"--grid": args.grid} if args.grid else {})}
+        out = check_output_file("--out", args.out, distinct_from=distinct)
+        if args.grid:
+            from checker.studies.sweep import Grid
+            grid = Grid.from_file(args.grid)  # missing, truncated or invalid: refused here
         if args.figures:
             from checker.commands.figures import check_plotting
-            check_plotting(args.figures)
+            check_plotting(args.figures, flag="--figures")
             check_output_dir("--figures", args.figures)
         records = sorted(read_results(args.results).values(), key=lambda r: r["key"])
         if not records:
             raise CheckerError(f"{args.results}: no results")
+        if args.grid:
+            keys = {p["key"] for p in grid.points}
+            foreign = [r for r in records if r["key"] not in keys]
+            if foreign:  # said, not refused: a results file may hold an earlier grid's points too
+                import sys
+                print(f"python -m checker.report: warning: --grid {args.grid}: {len(foreign)} of {len(records)} "
+                      "results are not points of this grid (another sweep's grid, or an earlier grid's points "
+                      "in the same results file); the Regenerate line names it anyway", file=sys.stderr)
+        from checker.studies.report import mixed_settings
+        mixed = mixed_settings(records)
+        if mixed:
+            import sys
+            print(f"python -m checker.report: warning: {mixed} (see the warning in the report)", file=sys.stderr)
         figs = make_figures(records, Path(args.figures)) if args.figures else None
         text = render(records, source=args.results, figures=figs, out_path=Path(args.out), grid=args.grid,
                       note=args.note)

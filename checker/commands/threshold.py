@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from checker.commands.cli import UsageParser, run_guarded
+from checker.commands.options import parse_option
 from checker.commands.presets import RunFile, load_preset, load_run_file, preset_names
 from checker.core.constants import EXIT_FAILED, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK
 from checker.core.errors import CheckerError
@@ -66,10 +67,19 @@ def print_result(r: ThresholdResult, out: Any = None) -> None:
         print(f"  s = {t['size']:<10.5g} {t['outcome']:<13} gap0 <= {t['gap0']:.4g}  L0 = {t['loss0']:.4g}  "
               f"eta {t['eta'] or math.nan:.3g}, {t['stop_reason']} after {t['steps']} steps ({t['seconds']:.1f} s)"
               + (f"  failed: {', '.join(t['failed'])}" if t["failed"] else ""), file=out)
-    print(f"checker's eps_0 = {r.eps0_checker:.4g}, lambda_max = {r.lambda_max_checker:.4g} "
-          "(operational choices of checker.theorem1)", file=out)
+    if r.eps0_checker is not None and r.lambda_max_checker is not None:
+        print(f"checker's eps_0 = {r.eps0_checker:.4g}, lambda_max = {r.lambda_max_checker:.4g} "
+              "(operational choices of checker.theorem1)", file=out)
     if r.ratio_to_eps0 is not None:
         print(f"empirical threshold (lower end) / eps_0 = {r.ratio_to_eps0:.4g}", file=out)
+    elif r.ratio_status == "outside T1":
+        print("empirical threshold / eps_0: outside T1 (H1-H3 do not all hold at the reference)", file=out)
+    elif r.ratio_status == "lower end is the reference":
+        print("empirical threshold / eps_0: none (the lower end is the unperturbed reference start)", file=out)
+    if r.non_monotone:
+        nm = r.non_monotone
+        print(f"non-monotone from s = {nm['size']:.5g} (gap0 <= {nm['gap0']:.4g}, eta {nm['eta']:.3g}): GD "
+              "converged but L_lambda rose on some steps (C1); a limit of the step, not of the basin", file=out)
     if r.failure:
         unmet = r.failure["hypotheses_unmet"]
         print(f"failing start at s = {r.failure['size']:.5g} (failed: {', '.join(r.failure['conclusions_failed'])}"
@@ -92,8 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                           gap_target=args.gap_target, seed=args.seed, step=args.step)
         if cfg.engine == "float64" and cfg.dps is not None:
             raise CheckerError("--dps needs --engine mp")
-        if cfg.dps is not None and not 15 <= cfg.dps <= 1000:
-            raise CheckerError(f"--dps must be in [15, 1000], got {cfg.dps}")
+        if cfg.dps is not None:
+            parse_option("dps", cfg.dps)  # the one --dps range of every command
+        parse_option("seed", args.seed)  # the one seed range of every command
+        parse_option("steps", args.steps)
         cfg.validate()
         if not 0 < args.rel_tol < 1:
             raise CheckerError(f"--rel-tol must be in (0, 1), got {args.rel_tol}")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from checker.commands.cli import UsageParser, run_guarded
-from checker.commands.options import max_dps
+from checker.commands.options import parse_option
 from checker.commands.presets import load_preset, load_run_file, preset_names
 from checker.core.constants import EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, EXIT_OK
 from checker.core.errors import CheckerError
@@ -130,8 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CheckerError(f"--steps must be >= 1, got {args.steps}")
         if args.mp_steps < 0:
             raise CheckerError(f"--mp-steps must be >= 0, got {args.mp_steps}")
-        if not 15 <= args.dps <= max_dps():
-            raise CheckerError(f"--dps must be between 15 and {max_dps()}, got {args.dps}")
+        parse_option("dps", args.dps)  # the one --dps range of every command
         for flag, value in (("--lambda", args.lam), ("--eta", args.eta)):
             if value is not None:
                 try:

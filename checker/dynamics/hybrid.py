@@ -28,7 +28,7 @@ import numpy as np
 from checker.dynamics import gd
 from checker.core.engines import Float64Engine
 from checker.core.errors import CheckerError
-from checker.core.io import read_json, seal
+from checker.core.io import read_json, seal, write_json_atomic
 from checker.core.problem import Problem
 
 #: Smallest gap float64 resolves: 100 ulps of an O(1) objective.
@@ -110,9 +110,27 @@ def run_hybrid(problem: Problem, eta: Any, *, schedule: gd.Schedule = gd.Schedul
         raise CheckerError("no step size: give eta in the instance (\"eta\": \"0.05\") or on the command line")
     common = dict(schedule=schedule, gap_fn=gap_fn, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                   progress=progress, monitor=monitor, instance_dict=instance_dict, on_checkpoint=on_checkpoint)
+    def carrying(record: dict[str, Any] | None) -> dict[str, Any]:
+        """The high-precision phase's arguments, its checkpoints carrying the float64 phase's record
+        (so that a run resumed after the switch reports it as the uninterrupted run does)."""
+        if record is None:
+            return common
+        sink = on_checkpoint
+
+        def save(data: dict) -> None:
+            data = seal({**data, "float64_phase": record})
+            if sink is not None:
+                sink(data)
+            elif checkpoint is not None:
+                write_json_atomic(checkpoint, data)
+
+        return {**common, "on_checkpoint": save if (sink is not None or checkpoint is not None) else None}
+
     engine_name = resume.get("engine", {}).get("name") if isinstance(resume, dict) else None
     if resume is not None and engine_name != "float64":  # written after the switch
-        return gd.run_gd(problem, eta, stop=stop, resume=resume, **common)
+        record = resume.get("float64_phase")
+        res = gd.run_gd(problem, eta, stop=stop, resume=resume, **carrying(record))
+        return dataclasses.replace(res, float64_phase=record) if record is not None else res
     fast = float64_twin(problem)
     eta_f = float(eta)
     if not (eta_f > 0 and math.isfinite(eta_f)):
@@ -135,7 +153,7 @@ def run_hybrid(problem: Problem, eta: Any, *, schedule: gd.Schedule = gd.Schedul
     record = _phase_record(first)
     switch = seal({**_switch_state(problem, eta, schedule, stop, first, monitor, instance_dict),
                    "float64_phase": record})
-    second = gd.run_gd(problem, eta, stop=stop, resume=switch, **common)
+    second = gd.run_gd(problem, eta, stop=stop, resume=switch, **carrying(record))
     return dataclasses.replace(second, float64_phase=record)
 
 

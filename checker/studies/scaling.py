@@ -67,6 +67,8 @@ class PointSpec:
         if self.m_star > self.d:
             raise CheckerError(f"point: the equiangular teacher needs d >= m_star, got d={self.d}, "
                                f"m_star={self.m_star}")
+        if self.delta > math.pi:  # an angle between unit vectors is at most pi (4.0 would mean 2 pi - 4)
+            raise CheckerError(f"point: delta must be an angle in (0, pi], got {self.delta!r}")
         if self.m_star >= 2 and math.cos(self.delta) < -1 / (self.m_star - 1) - 1e-12:
             raise CheckerError(f"point: {self.m_star} unit vectors cannot be pairwise {self.delta:.4g} apart "
                                f"(at most arccos(-1/(m*-1)) = {math.acos(-1 / (self.m_star - 1)):.4g})")
@@ -267,9 +269,12 @@ class MeasureConfig:
                                                                      and not isinstance(x, bool) for x in v)
                 for v in ranges.values()):
             raise CheckerError("measure.ranges: expected {family: [lo, hi]}")
-        for k in ranges:
-            from .families import family
-            family(k)
+        from .families import family
+        for k, (lo, hi) in ranges.items():
+            f = family(k)
+            if not (math.isfinite(lo) and math.isfinite(hi) and f.lo <= lo < hi):
+                raise CheckerError(f"measure.ranges.{k}: expected [lo, hi] with {f.lo:g} <= lo < hi, got "
+                                   f"[{lo!r}, {hi!r}]")
         d["ranges"] = {k: [float(x) for x in v] for k, v in ranges.items()}
         cfg = cls(**d)
         for name in ("gap_target", "trial_time", "trial_gap_target", "rel_tol"):
@@ -334,6 +339,8 @@ def measure_point(spec: PointSpec, cfg: MeasureConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     with thr.shared_certificate():
         start, check, report, ref = reference_run(spec, steps=cfg.steps, gap_target=cfg.gap_target)
+        if getattr(report, "verdict", None) == "interrupted":
+            raise KeyboardInterrupt  # Ctrl-C inside the T1 run: the point is not measured, never recorded
         c = report.constants
         concl = {x.id: x.holds for x in report.conclusions}
         rate = c.get("gap_rate_per_step")
@@ -362,11 +369,14 @@ def measure_point(spec: PointSpec, cfg: MeasureConfig) -> dict[str, Any]:
                     lo, hi = cfg.ranges.get(name, (None, None))
                     res, _ = thr.find_threshold(RunFile(ref, {}, "", ref.name), name, tcfg, lo=lo, hi=hi,
                                                 rel_tol=cfg.rel_tol, max_trials=cfg.max_trials, shared=shared)
+                    if res.interrupted:
+                        raise KeyboardInterrupt  # a partial search is not a measurement of the point
                     key = name if step == "instance" else f"{name}@{step}"
                     out["threshold"][key] = {
                         k: getattr(res, k) for k in ("status", "size_range", "threshold_size", "threshold_gap",
                                                      "threshold_loss", "eps0_checker", "ratio_to_eps0",
-                                                     "counterexample", "failure")}
+                                                     "counterexample", "failure", "t1_at_reference",
+                                                     "lower_is_reference", "ratio_status", "non_monotone")}
                     out["threshold"][key]["trials"] = len(res.trials)
                     out["threshold"][key]["step"] = step
         elif cfg.families:

@@ -47,6 +47,7 @@ from checker.core.errors import CheckerError
 from .scaling import AXES, MeasureConfig, PointSpec
 
 RESULT_VERSION = "1.0"
+GRID_VERSION = "1.0"
 GRID_KEYS = {"version", "name", "description", "base", "axes", "points", "measure"}
 
 
@@ -71,6 +72,9 @@ class Grid:
         unknown = sorted(set(data) - GRID_KEYS)
         if unknown:
             raise CheckerError(f"{source}: unknown key {unknown[0]!r} (expected {', '.join(sorted(GRID_KEYS))})")
+        if data.get("version", GRID_VERSION) != GRID_VERSION:
+            raise CheckerError(f"{source}: unknown grid version {data.get('version')!r} (this checker reads "
+                               f"{GRID_VERSION!r})")
         base = data.get("base", {})
         if not isinstance(base, Mapping):
             raise CheckerError(f"{source}: base must be an object")
@@ -151,7 +155,9 @@ def read_results(path: str | Path, *, repair: bool = False) -> dict[str, dict[st
             continue
         try:
             rec = json.loads(line.decode("utf-8"))
-            ok = last is False and isinstance(rec, dict) and isinstance(rec.get("key"), str)
+            # a complete record on the last line without its newline (the write stopped just
+            # before it, or the file was edited) is a record: kept, and the newline restored on repair
+            ok = isinstance(rec, dict) and isinstance(rec.get("key"), str)
         except (UnicodeDecodeError, json.JSONDecodeError):
             ok = False
         if not ok:
@@ -166,6 +172,14 @@ def read_results(path: str | Path, *, repair: bool = False) -> dict[str, dict[st
         try:
             with open(p, "r+b") as fh:
                 fh.truncate(good_end)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise CheckerError(f"cannot repair {path}: {exc.strerror or exc}") from None
+    elif repair and raw and good_end == len(raw) and not raw.endswith(b"\n"):
+        try:  # a complete last record without its newline: the next append must start a new line
+            with open(p, "ab") as fh:
+                fh.write(b"\n")
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:
@@ -233,6 +247,13 @@ def _record(point: Mapping[str, Any], outcome: Mapping[str, Any], executor: str)
             "executor": executor, **outcome}
 
 
+def _ignore_sigint() -> None:
+    """Pool workers ignore Ctrl-C: the parent alone handles it and stops them (no worker traceback)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _local(todo: list[dict[str, Any]], workers: int, measure: Callable[[Mapping[str, Any]], dict]
            ) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
     if workers == 1:
@@ -241,13 +262,23 @@ def _local(todo: list[dict[str, Any]], workers: int, measure: Callable[[Mapping[
         return
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    pool = ProcessPoolExecutor(max_workers=workers)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
+    finished = False
     try:
         futs = {pool.submit(measure, p): p for p in todo}
         for fut in as_completed(futs):
             yield futs[fut], fut.result()
+        finished = True
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        if finished:
+            pool.shutdown(wait=True)
+        else:  # interrupted (or an error): stop the workers now, not after their current point
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.join(timeout=10)
 
 
 def _dask(todo: list[dict[str, Any]], scheduler: Any, measure: Callable[[Mapping[str, Any]], dict]
@@ -293,12 +324,15 @@ def run_sweep(grid: Grid, out: str | Path, *, workers: int | None = None, schedu
         if todo:
             it = (_dask(todo, scheduler, measure) if scheduler is not None
                   else _local(todo, workers or os.cpu_count() or 1, measure))
-            for point, outcome in it:
-                append_record(out, _record(point, outcome, executor.split(":")[0]))
-                summary.computed += 1
-                summary.keys_computed.append(point["key"])
-                summary.errors += outcome.get("error") is not None
-                bar.update(1)
+            try:
+                for point, outcome in it:
+                    append_record(out, _record(point, outcome, executor.split(":")[0]))
+                    summary.computed += 1
+                    summary.keys_computed.append(point["key"])
+                    summary.errors += outcome.get("error") is not None
+                    bar.update(1)
+            finally:
+                it.close()  # stops the executor's workers at once on an interrupt
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:

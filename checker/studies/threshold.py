@@ -7,13 +7,23 @@ the T1 check (``checker.theorem.check.TheoremCheck``, fixed lambda, forced, with
 own threshold set large enough that H4 never stops it) and is classified:
 
 * ``converges``: GD reached the gap target and no conclusion of T1 failed;
-* ``fails``: a conclusion failed, or GD stopped on a stationary point (the
-  precision floor of the engine: L_lambda no longer decreases) whose gap bound
-  is above ``STALL_FACTOR`` times the gap target, i.e. not the lambda-optimum;
+* ``non-monotone``: GD reached the gap target but L_lambda rose on some steps
+  (C1 failed, and only C1): descent is not monotone at this step from this
+  start.  That is a limit of the step, not the end of the basin: for the
+  bracket it counts as converging, and the smallest such size is reported
+  separately (``ThresholdResult.non_monotone``);
+* ``fails``: GD did not converge: it stopped on a stationary point (the
+  precision floor of the engine: L_lambda no longer decreases) or diverged with
+  a gap bound above ``STALL_FACTOR`` times the gap target, i.e. not the
+  lambda-optimum, or a conclusion other than C1 failed;
 * ``inconclusive``: the trial's step or time budget ran out before the gap
-  target, while the gap was still decreasing (counts neither way).
+  target (counts neither way).
 
-Bisection on s brackets the change from converging to failing trials.  The
+Bisection on s brackets the change from converging to failing trials (failures
+to converge only).  The ratio of the bracket's lower end to eps_0 is given only
+where H1-H3 hold at the reference (elsewhere T1 does not apply: "outside T1"),
+and not when the lower end is the unperturbed reference start itself (the
+bracket then says nothing about the basin).  The
 threshold is reported on the scale of the initial gap zeta_0 (the checker's
 upper bound of L_lambda(theta_0) - L*_lambda, rigorous when marked) and of the
 initial loss L(theta_0): the largest seen to converge and the smallest seen to
@@ -52,7 +62,9 @@ SCHEMA_VERSION = "1.0"
 STALL_FACTOR = 1e3
 #: Mass (times a_min) below which a neuron is ignored by the diagnosis.
 NEGLIGIBLE = 1e-2
-OUTCOMES = ("converges", "fails", "inconclusive")
+OUTCOMES = ("converges", "non-monotone", "fails", "inconclusive")
+#: Outcomes on the converging side of the bracket (GD reached the gap target).
+CONVERGED = ("converges", "non-monotone")
 #: Step policies of a trial: the reference instance's eta for every start, or a step
 #: that the start's own smoothness allows (``safe_eta``).
 STEP_POLICIES = ("instance", "safe")
@@ -80,7 +92,10 @@ class Bracket:
 
 
 def bisect(oracle: Callable[[float], str], lo: float, hi: float, *, tol: float, max_trials: int) -> Bracket:
-    """Bisection for the change from "converges" (small s) to "fails" (large s).
+    """Bisection for the change from converging (small s) to "fails" (large s).
+
+    "non-monotone" (the gap target reached with L_lambda rising on some steps)
+    counts as converging: only failures to converge bound the bracket.
 
     ``oracle(s)`` returns one of OUTCOMES.  The reference ``lo`` must converge.
     An inconclusive trial at mid moves the search below it (it stays inside the
@@ -101,18 +116,18 @@ def bisect(oracle: Callable[[float], str], lo: float, hi: float, *, tol: float, 
         return out
 
     first = ask(lo)
-    if first != "converges":
+    if first not in CONVERGED:
         return Bracket(None, lo if first == "fails" else None, f"reference-{first}", trials)
     good, bad, upper = lo, None, hi
     last = ask(hi)
-    if last == "converges":
+    if last in CONVERGED:
         return Bracket(hi, None, "nothing-fails", trials)
     if last == "fails":
         bad = hi
     while len(trials) < max_trials and upper - good > tol:
         mid = (good + upper) / 2
         out = ask(mid)
-        if out == "converges":
+        if out in CONVERGED:
             good = mid
         else:
             upper = mid
@@ -321,20 +336,23 @@ def run_trial(rf: RunFile, family: str, size: float, cfg: TrialConfig, *, eps0: 
     report = check.run()
     seconds = time.perf_counter() - t0
     stop = report.run.get("stop_reason", "") if report.run else ""
-    if stop == "interrupted":
+    if stop == "interrupted" or getattr(report, "verdict", None) == "interrupted":
+        # Ctrl-C inside the T1 run (any phase, also before the descent, where H4's value is
+        # not computed yet): the trial is not recorded, the search returns its partial result
         raise KeyboardInterrupt
     h4 = next(h for h in report.hypotheses if h.id == "H4")
     unmet = [h.id for h in report.hypotheses if h.holds is False and h.id != "H4"]
     concl = {c.id: c for c in report.conclusions}
     failed = [c.id for c in report.conclusions if c.holds is False]
     final_gap = float(report.final["gap_upper"]) if report.final else None
-    if failed:
-        outcome = "fails"
-    elif concl.get("C2") is not None and concl["C2"].holds is True:
-        outcome = "converges"
+    converged = concl.get("C2") is not None and concl["C2"].holds is True
+    if converged:
+        outcome = "converges" if not failed else ("non-monotone" if failed == ["C1"] else "fails")
     elif stop in ("precision-floor", "diverged") and final_gap is not None \
             and final_gap > STALL_FACTOR * cfg.gap_target:
-        outcome, failed = "fails", ["C2-stalled"]
+        outcome, failed = "fails", [c for c in failed if c != "C2"] + ["C2-stalled"]
+    elif [c for c in failed if c != "C1"]:
+        outcome = "fails"
     else:
         outcome = "inconclusive"
     hist = report.run.get("history") or [{}]
@@ -342,7 +360,7 @@ def run_trial(rf: RunFile, family: str, size: float, cfg: TrialConfig, *, eps0: 
                   loss0=float(hist[0].get("loss", math.nan)), final_gap=final_gap, stop_reason=stop,
                   steps=int(report.run.get("steps", 0)), seconds=round(seconds, 3), hypotheses_unmet=unmet,
                   eta=float(inst.eta),
-                  failed=failed, diagnosis=diagnose(check, report) if outcome == "fails" else [],
+                  failed=failed, diagnosis=diagnose(check, report) if outcome in ("fails", "non-monotone") else [],
                   instance=inst.to_dict())
     return trial, ((check, report) if keep else None)
 
@@ -375,6 +393,15 @@ class ThresholdResult:
     notes: list[str]
     message: str
     interrupted: bool = False
+    #: H1-H3 hold at the reference (T1 applies there); else the ratio to eps_0 is "outside T1".
+    t1_at_reference: bool | None = None
+    #: The bracket's lower end is the unperturbed reference start (no ratio: it says nothing of the basin).
+    lower_is_reference: bool = False
+    #: Why ratio_to_eps0 is what it is: "ratio", "outside T1", "lower end is the reference", "no eps_0 > 0",
+    #: or "no converging trial".
+    ratio_status: str = ""
+    #: The smallest size where GD converged with L_lambda rising on some steps (C1): {size, gap0, ...}.
+    non_monotone: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -425,8 +452,12 @@ def find_threshold(rf: RunFile, family: str, cfg: TrialConfig, *, lo: float | No
         if shared is not None and ckey in shared:
             consts = shared[ckey]
         else:
-            consts = checker_thresholds(rf, cfg)
-            if shared is not None:
+            try:
+                consts = checker_thresholds(rf, cfg)
+            except KeyboardInterrupt:  # Ctrl-C while probing the reference: a partial result, no trial
+                interrupted = True
+                consts = {"eps_0": None, "lambda_max": None, "hypotheses": {}}
+            if shared is not None and not interrupted:
                 shared[ckey] = consts
         bar.update(1)
         eps0, lam_max = consts["eps_0"], consts["lambda_max"]
@@ -452,16 +483,19 @@ def find_threshold(rf: RunFile, family: str, cfg: TrialConfig, *, lo: float | No
             return t.outcome
 
         try:
+            if interrupted:
+                raise KeyboardInterrupt
             bracket = bisect(oracle, lo, hi, tol=rel_tol * (hi - lo), max_trials=max_trials)
         except KeyboardInterrupt:
             interrupted = True
             done = sorted(trials)
-            good = max((s for s in done if trials[s].outcome == "converges"), default=None)
+            good = max((s for s in done if trials[s].outcome in CONVERGED), default=None)
             bad = min((s for s in done if trials[s].outcome == "fails"), default=None)
             bracket = Bracket(good, bad, "interrupted", [(s, trials[s].outcome) for s in done])
         finally:
             bar.close()
-    conv = [t for t in trials.values() if t.outcome == "converges"]
+    conv = [t for t in trials.values() if t.outcome in CONVERGED]
+    nonmono = [t for t in trials.values() if t.outcome == "non-monotone"]
     fail = [t for t in trials.values() if t.outcome == "fails"]
     gap_lo = max((t.gap0 for t in conv), default=None)
     gap_hi = min((t.gap0 for t in fail), default=None)
@@ -482,8 +516,8 @@ def find_threshold(rf: RunFile, family: str, cfg: TrialConfig, *, lo: float | No
                      "(budget ran out): the bracket is no sharper than they allow")
     lam = float(rf.instance.lam)
     # The counterexample: a failing start at or below eps_0 with H1-H3 holding.
-    counter = [t for t in fail if eps0 is not None and t.gap0 <= eps0 and not t.hypotheses_unmet]
-    below_but_unmet = [t for t in fail if eps0 is not None and t.gap0 <= eps0 and t.hypotheses_unmet]
+    counter = [t for t in fail + nonmono if eps0 is not None and t.gap0 <= eps0 and not t.hypotheses_unmet]
+    below_but_unmet = [t for t in fail + nonmono if eps0 is not None and t.gap0 <= eps0 and t.hypotheses_unmet]
     if below_but_unmet and not counter:
         notes.append("a failing start below eps_0 violates " + ", ".join(sorted({h for t in below_but_unmet
                                                                                for h in t.hypotheses_unmet}))
@@ -495,6 +529,31 @@ def find_threshold(rf: RunFile, family: str, cfg: TrialConfig, *, lo: float | No
                    "diagnosis": failing.diagnosis, "hypotheses_unmet": failing.hypotheses_unmet,
                    "stop_reason": failing.stop_reason, "final_gap": failing.final_gap}
     status = bracket.status
+    hyps = consts.get("hypotheses") or {}
+    t1_ref = all(hyps.get(h) is True for h in ("H1", "H2", "H3")) if hyps else None
+    lower_is_ref = bracket.good is not None and bracket.good == f.lo and bracket.bad is not None
+    if gap_lo is None:
+        ratio_status = "no converging trial"
+    elif not t1_ref:
+        ratio_status = "outside T1"
+        unmet_ref = sorted(h for h in ("H1", "H2", "H3") if hyps.get(h) is not True)
+        notes.append(f"{', '.join(unmet_ref) or 'H1-H3'} unmet at the reference: T1 does not apply there, "
+                     "no ratio to eps_0 (outside T1)")
+    elif lower_is_ref:
+        ratio_status = "lower end is the reference"
+    elif eps0 is None or eps0 <= 0:
+        ratio_status = "no eps_0 > 0"
+    else:
+        ratio_status = "ratio"
+    non_monotone: dict[str, Any] = {}
+    if nonmono:
+        first_nm = min(nonmono, key=lambda t: t.size)
+        non_monotone = {"size": first_nm.size, "gap0": first_nm.gap0, "eta": first_nm.eta,
+                        "final_gap": first_nm.final_gap, "detail": first_nm.diagnosis,
+                        "hypotheses_unmet": first_nm.hypotheses_unmet}
+        notes.append(f"non-monotone from size {first_nm.size:.5g} (initial gap {first_nm.gap0:.4g}) at eta "
+                     f"{first_nm.eta:.3g}: GD reached the gap target but L_lambda rose on some steps (C1); this is "
+                     "where descent stops being monotone at that step, not where the basin ends")
     if interrupted:
         message = f"interrupted after {len(trials)} trial(s); partial bracket"
     elif status.startswith("reference"):
@@ -504,6 +563,10 @@ def find_threshold(rf: RunFile, family: str, cfg: TrialConfig, *, lo: float | No
         message = f"nothing fails within the family's range [{lo:g}, {hi:g}]: the threshold is above gap {gap_lo:.4g}"
     elif status == "no-failure-decided":
         message = "no trial failed; the trials above the last converging one were inconclusive (budget)"
+    elif lower_is_ref:
+        message = (f"the bracket's lower end is the unperturbed reference start (size {bracket.good:g}): the first "
+                   f"perturbed size tried already fails (initial gap {gap_hi:.4g}); this says nothing about the "
+                   "basin (narrow --range or raise --max-trials)")
     else:
         message = (f"empirical threshold: initial gap in [{gap_lo:.4g}, {gap_hi:.4g}] "
                    f"(loss in [{loss_lo:.4g}, {loss_hi:.4g}])")
@@ -516,11 +579,13 @@ def find_threshold(rf: RunFile, family: str, cfg: TrialConfig, *, lo: float | No
         trial_config=asdict(cfg), status=status,
         threshold_size={"lower": bracket.good, "upper": bracket.bad},
         threshold_gap={"lower": gap_lo, "upper": gap_hi}, threshold_loss={"lower": loss_lo, "upper": loss_hi},
-        eps0_checker=eps0, lambda_max_checker=lam_max, lambda_=lam, ratio_to_eps0=_ratio(gap_lo, eps0),
+        eps0_checker=eps0, lambda_max_checker=lam_max, lambda_=lam,
+        ratio_to_eps0=_ratio(gap_lo, eps0) if ratio_status == "ratio" else None,
         lambda_over_lambda_max=_ratio(lam, lam_max), counterexample=bool(counter), failing_run=None,
         failure=failure, trials=[trials[s].to_dict() for s in sorted(trials)],
         checker_constants={k: v for k, v in consts.items() if k != "hypotheses"},
-        notes=notes, message=message, interrupted=interrupted)
+        notes=notes, message=message, interrupted=interrupted, t1_at_reference=t1_ref,
+        lower_is_reference=lower_is_ref, ratio_status=ratio_status, non_monotone=non_monotone)
     extra = (failing, *kept[failing.size]) if failing is not None and failing.size in kept else None
     return result, extra
 
