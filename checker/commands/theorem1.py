@@ -1,48 +1,11 @@
 """``python -m checker.theorem1``: the local-convergence theorem (formalization T1) on one instance.
 
-Checks the hypotheses H1-H4 of T1 (``docs/formalization.md``), runs gradient
-descent on L_lambda (fixed lambda or a decreasing schedule) in float64 or in
-mpmath, and checks the conclusions C1-C5 with measured constants.  T1 is this
-project's formalization: the paper's own statement, constants and numbering are
-not available here, so every threshold below is the checker's operational
-choice, stated as such in the output (grade "reconstructed").
-
-Operational definitions (ours, not the paper's):
-
-* neighbourhood radius r = Delta/3 (``--radius``); T_i, T_far as in docs/formalization.md;
-* certificate bound B(zeta) = zeta + lambda^2 ||p*||^2 / 4 (docs/formalization.md, from the
-  dual certificate eta* with constants rho, rho');
-* lambda_max = min(a_min/2, rho' a_min / ||p*||^2), the largest lambda for which
-  the threshold below is at least lambda rho' a_min / 4 > 0;
-* threshold eps_0 = lambda rho' a_min / 2 - lambda^2 ||p*||^2 / 4: at a gap
-  below eps_0 the certificate forces the far mass below a_min / 2, so no
-  teacher neuron can be missed (``--threshold`` overrides it);
-* H3: eta < 2 / beta_0 with beta_0 the Hessian norm of L_lambda at the start
-  (an estimate; C1 then checks every step);
-* non-negligible mass (C5): mu_j >= 1e-2 a_min.
-
-Exit status: 0 every conclusion held; 1 a conclusion failed (a counterexample
-file is written); 2 bad input or unmet hypotheses; 3 inconclusive (a float64
-precision floor or a budget stopped the run before the gap target); 4 outside T1
-(hypotheses unmet, run anyway with --force: T1 says nothing about the outcome,
-so it is neither "holds" nor a counterexample; the conclusions are reported as
-measured); 130 interrupted (the partial result is written).
-
-Phases of a run (``PHASES``), cheapest first: the cheap checks (lambda > 0,
-the float64 objective finite, H1, lambda <= a_min/2), the certificate, the
-smoothness estimate, the initial gap, the preliminary dual, the descent, the
-final gap.  Ctrl-C in any phase ends with verdict "interrupted" naming the
-phase; with --checkpoint the results of the finished phases (exact JSON,
-decimal strings) and the descent state are written to a sealed checkpoint
-(SHA-256 digest of its content, ``checker.core.io.seal``) from which --resume
-continues without redoing them.
-
-Rigour: a check labelled rigorous compares a decimal upper bound (rounded up)
-with its bound exactly (``decimal_at_most``).  The enclosures are about the
-instance as read by the engine (each decimal input rounded to float64 or to the
-mp working precision): the report says so in ``rigorous_for``.
+Parsing, printing, figures and the counterexample file.  What is checked (H1-H4, C1-C7), the
+operational definitions, the phases of a run and its checkpoints, and what is rigorous are
+described once, in ``checker.theorem.check`` (and ``docs/formalization.md``).  Exit statuses:
+0 every conclusion held, 1 a conclusion failed (a counterexample file is written), 2 bad input
+or unmet hypotheses, 3 inconclusive, 4 outside T1 (``--force``), 130 interrupted.
 """
-
 
 from __future__ import annotations
 
