@@ -25,7 +25,6 @@ how much of the wall time was this process's), so compare ratios, not times.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -36,7 +35,7 @@ from checker.basin.basin import BasinProver
 from checker.basin.verify import verify_certificate
 from checker.commands.cli import tune_allocator
 from checker.commands.presets import load_preset
-from checker.core.io import check_output_file, write_json_atomic
+from checker.core.io import check_output_file, merge_json_atomic
 
 CASES = {"m2_d3": "exact-width-d3", "m3_d4": "exact-width-d4"}
 
@@ -91,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(v, dict):
             print(f"{k:40} {v:.4g}")
     if args.json is not None:
-        data = json.loads(args.json.read_text(encoding="utf-8")) if args.json.exists() else {}
-        data.update(out)
-        write_json_atomic(args.json, data)
+        merge_json_atomic(args.json, out)
         print(f"written to {args.json}")
     return 0
 

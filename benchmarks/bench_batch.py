@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import platform
@@ -54,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from checker.core.engines import make_engine  # noqa: E402
-from checker.core.io import check_output_file, write_json_atomic  # noqa: E402
+from checker.core.io import check_output_file, merge_json_atomic  # noqa: E402
 from checker.core.problem import Problem  # noqa: E402
 from checker.dynamics import batch, gd  # noqa: E402
 
@@ -238,9 +237,7 @@ def main() -> int:
           f"{p2['total_cpu_seconds']:.0f} CPU seconds")
     print(f"benchmark wall time {time.perf_counter() - t0:.0f} s")
     if path is not None:
-        data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        data.update(out)
-        write_json_atomic(path, data)
+        merge_json_atomic(path, out)
         print(f"written to {path}")
     return 0
 

@@ -23,7 +23,6 @@ Ratios are of times measured in the same run; the machine may be shared.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -36,7 +35,7 @@ from checker.commands.cli import tune_allocator
 from checker.core import hessian as hs
 from checker.core import objective
 from checker.core.engines import Float64Engine, MpEngine
-from checker.core.io import check_output_file, write_json_atomic
+from checker.core.io import check_output_file, merge_json_atomic
 from checker.core.model import Instance
 from checker.core.problem import Problem
 from checker.stationary.critical import find_stationary
@@ -122,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(v, dict):
             print(f"{k:45} {v:.4g}")
     if args.json is not None:
-        data = json.loads(args.json.read_text(encoding="utf-8")) if args.json.exists() else {}
-        data.update(out)
-        write_json_atomic(args.json, data)
+        merge_json_atomic(args.json, out)
         print(f"written to {args.json}")
     return 0
 

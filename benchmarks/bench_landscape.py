@@ -22,7 +22,6 @@ the study's wall time; the whole table at N = 500).  Merges ``landscape_table`` 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -37,7 +36,7 @@ import numpy as np  # noqa: E402
 
 from bench_batch import naive_gd  # noqa: E402
 from checker.commands.cli import tune_allocator  # noqa: E402
-from checker.core.io import check_output_file, write_json_atomic  # noqa: E402
+from checker.core.io import check_output_file, merge_json_atomic  # noqa: E402
 from checker.stationary import study as st  # noqa: E402
 
 
@@ -103,9 +102,7 @@ def main() -> int:
         "python": sys.version.split()[0], "numpy": np.__version__, "cpus": os.cpu_count(),
         "platform": platform.platform()}}
     print(f"table: {total:.0f} s for {args.starts} starts per k (target 1800 s for 500)")
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data.update(out)
-    write_json_atomic(path, data)
+    merge_json_atomic(path, out)
     print(f"merged into {path}")
     return 0
 

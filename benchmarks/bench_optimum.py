@@ -24,7 +24,6 @@ writes the others) or creates it.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 from checker.dynamics import gd, hybrid
 from checker.commands.cli import tune_allocator
 from checker.core.engines import MpEngine
-from checker.core.io import check_output_file, write_json_atomic
+from checker.core.io import check_output_file, merge_json_atomic
 from checker.core.model import Instance
 from checker.commands.presets import load_preset
 from checker.core.problem import Problem
@@ -122,11 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(v, dict):
             print(f"{k:45} {v:.4g}" if isinstance(v, float) else f"{k:45} {v}")
     if args.json is not None:
-        data = {}
-        if args.json.exists():
-            data = json.loads(args.json.read_text(encoding="utf-8"))
-        data.update(out)
-        write_json_atomic(args.json, data)
+        merge_json_atomic(args.json, out)
         print(f"written to {args.json}")
     return 0
 

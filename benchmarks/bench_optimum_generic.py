@@ -20,7 +20,6 @@ neurons kept.  Times are of one shared machine in one run: compare the ratios.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -30,7 +29,7 @@ import numpy as np
 
 from checker.commands.cli import tune_allocator
 from checker.commands.presets import load_preset, preset_names
-from checker.core.io import write_json_atomic
+from checker.core.io import merge_json_atomic
 from checker.core.model import Instance
 from checker.rigorous.optimum import certified_optimum
 
@@ -95,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         out["optimum_generic_d8_width"] = rows["generic-d8"]["kkt"]["width"]
         out["optimum_generic_d8_seconds"] = rows["generic-d8"]["kkt"]["seconds"]
     if args.json is not None:
-        data = json.loads(args.json.read_text(encoding="utf-8")) if args.json.exists() else {}
-        data.update(out)
-        write_json_atomic(args.json, data)
+        merge_json_atomic(args.json, out)
         print(f"written to {args.json}")
     return 0
 

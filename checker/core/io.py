@@ -117,6 +117,17 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def merge_json_atomic(path: str | Path, update: Mapping[str, Any]) -> None:
+    """Set the top-level keys ``update`` in the JSON object at ``path`` (created if missing), atomically.
+
+    Keys not in ``update`` are kept (the benchmarks merge their figures into one results file).
+    """
+    path = Path(path)
+    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    data.update(update)
+    write_json_atomic(path, data)
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temporary file, fsync, rename); used for figures too.
 
