@@ -49,6 +49,8 @@ from .hessian_source import gradient_enclosure, hessian_enclosure
 
 FORMAT = "zhou-ge-checker/basin-certificate"
 VERSION = 1
+#: The route of an exact-width certificate (``route``; a certificate without the key is one).
+ROUTE_EXACT = "exact-width-hessian-ball"
 #: Arb precision (bits) of the Hessian enclosures over the cover's boxes.
 HESSIAN_PREC = 128
 #: Arb precision (bits) of the Krawczyk test (the centre is a 50-digit point).
@@ -78,7 +80,7 @@ def check_instance(instance: Instance) -> None:
     """Refuse instances the certificate does not cover (NotApplicable naming the reason)."""
     if instance.m != instance.m_star:
         raise NotApplicable(f"the certified basin needs exact width m = m*; this instance has m = {instance.m}, "
-                            f"m* = {instance.m_star} (over-parameterized instances are not covered)")
+                            f"m* = {instance.m_star} (one extra neuron, m = m* + 1, is the route of checker.basin.over)")
     if Fraction(cv.parse_decimal(instance.lam)) <= 0:
         raise NotApplicable("the certified basin needs lambda > 0 (weight decay makes the optimum isolated)")
     for j, (aj, wj) in enumerate(zip(instance.student_a, instance.student_W)):
@@ -472,6 +474,7 @@ class BasinProver:
         largest = None if self.best is None else cv.exact_decimal(self.best[0])
         cert: dict[str, Any] = {
             "format": FORMAT, "version": VERSION, "checker_version": __version__,
+            "route": ROUTE_EXACT,
             "status": self.status if self.status != "proved" or proved else "not-proved",
             "proved": proved,
             "phase": self.phase,

@@ -39,7 +39,9 @@ from checker.core.model import Instance
 from checker.rigorous.arb_objective import upper_fraction
 
 from . import cover as cv
-from .basin import FORMAT, HESSIAN_PREC, VERSION, ArbObjective, check_instance, krawczyk, l_star_lower
+from .basin import (FORMAT, HESSIAN_PREC, ROUTE_EXACT, VERSION, ArbObjective, check_instance, krawczyk,
+                    l_star_lower)
+from .over import ROUTE as OVER_ROUTE
 
 
 class CertificateError(CheckerError):
@@ -83,7 +85,14 @@ def verify_certificate(cert: Any, *, check_l_star: bool = True,
     if cert.get("version") != VERSION:
         raise CertificateError(f"certificate version {cert.get('version')!r}; this verifier reads version {VERSION}")
     try:
-        _verify(cert, checked, check_l_star, progress, out)
+        if cert.get("route", ROUTE_EXACT) == OVER_ROUTE:
+            from .verify_over import verify_over
+
+            verify_over(cert, checked, check_l_star, progress, out, _Fail, CertificateError)
+        elif cert.get("route", ROUTE_EXACT) != ROUTE_EXACT:
+            raise CertificateError(f"unknown route {cert.get('route')!r} (known: {ROUTE_EXACT!r}, {OVER_ROUTE!r})")
+        else:
+            _verify(cert, checked, check_l_star, progress, out)
         out.verified = True
         out.detail = "every claim re-checked"
     except _Fail as f:

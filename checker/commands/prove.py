@@ -1,14 +1,18 @@
-"""``python -m checker.prove INSTANCE``: the certified basin of the lambda-optimum (m = m*, lambda > 0).
+"""``python -m checker.prove INSTANCE``: the certified basin of the lambda-optimum (lambda > 0).
 
 INSTANCE is a run or instance file (JSON), or a preset (NAME or preset:NAME).
 Writes a versioned JSON certificate (``--json``, default basin-NAME.json) that
-``python -m checker.verify`` re-checks.  See ``checker.basin.basin`` for what is
-proved and docs/basin.md for the numbers on the presets.
+``python -m checker.verify`` re-checks.  Two routes, named in the certificate's
+``route``: at exact width (m = m*) the Hessian ball of ``checker.basin.basin``;
+with one extra neuron (m = m* + 1) the certified ball around a split optimum of
+``checker.basin.over`` (``--split-cos``).  docs/basin.md has what each proves and
+the numbers on the presets.
 
-Exit status: 0 proved; 2 bad input (m != m*, lambda <= 0, a zero neuron, no
-step size, unreadable file); 3 not proved within the budget (the certificate
-records the largest radius reached); 130 interrupted (the partial certificate is
-written, marked incomplete).
+Exit status: 0 proved; 2 bad input (m not m* or m* + 1, lambda <= 0, a zero
+neuron, no step size, unreadable file); 3 not proved within the budget (the
+certificate records the largest radius reached and, on the over-parameterized
+route, the reason); 130 interrupted (the partial certificate is written, marked
+incomplete).
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ def load_instance_arg(text: str) -> RunFile:
 
 def build_parser() -> UsageParser:
     p = UsageParser(prog="python -m checker.prove",
-                    description="Prove, in ball arithmetic, a basin of the lambda-optimum (exact width m = m*).")
+                    description="Prove, in ball arithmetic, a basin of the lambda-optimum (m = m*: Hessian ball; "
+                                "m = m* + 1: a ball around a split optimum).")
     p.add_argument("instance", help="run or instance file (JSON), or a preset NAME / preset:NAME")
     p.add_argument("--json", help="certificate file to write (default: basin-NAME.json)")
     p.add_argument("--time-budget", help="seconds for the whole proof (default: none)")
@@ -50,6 +55,10 @@ def build_parser() -> UsageParser:
     p.add_argument("--radius", help="prove the ball of this radius only (no search; a positive decimal)")
     p.add_argument("--seed", default="0", help="seed of T1's certificate search (default 0)")
     p.add_argument("--no-t1", action="store_true", help="skip T1's eps_0 and lambda_max (reported as null)")
+    p.add_argument("--split-cos", default="0.6",
+                   help="m = m* + 1 only: the split of the teacher's optimal neuron at the centre, neuron k times "
+                        "cos and the extra neuron sin times it; a decimal in [0, 1] with sqrt(1 - cos^2) rational "
+                        "(default 0.6, sin 0.8; 0.28 gives 0.96)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -64,10 +73,32 @@ def _fraction(text: str) -> Fraction:
     return q
 
 
+def _split_cos(text: str) -> Fraction:
+    from checker.basin.over import split_sin
+
+    try:
+        q = Fraction(text.strip()) if len(text) <= 40 else None
+    except (ValueError, ZeroDivisionError):
+        q = None
+    if q is None or not 0 <= q <= 1 or split_sin(q) is None:
+        raise CheckerError(f"--split-cos: expected a decimal in [0, 1] with sqrt(1 - cos^2) rational (such as 0.6 or "
+                           f"0.28), got {text!r}")
+    return q
+
+
 def print_summary(cert: dict[str, Any], path: str, out: Any = None) -> None:
     out = out or sys.stdout
-    print(f"basin certificate ({cert['status']}) written to {path}", file=out)
-    if cert["proved"]:
+    print(f"basin certificate ({cert['status']}, route {cert.get('route')}) written to {path}", file=out)
+    if cert.get("route") == "over-parameterized-split-arc":
+        if cert["proved"]:
+            for key in ("radius", "basin_radius", "hessian_variation", "lambda2_center", "mu_N_lower", "beta_upper",
+                        "c_D", "c_PL", "step_max", "rate", "path_constant", "gap_level"):
+                print(f"  {key:<18} {cert[key]}", file=out)
+            print(f"  boxes              {len(cert['cover']['boxes'])}", file=out)
+        else:
+            print(f"  not proved: {cert['not_proved_reason']}", file=out)
+            print(f"  largest radius reached: {cert['search']['largest_radius_reached']}", file=out)
+    elif cert["proved"]:
         for key in ("radius", "basin_radius", "mu_lower", "beta_upper", "step_max", "rate", "gap_level",
                     "gap_upper"):
             print(f"  {key:<14} {cert[key]}", file=out)
@@ -122,9 +153,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bar.update(1)
                 bar.set_postfix(r=att.radius, ok=att.proved, boxes=att.leaves)
 
-        prover = BasinProver(rf.instance, time_budget=budget, mu_fraction=mu_fraction, max_leaves=args.max_leaves,
-                             seed=seed, t1=not args.no_t1, radius=radius, say=say,
-                             on_attempt=on_attempt)
+        split_cos = _split_cos(args.split_cos)
+        if rf.instance.m > rf.instance.m_star:
+            from checker.basin.over import OverProver
+
+            prover = OverProver(rf.instance, time_budget=budget, max_leaves=args.max_leaves, seed=seed,
+                                t1=not args.no_t1, radius=radius, split_cos=split_cos, say=say, on_attempt=on_attempt)
+        else:
+            prover = BasinProver(rf.instance, time_budget=budget, mu_fraction=mu_fraction,
+                                 max_leaves=args.max_leaves, seed=seed, t1=not args.no_t1, radius=radius, say=say,
+                                 on_attempt=on_attempt)
         if not args.no_progress:  # after the instance passed the door (BasinProver checks it)
             from tqdm import tqdm
             bar = tqdm(total=None, desc="prove", unit="cover", file=sys.stderr, leave=False)
