@@ -241,7 +241,7 @@ def test_certified_decrease_holds_for_gradient_descent(cert: dict) -> None:
             L0, _ = ev(theta)
             zeta0 = L0 - L_gamma
             assert zeta0 > 0
-            assert dist(theta, center) + K * mpmath.sqrt(zeta0) <= R, "the start must satisfy the hypothesis of (5)"
+            assert dist(theta, center) + K * mpmath.sqrt(zeta0) < R, "the start must satisfy the hypothesis of (5)"
             start, zeta, path = theta, zeta0, mp(0)
             for _ in range(40):
                 L, g = ev(theta)

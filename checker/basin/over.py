@@ -39,9 +39,13 @@ Gamma; see ``statement`` for the exact claims):
 * gradient descent with 0 < eta <= 1/beta: the descent lemma on the ball gives zeta_(t+1) <=
   (1 - eta c_PL (1 - eta beta/2)) zeta_t and the Lojasiewicz length bound
   sum_t ||theta_(t+1) - theta_t|| <= K sqrt(zeta_Gamma(theta_0)), K = 2 sqrt(2 beta) / mu_N, so a start
-  with ||theta_0 - c|| + K sqrt(zeta_Gamma(theta_0)) <= R never leaves B(c, R) (induction: each step
-  is shorter than R + rho_2, so its segment stays in B(c, r) where beta holds) and converges to a
-  point of Gamma.
+  with ||theta_0 - c|| + K sqrt(zeta_Gamma(theta_0)) < R never leaves B(c, R) and converges to a point of
+  Gamma.  Induction on t: from theta_t in B(c, R), ||grad|| <= beta ||D|| (the averaged Hessian's
+  eigenvalues lie in [-2 e, beta] and 2 e <= beta), so the step is at most R + rho_2 long and its
+  segment lies in B(c, r), where the descent lemma holds; along the segment theta(s) = theta_t - s eta
+  grad, as long as theta(s) stays in B(c, R) (where zeta_Gamma >= 0 and the PL inequality of theta_t
+  applies), sqrt(zeta_t) - sqrt(zeta(theta(s))) >= s eta ||grad|| / K, so ||theta(s) - c|| <=
+  ||theta_0 - c|| + K sqrt(zeta_0) < R: by continuity the whole segment stays in B(c, R).
 
 What this does not cover (reported in the certificate's ``limits``): the rest of the arc and its
 ends (the extra neuron at 0, where L_lambda is not twice differentiable and the Hessian enclosure
@@ -290,11 +294,11 @@ def statement(cert: dict[str, Any]) -> list[str]:
         f"||grad L_lambda||^2 >= c_PL zeta_Gamma, c_PL = {cert['c_PL']}; the minimisers of L_lambda in "
         f"B(center, R) are exactly the points of Gamma there.",
         f"(5) For every step 0 < eta <= step_max = {cert['step_max']} (= 1/beta rounded down), gradient descent from "
-        f"every theta_0 with ||theta_0 - center|| + K sqrt(zeta_Gamma(theta_0)) <= R, K = {cert['path_constant']}, "
+        f"every theta_0 with ||theta_0 - center|| + K sqrt(zeta_Gamma(theta_0)) < R, K = {cert['path_constant']}, "
         f"stays in B(center, R), satisfies zeta_Gamma(theta_(t+1)) <= (1 - eta c_PL (1 - eta beta/2)) "
         f"zeta_Gamma(theta_t) (at eta = step_max the factor is at most rate = {cert['rate']}), has total path length "
         f"<= K sqrt(zeta_Gamma(theta_0)), and converges to a point of Gamma.",
-        f"(6) In particular every start in B(center, R/2) whose zeta_Gamma is at most gap_level = (R/(2K))^2 = "
+        f"(6) In particular every start in B(center, R/2) whose zeta_Gamma is below gap_level = (R/(2K))^2 = "
         f"{cert['gap_level']} converges as in (5). zeta_Gamma <= zeta = L_lambda - L*_lambda <= zeta_Gamma + "
         f"(upper - lower) of the L*_lambda enclosure (L*_lambda <= L_lambda(Gamma) <= upper).",
         "Nothing is claimed for starts outside B(center, R), for the rest of Gamma or its ends (a zero extra "
