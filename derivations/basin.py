@@ -8,6 +8,16 @@
   mu R^2 / 2 is at most lambda R^2.
 * ``contraction_factor``: for 0 < eta <= 2/(mu + beta), 0 < mu <= beta,
   max(|1 - eta mu|, |1 - eta beta|) = 1 - eta mu (the factor of the certificate's claim 4).
+
+The over-parameterized route (``checker/basin/over.py``):
+
+* ``split_keeps_the_network``: for (cos, sin) with cos, sin > 0 and cos^2 + sin^2 = 1, the two
+  neurons cos (a, w) and sin (a, w) compute a sigma(<w, x>) (relu and abs, both branches) and
+  carry the weight decay of (a, w): every point of the arc Gamma has the value of theta*;
+* ``over_path_constant``: the Lojasiewicz step sqrt(z) - sqrt(y) >= (z - y)/(2 sqrt z) for
+  0 <= y <= z (the difference is (sqrt z - sqrt y)^2/(2 sqrt z)), and the path constant
+  2 / ((1 - eta beta/2) sqrt(c_PL)) with c_PL = 2 mu^2/beta is increasing in eta and equals
+  K = 2 sqrt(2 beta)/mu at eta = 1/beta, so K bounds it for every step 0 < eta <= 1/beta.
 """
 
 from __future__ import annotations
@@ -59,4 +69,44 @@ def contraction_factor() -> Result:
                    "algebraic", check)
 
 
-DERIVATIONS = (rescaling_curvature, contraction_factor)
+def split_keeps_the_network() -> Result:
+    def check() -> tuple[bool, str]:
+        a, w2 = sp.symbols("a w2", real=True)
+        p, q = sp.symbols("p q", positive=True)  # the Pythagorean parametrization of (cos, sin)
+        c, s = (p**2 - q**2) / (p**2 + q**2), 2 * p * q / (p**2 + q**2)
+        ok = sp.simplify(c**2 + s**2 - 1) == 0
+        zp = sp.Symbol("zp", positive=True)
+        for sigma in (lambda u: sp.Max(u, 0), sp.Abs):
+            for arg in (zp, -zp):  # <w, x> positive, negative
+                # c > 0 is needed for relu's branch: take p > q
+                cc = c.subs(p, p + q)
+                ss = s.subs(p, p + q)
+                lhs = cc * a * sigma(cc * arg) + ss * a * sigma(ss * arg)
+                ok = ok and sp.simplify(lhs - a * sigma(arg)) == 0
+        reg = sp.simplify((c * a) ** 2 + (s * a) ** 2 + (c * w2) ** 2 + (s * w2) ** 2 - a**2 - w2**2)
+        ok = ok and reg == 0
+        return ok, "c a sigma(c u) + s a sigma(s u) = a sigma(u) for u > 0 and u < 0 (relu, abs); "                    "(c a)^2 + (s a)^2 + ||c w||^2 + ||s w||^2 = a^2 + ||w||^2"
+
+    return guarded("split_keeps_the_network", FAMILY,
+                   "cos, sin > 0, cos^2 + sin^2 = 1: the split neurons cos (a, w), sin (a, w) compute a sigma(<w, x>) "
+                   "with the same weight decay", "symbolic", check)
+
+
+def over_path_constant() -> Result:
+    def check() -> tuple[bool, str]:
+        zs, ys = sp.symbols("zs ys", positive=True)  # sqrt z, sqrt y
+        step = sp.simplify((zs - ys) - (zs**2 - ys**2) / (2 * zs) - (zs - ys) ** 2 / (2 * zs))
+        mu, beta, t = sp.symbols("mu beta t", positive=True)  # eta = t / beta, 0 < t <= 1
+        c_pl = 2 * mu**2 / beta
+        kprime = 2 / ((1 - t / 2) * sp.sqrt(c_pl))
+        at_one = sp.simplify(kprime.subs(t, 1) - 2 * sp.sqrt(2 * beta) / mu)
+        slope = sp.simplify(sp.diff(kprime, t) * (1 - t / 2) ** 2 * sp.sqrt(c_pl))  # = 1 > 0
+        ok = step == 0 and at_one == 0 and slope == 1
+        return ok, "(sqrt z - sqrt y) - (z - y)/(2 sqrt z) = (sqrt z - sqrt y)^2/(2 sqrt z); "                    "K'(eta) = 2/((1 - eta beta/2) sqrt(2 mu^2/beta)), increasing, K'(1/beta) = 2 sqrt(2 beta)/mu"
+
+    return guarded("over_path_constant", FAMILY,
+                   "the Lojasiewicz step and the path constant K = 2 sqrt(2 beta)/mu for every 0 < eta <= 1/beta",
+                   "algebraic", check)
+
+
+DERIVATIONS = (rescaling_curvature, contraction_factor, split_keeps_the_network, over_path_constant)
