@@ -334,3 +334,12 @@ def test_random_teacher_over_route(tmp_path: Path) -> None:
         assert cert["proved"], cert["not_proved_reason"]
         res = verify_certificate(cert, check_l_star=False)
         assert res.verified, (res.failed_claim, res.detail)
+
+
+def test_time_budget_reports_not_proved(tmp_path: Path) -> None:
+    from checker.commands.prove import main
+
+    out = tmp_path / "budget.json"
+    assert main(["over-width-d3", "--no-progress", "--no-t1", "--time-budget", "0.001", "--json", str(out)]) == 3
+    data = json.loads(out.read_text())
+    assert data["proved"] is False and data["not_proved_reason"] == "time budget exhausted"

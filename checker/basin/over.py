@@ -465,6 +465,8 @@ class OverProver:
             att.e = decimal_string(max(e for _, e in res[1]), up=True, digits=8)  # the variation e of this cover
             if self.best is None or r > self.best[0]:
                 self.best = (r, res[0], res[1])
+        elif self._out_of_time():  # the deadline stopped the cover: not a failure of this radius
+            self.fail_reason = "time budget exhausted"
         else:
             if self.smallest_failed is None or r < self.smallest_failed:
                 self.smallest_failed = r
