@@ -229,19 +229,21 @@ def test_certified_decrease_holds_for_gradient_descent(cert: dict) -> None:
 
         L_gamma = ev(center)[0]  # c is within rho_2 ~ 4e-57 of Gamma: L differs by < beta rho_2^2, below 40 digits
         dist = lambda p, q: mpmath.sqrt(mpmath.fsum((s - t) ** 2 for s, t in zip(p, q)))  # noqa: E731
-        checked = 0
+        checked, widest = 0, 0.0
         for trial in range(5):
             # a point of the arc near c (angle offset), plus a small random displacement
             p0 = _nearest_on_arc([c + mp(float(x)) * R / 4 for c, x in zip(center, rng.normal(size=n) / np.sqrt(n))],
                                  base, k, m, d)
             u = rng.normal(size=n)
             u /= np.linalg.norm(u)
-            size = [1e-9, 1e-8, 3e-9, 2e-8, 1e-10][trial]
+            size = [1e-7, 5e-7, 2e-7, 3e-8, 1e-9][trial]
             theta = [p + mp(float(size * x)) for p, x in zip(p0, u)]
             L0, _ = ev(theta)
             zeta0 = L0 - L_gamma
             assert zeta0 > 0
-            assert dist(theta, center) + K * mpmath.sqrt(zeta0) < R, "the start must satisfy the hypothesis of (5)"
+            reach = dist(theta, center) + K * mpmath.sqrt(zeta0)
+            assert reach < R, "the start must satisfy the hypothesis of (5)"
+            widest = max(widest, float(reach / R))
             start, zeta, path = theta, zeta0, mp(0)
             for _ in range(40):
                 L, g = ev(theta)
@@ -259,6 +261,7 @@ def test_certified_decrease_holds_for_gradient_descent(cert: dict) -> None:
             assert path <= K * mpmath.sqrt(zeta0)
             assert dist(theta, start) <= path
     assert checked == 200
+    assert widest > 0.5, widest  # some start uses at least half of the room the hypothesis leaves
 
 
 # ---------------------------------------------------------------- the commands and the unprovable cases

@@ -33,12 +33,16 @@ Gamma; see ``statement`` for the exact claims):
 
       <grad L_lambda(theta), D> >= mu_N ||D||^2,  mu_N = l2 - 3 e,
       (mu_N/2) ||D||^2 <= zeta_Gamma(theta) = L_lambda(theta) - L_lambda(Gamma) <= (beta/2) ||D||^2,
+      <grad L_lambda(theta), D> - 2 zeta_Gamma(theta) = D^T (integral of (2s - 1) (H(p + s D) - M0) ds) D
+                                                    >= -(e/2) ||D||^2
 
-  hence <grad, D> >= c_D zeta_Gamma (c_D = 2 mu_N / beta) and ||grad||^2 >= c_PL zeta_Gamma
-  (c_PL = 2 mu_N^2 / beta);
+  (the weights 1 and 2 (1 - s) of the two Taylor forms differ by 2s - 1, whose integral is 0 and
+  whose absolute integral is 1/2), hence <grad, D> >= c_D zeta_Gamma with c_D = 2 - e/mu_N, and, by
+  Cauchy-Schwarz with ||D||^2 <= 2 zeta_Gamma / mu_N, ||grad||^2 >= c_PL zeta_Gamma with
+  c_PL = c_D^2 mu_N / 2;
 * gradient descent with 0 < eta <= 1/beta: the descent lemma on the ball gives zeta_(t+1) <=
   (1 - eta c_PL (1 - eta beta/2)) zeta_t and the Lojasiewicz length bound
-  sum_t ||theta_(t+1) - theta_t|| <= K sqrt(zeta_Gamma(theta_0)), K = 2 sqrt(2 beta) / mu_N, so a start
+  sum_t ||theta_(t+1) - theta_t|| <= K sqrt(zeta_Gamma(theta_0)), K = 4 / sqrt(c_PL), so a start
   with ||theta_0 - c|| + K sqrt(zeta_Gamma(theta_0)) < R never leaves B(c, R) and converges to a point of
   Gamma.  Induction on t: from theta_t in B(c, R), ||grad|| <= beta ||D|| (the averaged Hessian's
   eigenvalues lie in [-2 e, beta] and 2 e <= beta), so the step is at most R + rho_2 long and its
@@ -79,7 +83,8 @@ ROUTE = "over-parameterized-split-arc"
 #: Default split of the teacher's optimal neuron between neuron k and the extra neuron (exact decimals).
 SPLIT_COS = Fraction(3, 5)
 #: The accepted Hessian variation e, as a fraction of the certified lambda_2(M0): mu_N = l2 - 3 e.
-#: With e growing linearly in r, mu_N^2 r^2 (the gap level) is largest at e = l2/6.
+#: With e growing linearly in r, the gap level R^2 c_PL / 64 = R^2 mu_N (2 - e/mu_N)^2 / 128 is largest near
+#: e = l2/6 (within 4 % of its maximum there).
 E_FRACTION = Fraction(1, 6)
 MAX_LEAVES = 64
 
@@ -232,10 +237,12 @@ def derived(l2: Fraction, lmax: Fraction, e: Fraction, r: Fraction, rho2: Fracti
     beta = cv.round_decimal(lmax + e, BOUND_DIGITS, up=True)
     R = cv.round_decimal((r - rho2) / 2, RADIUS_DIGITS + 6, up=False)
     step = cv.round_decimal(1 / beta, BOUND_DIGITS, up=False)
-    c_D = cv.round_decimal(2 * mu_n / beta, BOUND_DIGITS, up=False)
-    c_PL = cv.round_decimal(2 * mu_n * mu_n / beta, BOUND_DIGITS, up=False)
+    c_D = cv.round_decimal(2 - e / mu_n, BOUND_DIGITS, up=False)
+    if not c_D > 0:
+        return None
+    c_PL = cv.round_decimal(c_D * c_D * mu_n / 2, BOUND_DIGITS, up=False)
     rate = cv.round_decimal(1 - step * c_PL * (1 - step * beta / 2), BOUND_DIGITS, up=True)
-    K = cv.round_decimal(2 * sqrt_upper(2 * beta) / mu_n, BOUND_DIGITS, up=True)
+    K = cv.round_decimal(4 * sqrt_upper(1 / c_PL), BOUND_DIGITS, up=True)
     gap_level = cv.round_decimal((R / (2 * K)) ** 2, BOUND_DIGITS, up=False)
     return {"mu_N": mu_n, "beta": beta, "R": R, "step": step, "c_D": c_D, "c_PL": c_PL, "rate": rate, "K": K,
             "gap_level": gap_level}
@@ -257,13 +264,13 @@ def check_derived(cert: dict[str, Any], l2: Fraction, lmax: Fraction, e: Fractio
         return "basin_radius"
     if not 0 < step <= 1 / beta:
         return "step_max"
-    if not 0 < c_D <= 2 * mu_n / beta:
+    if not 0 < c_D <= 2 - e / mu_n:
         return "c_D"
-    if not 0 < c_PL <= 2 * mu_n * mu_n / beta:
+    if not 0 < c_PL <= c_D * c_D * mu_n / 2:
         return "c_PL"
     if not (rate >= 1 - step * c_PL * (1 - step * beta / 2) and rate < 1):
         return "rate"
-    if not (K > 0 and K * K * mu_n * mu_n >= 8 * beta):
+    if not (K > 0 and K * K * c_PL >= 16):
         return "path_constant"
     if not 0 < gap <= (R / (2 * K)) ** 2:
         return "gap_level"
@@ -290,11 +297,13 @@ def statement(cert: dict[str, Any]) -> list[str]:
         f"(4) For theta in B(center, R), R = {cert['basin_radius']}, with D(theta) = theta - p(theta), p(theta) a "
         f"nearest point of Gamma, and zeta_Gamma(theta) = L_lambda(theta) - L_lambda(Gamma): "
         f"<grad L_lambda(theta), D> >= mu_N ||D||^2, mu_N = {cert['mu_N_lower']}; (mu_N/2)||D||^2 <= zeta_Gamma <= "
-        f"(beta/2)||D||^2; hence <grad L_lambda, D> >= c_D zeta_Gamma, c_D = {cert['c_D']}, and "
-        f"||grad L_lambda||^2 >= c_PL zeta_Gamma, c_PL = {cert['c_PL']}; the minimisers of L_lambda in "
+        f"(beta/2)||D||^2; <grad L_lambda, D> >= 2 zeta_Gamma - (e/2)||D||^2; hence <grad L_lambda, D> >= "
+        f"c_D zeta_Gamma, c_D = 2 - e/mu_N >= {cert['c_D']}, and ||grad L_lambda||^2 >= c_PL zeta_Gamma, "
+        f"c_PL = c_D^2 mu_N/2 >= {cert['c_PL']}; the minimisers of L_lambda in "
         f"B(center, R) are exactly the points of Gamma there.",
         f"(5) For every step 0 < eta <= step_max = {cert['step_max']} (= 1/beta rounded down), gradient descent from "
-        f"every theta_0 with ||theta_0 - center|| + K sqrt(zeta_Gamma(theta_0)) < R, K = {cert['path_constant']}, "
+        f"every theta_0 with ||theta_0 - center|| + K sqrt(zeta_Gamma(theta_0)) < R, K = {cert['path_constant']} "
+        f">= 4/sqrt(c_PL), "
         f"stays in B(center, R), satisfies zeta_Gamma(theta_(t+1)) <= (1 - eta c_PL (1 - eta beta/2)) "
         f"zeta_Gamma(theta_t) (at eta = step_max the factor is at most rate = {cert['rate']}), has total path length "
         f"<= K sqrt(zeta_Gamma(theta_0)), and converges to a point of Gamma.",
