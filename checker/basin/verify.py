@@ -19,6 +19,9 @@ everything else is *recomputed* and compared exactly (``Fraction``):
    is at most the duality bound recomputed at c (``checker.rigorous.duality.gap_bound``,
    rigorous, at the digits the certificate names).
 
+A certificate whose ``route`` is ``checker.basin.over.ROUTE`` (m = m* + 1) is re-checked by
+``checker.basin.verify_over`` instead; a certificate without ``route`` is an exact-width one.
+
 eps0_checker and lambda_max_checker are T1's operational constants, reported for
 comparison; they are not claims of the certificate and are not re-checked here
 (``python -m checker.theorem1`` recomputes them).  The first claim that fails is

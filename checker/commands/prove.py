@@ -49,8 +49,8 @@ def build_parser() -> UsageParser:
     p.add_argument("--json", help="certificate file to write (default: basin-NAME.json)")
     p.add_argument("--time-budget", help="seconds for the whole proof (default: none)")
     p.add_argument("--mu-fraction", default="1/3",
-                   help="smallest accepted mu as a fraction of the smallest Hessian eigenvalue at the centre "
-                        "(0 < F < 1, default 1/3)")
+                   help="m = m* only: smallest accepted mu as a fraction of the smallest Hessian eigenvalue at "
+                        "the centre (0 < F < 1, default 1/3)")
     p.add_argument("--max-leaves", type=int, default=64, help="largest number of boxes of one cover (default 64)")
     p.add_argument("--radius", help="prove the ball of this radius only (no search; a positive decimal)")
     p.add_argument("--seed", default="0", help="seed of T1's certificate search (default 0)")
