@@ -42,6 +42,7 @@ def bad_output_cases(tmp: Path) -> dict[str, str]:
         "symlink-to-device": str(tmp / "link_to_devnull.json"),
         "directory-at-target": str(tmp / "a_directory.json"),
         "proc": "/proc/x.json",
+        "missing-folder": str(tmp / "no_such_folder" / "out.json"),  # an output file never creates a folder
     }
 
 

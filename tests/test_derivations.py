@@ -78,7 +78,7 @@ def test_cli_reports_failure_with_exit_1(capsys: pytest.CaptureFixture[str], tmp
 
 
 @pytest.mark.parametrize("case", ["dev-null", "symlink-to-device", "directory-at-target", "proc",
-                                  "under-a-regular-file"])
+                                  "under-a-regular-file", "missing-folder"])
 def test_cli_bad_json_destination_exits_2_before_any_derivation(
         case: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     cases = bad_output_cases(tmp_path)
@@ -107,6 +107,7 @@ def test_cli_json_writes_through_a_symlink_and_creates_missing_folders(
     link.symlink_to(real)
     assert main(["--json", str(link)], runner=lambda: [ok]) == 0
     assert link.is_symlink() and json.loads(real.read_text()) == [ok.to_dict()]
+    (tmp_path / "new").mkdir()  # an output file never creates its folder (tests/test_io.py)
     assert main(["--json", str(tmp_path / "new" / "r.json")], runner=lambda: [ok]) == 0
     assert json.loads((tmp_path / "new" / "r.json").read_text()) == [ok.to_dict()]
 

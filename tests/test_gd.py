@@ -262,6 +262,7 @@ def test_ctrl_c_in_gap_fn_returns_partial_result_and_resumes(tmp_path, engine, t
         return _append(monitor, exact_gap(q, a, W, lam))
 
     ck = tmp_path / "run" / "ck.json"
+    ck.parent.mkdir()
     partial = gd.run_gd(p, p.eta, schedule=SCHEDULE, gap_fn=interrupting, stop=rules, checkpoint=ck,
                         checkpoint_every=1e9, progress=False, monitor=monitor)
     assert partial.stop_reason == "interrupted" and partial.steps == 20

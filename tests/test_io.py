@@ -20,9 +20,14 @@ from checker.core.errors import CheckerError
 
 
 # --------------------------------------------------------------------------- atomic writes
-def test_write_creates_parents_and_reads_back(tmp_path):
-    path = tmp_path / "deep" / "dir" / "result.json"
+def test_write_reads_back_and_creates_no_folder(tmp_path):
     obj = {"a": ["1.5", "-2e-300"], "n": 3, "x": 0.1, "none": None, "nested": [[1, 2], []]}
+    missing = tmp_path / "deep" / "dir" / "result.json"
+    with pytest.raises(CheckerError, match="folder .*deep/dir does not exist"):
+        cio.write_json_atomic(missing, obj)  # an output file never creates a folder
+    assert not (tmp_path / "deep").exists()
+    path = tmp_path / "dir" / "result.json"
+    path.parent.mkdir()
     cio.write_json_atomic(path, obj)
     assert cio.read_json(path, "result") == obj
     assert os.listdir(path.parent) == ["result.json"]  # no temporary file left behind
@@ -231,9 +236,15 @@ def test_check_output_file_refuses_before_any_work(tmp_path):
         check_output_file("--json", "/dev/null")
     with pytest.raises(CheckerError, match="--json .*cannot write in folder"):
         check_output_file("--json", "/proc/x.json")
+    with pytest.raises(CheckerError, match=r"--json .*new/out.json: the folder .*new does not exist"):
+        check_output_file("--json", tmp_path / "new" / "out.json")
+    assert not (tmp_path / "new").exists(), "the probe of an output file creates no folder"
+    (tmp_path / "new").mkdir()
     ok = check_output_file("--json", tmp_path / "new" / "out.json")
     assert ok == (tmp_path / "new" / "out.json").resolve()
     assert not ok.exists() and list(ok.parent.iterdir()) == [], "the probe leaves nothing behind"
+    with pytest.raises(CheckerError, match="is not a folder"):
+        check_output_file("--json", inp / "x.json")  # the "folder" is a file
 
 
 def test_check_output_dir(tmp_path):
@@ -309,3 +320,56 @@ def test_tune_allocator_sets_glibc_thresholds_and_can_be_turned_off(monkeypatch)
     monkeypatch.delenv(allocator.DEFAULT_MALLOC_ENV)
     monkeypatch.setattr(allocator.ctypes, "CDLL", no_mallopt)
     assert allocator.tune_allocator() is False
+
+
+# --------------------------------------------------------------------------- folders: the command level
+_REPO = Path(__file__).resolve().parents[1]
+#: (command module, arguments before the output flag, output flag, the work that must never start)
+_MISSING_FOLDER_CASES = [
+    ("gd", [str(_REPO / "examples/relu_3d.json")], "--json", "run"),
+    ("weight_decay", [], "--json", "run_study"),
+    ("threshold", [str(_REPO / "examples/threshold-reference.json"), "--family", "unbalance"], "--json",
+     "find_threshold"),
+    ("sweep", [str(_REPO / "docs/sweeps/reference-grid.json")], "--out", "run_sweep"),
+    ("report", [str(_REPO / "docs/sweeps/reference-results.jsonl")], "--out", "render"),
+    ("algorithm", [], "--json", "run_seed"),
+]
+
+
+@pytest.mark.parametrize("command, args, flag, work", _MISSING_FOLDER_CASES,
+                         ids=[c[0] for c in _MISSING_FOLDER_CASES])
+def test_missing_folder_of_an_output_file_exits_2_before_any_work(command, args, flag, work, tmp_path,
+                                                                  capsys, monkeypatch):
+    import importlib
+
+    mod = importlib.import_module(f"checker.commands.{command}")
+    monkeypatch.setattr(mod, work, None)  # any work after the probe would crash (exit 1, not 2)
+    target = tmp_path / "no_such_folder" / "out.json"
+    assert mod.main(args + [flag, str(target)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag in err[0] and "does not exist" in err[0] and "Traceback" not in err[0], err
+    assert not (tmp_path / "no_such_folder").exists(), "no folder created"
+
+
+@pytest.mark.parametrize("command, folder_flags", [
+    ("theorem1", ["--plots", "--counterexample-dir"]), ("algorithm", ["--plots"]), ("gd", ["--counterexample-dir"]),
+    ("threshold", ["--plots", "--failing-dir"]), ("report", ["--figures"]), ("weight_decay", ["--plots"]),
+    ("landscape", ["--plots"])])
+def test_help_says_which_outputs_create_folders(command, folder_flags):
+    import importlib
+
+    from checker.commands.cli import UsageParser
+
+    parser = importlib.import_module(f"checker.commands.{command}").build_parser()
+    text = " ".join(parser.format_help().split())
+    assert " ".join(UsageParser.OUTPUT_RULE.split()) in text
+    for action in parser._actions:
+        if set(action.option_strings) & set(folder_flags):
+            assert "created if missing" in " ".join(action.help.split()), action.option_strings
+
+
+def test_output_folder_is_created_when_named(tmp_path):
+    from checker.core.io import check_output_dir
+
+    target = tmp_path / "new" / "figs"
+    assert check_output_dir("--plots", target) == target.resolve() and target.is_dir()

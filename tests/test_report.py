@@ -79,6 +79,7 @@ def test_fits_with_too_few_points_say_so() -> None:
 
 def test_the_report_is_regenerated_from_a_fixed_results_file(tmp_path: Path, capsys) -> None:
     out = tmp_path / "docs" / "report.md"
+    out.parent.mkdir()  # the folder of --out must exist; --figures is created
     figs = tmp_path / "docs" / "fig"
     grid = tmp_path / "grid.json"
     grid.write_text('{"version": "1.0", "base": {"lam": 0.01}}')

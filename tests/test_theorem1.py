@@ -8,10 +8,12 @@ schema are those documented in README.md.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -326,6 +328,87 @@ def test_ctrl_c_in_the_final_gap_then_resume_gives_the_uninterrupted_result(abs_
     assert _final_numbers(out) == _final_numbers(straight)
 
 
+@pytest.fixture(scope="module")
+def single_teacher_phases() -> dict:
+    """The four expensive phases of the single-teacher preset (mp, hybrid by default), computed once."""
+    check = theorem1.TheoremCheck(load_preset("single-teacher"), theorem1.Options(progress=False))
+    check.hypotheses()
+    return {"certificate": check.cert, "smoothness": check.constants["beta_0"], "initial-gap": check.gap0,
+            "preliminary-dual": check.pre_dual}
+
+
+_TIMING = re.compile(r"\d+(\.\d+)? s\b")
+
+
+def _report_without_timings(path: Path) -> dict:
+    """The whole JSON report with what legitimately differs between runs removed: wall times (the
+    ``elapsed`` and ``seconds`` fields and "0.34 s" inside texts) and the --checkpoint/--resume options."""
+    def strip(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in ("elapsed", "seconds")}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return _TIMING.sub("<t> s", x) if isinstance(x, str) else x
+
+    data = json.loads(path.read_text())
+    for key in ("checkpoint", "resume"):
+        data["options"].pop(key, None)
+    return strip(data)
+
+
+def test_a_hybrid_run_resumed_after_the_switch_or_after_its_end_gives_the_uninterrupted_report(
+        single_teacher_phases, tmp_path: Path, capsys, monkeypatch) -> None:
+    # The audit (item 7): theorem1 resumed from a checkpoint taken in the descent, or of a finished
+    # run, lost run.float64_phase and the float64 part of C1's detail.  single-teacher runs hybrid
+    # (float64 to its floor, then mp); Ctrl-C at the last gap evaluation of the descent, which is the
+    # first in mp (after the switch), then resume; then resume the finished run's checkpoint.
+    # Reference: the uninterrupted run; the same deterministic computation, so the reports must be
+    # equal, every number and text, up to wall times.
+    use_phases(monkeypatch, single_teacher_phases)
+    base = ["--preset", "single-teacher"]
+    straight = tmp_path / "straight.json"
+    engines: list[str] = []
+    real_observe = theorem1.TheoremCheck.observe
+
+    def recording(self, problem, *a, **k):
+        engines.append(type(problem.engine).__name__)
+        return real_observe(self, problem, *a, **k)
+
+    monkeypatch.setattr(theorem1.TheoremCheck, "observe", recording)
+    assert run_main(base + ["--json", str(straight)], capsys)[0] == 0
+    full = json.loads(straight.read_text())
+    assert full["run"]["float64_phase"]["steps"] > 0, "the preset must switch from float64 to mp"
+    assert engines[-1] == "MpEngine" and engines[0] == "Float64Engine", engines
+    last = len(engines)
+
+    seen = {"n": 0}
+
+    def interrupting(self, problem, *a, **k):  # Ctrl-C at the first evaluation in mp
+        seen["n"] += 1
+        if seen["n"] == last:
+            raise KeyboardInterrupt
+        return real_observe(self, problem, *a, **k)
+
+    ckpt = tmp_path / "run.ckpt.json"
+    monkeypatch.setattr(theorem1.TheoremCheck, "observe", interrupting)
+    assert run_main(base + ["--checkpoint", str(ckpt)], capsys)[0] == 130
+    saved = json.loads(ckpt.read_text())
+    assert saved["gd"] is not None and saved["gd"].get("float64_phase") is not None, "checkpoint after the switch"
+
+    monkeypatch.setattr(theorem1.TheoremCheck, "observe", real_observe)
+    resumed, again = tmp_path / "resumed.json", tmp_path / "again.json"
+    assert run_main(base + ["--checkpoint", str(ckpt), "--resume", "--json", str(resumed)], capsys)[0] == 0
+    assert run_main(base + ["--checkpoint", str(ckpt), "--resume", "--json", str(again)], capsys)[0] == 0
+    reference = _report_without_timings(straight)
+    for path in (resumed, again):
+        report = json.loads(path.read_text())
+        assert report["run"]["float64_phase"] == full["run"]["float64_phase"]
+        c1 = {c["id"]: c for c in report["conclusions"]}["C1"]
+        assert c1["detail"] == {c["id"]: c for c in full["conclusions"]}["C1"]["detail"]
+        assert "float64 steps" in c1["detail"]
+        assert _report_without_timings(path) == reference
+
+
 def test_ctrl_c_right_after_resuming_keeps_the_restored_phases(abs_phases, tmp_path: Path, capsys,
                                                                monkeypatch) -> None:
     # The checkpoint written on a Ctrl-C before the restored phases are reached again must still
@@ -557,6 +640,7 @@ def _assert_refused(code: int, err: str, needle: str) -> None:
 _PATH_CASES = [(flag, case) for flag in ("--json", "--checkpoint", "--plots-file", "--counterexample-dir")
                for case in ("dev-null", "symlink-to-device", "directory-at-target", "proc")
                if (flag, case) != ("--counterexample-dir", "directory-at-target")]  # a folder is right there
+_PATH_CASES += [("--json", "missing-folder"), ("--checkpoint", "missing-folder")]  # files never create folders
 
 
 @pytest.mark.parametrize("flag, case", _PATH_CASES)

@@ -230,6 +230,9 @@ def test_nothing_failing_says_so_and_gives_the_range(monkeypatch, capsys) -> Non
     code = thr_cmd.main([str(REFERENCE), "--family", "far", "--range", "0", "1.5", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0 and "nothing fails within the family's range [0, 1.5]" in out
+    # only a lower end along this family: never "the threshold is above gap X" for every start
+    assert "the threshold is above gap" not in out
+    assert "threshold along the far family is above" in out and "other directions may fail" in out
 
 
 def test_the_failing_run_file_is_a_theorem1_run_file(tmp_path: Path) -> None:

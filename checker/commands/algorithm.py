@@ -107,10 +107,11 @@ def build_parser() -> UsageParser:
     p.add_argument("--gap-seconds", help="seconds for each of T1's Arb gap certifications (a stopped search "
                                          "gives a looser rigorous bound; for studies)")
     p.add_argument("--json", help="write the result to this file")
-    p.add_argument("--plots", help="write figures to this directory")
+    p.add_argument("--plots", help="write figures to this folder (created if missing)")
     p.add_argument("--checkpoint", help="per-seed results stored here (a resumed run skips finished seeds)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
-    p.add_argument("--counterexample-dir", default=".")
+    p.add_argument("--counterexample-dir", default=".",
+                   help="folder where a failing seed is saved (default .; created if missing)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -295,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from checker.commands.figures import check_plotting
             check_plotting(args.plots)
             check_output_dir("--plots", args.plots)
+        check_output_dir("--counterexample-dir", args.counterexample_dir)  # probed before the seeds run
         fingerprint = _fingerprint(teacher, opts)
         done: dict[str, Any] = {}
         if args.resume:

@@ -23,6 +23,17 @@ class UsageError(CheckerError):
 class UsageParser(argparse.ArgumentParser):
     """argparse that raises instead of printing usage and exiting, so errors stay one line."""
 
+    #: Said under the --help of every command with an output option: which outputs create folders.
+    OUTPUT_RULE = ("Outputs: the folder of an output file (--json, --out, --checkpoint, ...) must exist; "
+                   "an output folder named by an option (--plots, --figures, ...-dir) is created if missing.")
+    OUTPUT_FLAGS = ("--json", "--out", "--checkpoint", "--results", "--plots", "--figures",
+                    "--counterexample-dir", "--failing-dir")
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        flags = {o for a in self._actions for o in a.option_strings}
+        return text + ("\n" + self.OUTPUT_RULE + "\n" if flags & set(self.OUTPUT_FLAGS) else "")
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
 

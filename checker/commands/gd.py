@@ -45,7 +45,8 @@ def build_parser() -> UsageParser:
     p.add_argument("--json", help="write the result to this file")
     p.add_argument("--checkpoint", help="checkpoint file (written every 30 s, on Ctrl-C and at the end)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
-    p.add_argument("--counterexample-dir", default=".", help="where a diverging run is saved (default .)")
+    p.add_argument("--counterexample-dir", default=".",
+                   help="folder where a diverging run is saved (default .; created if missing)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

@@ -56,7 +56,7 @@ def build_parser() -> UsageParser:
     p.add_argument("--chunk", default="250", help="largest batch of starts run together (default 250)")
     p.add_argument("--results", help="JSONL file of the runs (appended; a rerun computes only missing seeds)")
     p.add_argument("--json", help="write the study's result here")
-    p.add_argument("--plots", help="folder for the figures (end-loss histogram, spectra)")
+    p.add_argument("--plots", help="folder for the figures (end-loss histogram, spectra; created if missing)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

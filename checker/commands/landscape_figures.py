@@ -19,7 +19,9 @@ def make_plots(result: Mapping[str, Any], records: list[Mapping[str, Any]], fold
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    folder.mkdir(parents=True, exist_ok=True)
+    from checker.core.io import check_output_dir
+
+    folder = check_output_dir("--plots", folder)  # the folder the user named: created if missing
     paths = []
     losses = np.array([float(r["loss"]) for r in records if r.get("converged") and r.get("loss") is not None])
     floor = 1e-16

@@ -93,7 +93,7 @@ def build_parser() -> UsageParser:
     p.add_argument("--radius", help="neighbourhood radius r in radians, 0 < r <= pi (default Delta/3)")
     p.add_argument("--threshold", help="eps_0 of H4, > 0 (default: the checker's choice)")
     p.add_argument("--json", help="write the result (schema in README) to this file")
-    p.add_argument("--plots", help="write figures to this directory")
+    p.add_argument("--plots", help="write figures to this folder (created if missing)")
     p.add_argument("--seed", help=f"seed of the randomized searches, 0 to {MAX_SEED} (default 0)")
     p.add_argument("--checkpoint", help="checkpoint file (written periodically, on Ctrl-C and at the end)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
@@ -101,7 +101,8 @@ def build_parser() -> UsageParser:
     p.add_argument("--no-hybrid", action="store_true",
                    help="mp engine: every step in mp (default: float64 steps until float64's precision "
                         "floor, then mp from that iterate; checker.dynamics.hybrid)")
-    p.add_argument("--counterexample-dir", default=".", help="where a failing instance is saved (default .)")
+    p.add_argument("--counterexample-dir", default=".",
+                   help="folder where a failing instance is saved (default .; created if missing)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

@@ -42,8 +42,9 @@ def build_parser() -> UsageParser:
                    help="step of each trial: the instance's eta (default), or 'safe': min(eta, 1/beta_0) with "
                         "beta_0 the smoothness at the trial's start, so that a failure is not the step's")
     p.add_argument("--json", help="write the result here")
-    p.add_argument("--plots", help="figures of the failing run go to this folder")
-    p.add_argument("--failing-dir", help="where the failing run file goes (default: the --json folder or .)")
+    p.add_argument("--plots", help="figures of the failing run go to this folder (created if missing)")
+    p.add_argument("--failing-dir",
+                   help="folder where the failing run file goes (default: the --json folder or .; created if missing)")
     p.add_argument("--stationary", help="a checker.critical or checker.landscape result (JSON) of this instance: "
                                         "its smallest certified spurious gap bounds the threshold above")
     p.add_argument("--no-progress", action="store_true")

@@ -68,38 +68,56 @@ def print_study(res: StudyResult, out: Any = None) -> None:
     print(f"\nverdict: {res.verdict}", file=out)
 
 
+#: One colour per run, told apart also by colour-blind readers (Okabe-Ito): blue, vermillion, green, purple.
+RUN_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7")
+
+
 def make_figure(res: StudyResult, folder: str | Path) -> Path:
-    """One figure: excess against steps, log-log, every run (mp continuation dashed, fit range bold)."""
+    """One figure: excess against steps, log-log, every run (mp continuation dashed).
+
+    The rows of each run's fit range are drawn again as a wide translucent band of the run's
+    colour with a bar at each end, so that the range a law was fitted on reads at a glance.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = draw_figure(res, plt)
+    path = check_output_dir("--plots", folder) / "weight-decay-loss.png"  # the folder: created if missing
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def draw_figure(res: StudyResult, plt: Any) -> tuple[Any, Any]:
+    """The weight-decay figure (``make_figure``) on a new matplotlib figure; returns (fig, ax)."""
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    colors = ["tab:blue", "tab:cyan", "tab:red", "tab:orange"]
-    for r, c in zip(res.runs, colors):
+    fitted = False
+    for r, c in zip(res.runs, RUN_COLOURS):
         pts = [h for h in r.history if h["step"] >= 1 and h["resolved"]]
         for eng, style in (("float64", "-"), (None, "--")):
             sel = [h for h in pts if (h["engine"] == "float64") == (eng == "float64")]
             if sel:
-                ax.loglog([h["step"] for h in sel], [h["excess"] for h in sel], style, color=c, lw=1.2,
-                          label=f"{r.name} (lambda={r.lam})" if eng == "float64" else f"{r.name}, mp")
+                ax.loglog([h["step"] for h in sel], [h["excess"] for h in sel], style, color=c, lw=1.3,
+                          label=f"{r.name} (lambda={r.lam})" if eng == "float64" else f"{r.name}, mp", zorder=3)
         if r.law.fit_range_steps:
             lo, hi = r.law.fit_range_steps
             fit = [h for h in pts if lo <= h["step"] <= hi]
-            ax.loglog([h["step"] for h in fit], [h["excess"] for h in fit], color=c, lw=3.5, alpha=0.35)
+            if fit:
+                xs, ys = [h["step"] for h in fit], [h["excess"] for h in fit]
+                ax.loglog(xs, ys, color=c, lw=9, alpha=0.28, solid_capstyle="butt", zorder=2)
+                ax.loglog([xs[0], xs[-1]], [ys[0], ys[-1]], "|", color=c, ms=16, mew=2.2, zorder=4)
+                fitted = True
+    if fitted:
+        ax.plot([], [], color="0.4", lw=9, alpha=0.28, label="fit range (wide band, bars at its ends)")
     ax.set_xlabel("step t")
     ax.set_ylabel("excess e(t)  (L for lambda = 0; L_lambda - L_ref for lambda > 0)")
-    ax.set_title("Weight decay vs none: GD from the same start (resolved rows; bold: fit range)")
+    ax.set_title("Weight decay vs none: GD from the same start (resolved rows)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = out / "weight-decay-loss.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig, ax
 
 
 # --------------------------------------------------------------------------- command line
@@ -116,7 +134,7 @@ def build_parser() -> UsageParser:
                    help="mp steps after a float64 precision floor (default 1500; 0: none)")
     p.add_argument("--dps", type=int, default=30, help="digits of the mp continuation (default 30)")
     p.add_argument("--json", help="write the result to this file")
-    p.add_argument("--plots", help="write the figure to this folder")
+    p.add_argument("--plots", help="write the figure to this folder (created if missing)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 

@@ -5,6 +5,12 @@ file, never a half-written one: the text is serialized first, written to a
 temporary file in the same directory, flushed and fsynced, then moved over the
 target with ``os.replace`` (atomic on POSIX and Windows within one filesystem).
 
+Folders: a write creates none.  A missing parent folder of an output file is a bad
+input, refused by the probe ``check_output_file`` before any work; only a folder the
+user names as an output folder (``--plots DIR``, ``--figures DIR``,
+``--counterexample-dir DIR``, ``--failing-dir DIR``) is created, with its missing
+parents, by ``check_output_dir``.
+
 Engine numbers are stored as decimal strings that read back to the very same
 number in that engine: float64 through ``repr`` (shortest round-tripping
 string), mp with enough digits for the binary working precision.
@@ -65,7 +71,9 @@ def check_output_file(flag: str, path: str | Path, *,
     output (``distinct_from`` maps a flag to its path, e.g. ``{"--instance":
     path}``); a folder that cannot be created or written (probed by creating
     and removing a temporary file in it).  A symbolic link is written through
-    to its target, as ``write_json_atomic`` does.
+    to its target, as ``write_json_atomic`` does.  A missing parent folder is
+    refused too: an output file never creates a folder (give an existing one,
+    or create it first).
     """
     if not str(path).strip():
         raise CheckerError(f"{flag}: empty file name")
@@ -77,12 +85,18 @@ def check_output_file(flag: str, path: str | Path, *,
                                "give another name (it would be overwritten)")
     if target.exists() and not os.access(target, os.W_OK):
         raise CheckerError(f"{flag} {path}: the file is not writable")
-    _probe_folder(flag, path, target.parent)
+    parent = target.parent
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise CheckerError(f"{flag} {path}: the folder {parent} {what}; give an existing folder "
+                           "(output files never create folders)")
+    _probe_folder(flag, path, parent)
     return target
 
 
 def check_output_dir(flag: str, path: str | Path) -> Path:
-    """Probe an output folder (created if missing) before any long work."""
+    """Probe an output folder before any long work; the user named it, so it is created if missing
+    (with its missing parents).  The only place where an output creates a folder."""
     if not str(path).strip():
         raise CheckerError(f"{flag}: empty folder name")
     target = _resolved(path)
@@ -104,7 +118,7 @@ def _probe_folder(flag: str, shown: str | Path, folder: Path) -> None:
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically; parent directories are created.
+    """Write ``obj`` as JSON to ``path`` atomically; the parent folder must exist (none is created).
 
     Serialization happens before any file is touched, so an object that cannot
     be serialized (``TypeError``/``ValueError``, NaN included) leaves the old
@@ -118,7 +132,7 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 
 
 def merge_json_atomic(path: str | Path, update: Mapping[str, Any]) -> None:
-    """Set the top-level keys ``update`` in the JSON object at ``path`` (created if missing), atomically.
+    """Set the top-level keys ``update`` in the JSON object at ``path`` (the file created if missing), atomically.
 
     Keys not in ``update`` are kept (the benchmarks merge their figures into one results file).
     """
@@ -139,8 +153,10 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     target = _resolved(path)
     _refuse_non_regular("cannot write", path, target)
     tmp_name: str | None = None
+    if not target.parent.is_dir():
+        raise CheckerError(f"cannot write {target}: the folder {target.parent} does not exist "
+                           "(output files never create folders)")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

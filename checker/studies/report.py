@@ -151,7 +151,8 @@ def threshold_summary(thr: Sequence[tuple[Mapping[str, Any], str, Mapping[str, A
              "Per family, over the points where T1 applies (H1-H3 hold at the reference; the others are outside "
              "T1 and have no ratio, nor do points where eps_0 <= 0 or where the bracket's lower end is the "
              "unperturbed reference start): the largest initial gap seen to converge over eps_0 (a lower bound "
-             "of the basin's extent in units of eps_0) and the smallest gap seen to fail to converge over eps_0 "
+             "of the basin's extent along that family, in units of eps_0; starts in other directions may fail "
+             "sooner) and the smallest gap seen to fail to converge over eps_0 "
              "(bracketed points only). Non-monotone: searches where GD reached the gap target with L_lambda "
              "rising on some steps (C1) from some start; that is a limit of the step, not the end of the basin, "
              "and is not a failure. Failures with H3 unmet: failing starts where the step is too large.", ""]
@@ -255,7 +256,8 @@ def render(records: list[Mapping[str, Any]], *, source: str, figures: list[Path]
         L += ["## Empirical thresholds", "",
               "Largest initial gap seen to converge and smallest seen to fail to converge (bisection on the "
               "family's size; `nothing-fails`: no failure within the family's range, the lower end is then a lower "
-              "bound only; `non-monotone`: GD reached the gap target from every start tried, but from the size in "
+              "bound of the threshold along that family only, and starts in other directions may fail sooner; "
+              "`non-monotone`: GD reached the gap target from every start tried, but from the size in "
               "\"non-monotone from\" on L_lambda rose on some steps (C1): a limit of the step, not the end of the "
               "basin, so no upper end). A ratio to eps_0 is given only where T1 applies at the reference (H1-H3 "
               "hold; else \"outside T1\") and the lower end is not the unperturbed reference start. Records written "

@@ -409,6 +409,20 @@ class ThresholdResult:
         return out
 
 
+def nothing_fails_message(family: str, lo: float, hi: float, gap_lo: float) -> str:
+    """What a bracket with no failing start shows: a lower end along this family only.
+
+    A family is one curve of starts through the reference; that all of them converged up to an
+    initial gap X bounds the threshold along that curve, not the threshold of every start with a
+    gap below X (a start in another direction, e.g. at a spurious stationary point, may fail at a
+    smaller gap).
+    """
+    return (f"nothing fails within the family's range [{lo:g}, {hi:g}]: the family's starts all converged up "
+            f"to initial gap {gap_lo:.4g}, so the threshold along the {family} family is above {gap_lo:.4g}; "
+            "starts in other directions may fail at smaller gaps (this bounds the threshold along one curve "
+            "of starts, not over every start)")
+
+
 def _ratio(x: float | None, y: float | None) -> float | None:
     return x / y if x is not None and y is not None and y > 0 else None
 
@@ -560,7 +574,7 @@ def find_threshold(rf: RunFile, family: str, cfg: TrialConfig, *, lo: float | No
         message = (f"the reference start itself {'fails' if status == 'reference-fails' else 'is inconclusive'}: "
                    "nothing to measure (give a student near the lambda-optimum, or a larger budget)")
     elif status == "nothing-fails":
-        message = f"nothing fails within the family's range [{lo:g}, {hi:g}]: the threshold is above gap {gap_lo:.4g}"
+        message = nothing_fails_message(family, lo, hi, gap_lo)
     elif status == "no-failure-decided":
         message = "no trial failed; the trials above the last converging one were inconclusive (budget)"
     elif lower_is_ref:
