@@ -387,10 +387,17 @@ def test_malformed_or_unresolvable_addresses(address, needle, grid_file, tmp_pat
 
 
 # --------------------------------------------------------------------------- a real sweep (slow)
+#: Fields of a point's record that follow the certified rho' and so the certificate's time budget.
+BUDGETED = {"rho_far", "lambda_max", "eps_0", "H2", "H4"}
+
+
 @pytest.mark.slow
 def test_a_real_sweep_on_the_cluster_equals_the_local_pool(cluster, tmp_path) -> None:
-    # two points of the real measurement (a T1 run each, ~30 s of CPU): every field but the
-    # wall times and the executor equals the pool's
+    # two points of the real measurement (a T1 run each, ~30 s of CPU): every field but the wall
+    # times, the executor and the fields of the certificate's wall-clock budget equals the pool's.
+    # rho' is certified under checker.geometry.certificate.RIGOROUS_SECONDS: on a loaded machine
+    # a run can stop earlier with a smaller rho' (then lambda_max, eps_0, H2 and H4 follow), in
+    # either executor (seen in benchmarks/bench_dask.py); that is the measurement, not the executor
     cluster.ensure_workers(2)
     g = sweep.Grid.from_dict({"name": "real", "base": GRID["base"], "axes": {"lam": [0.02]},
                               "measure": {"families": [], "steps": 3000}})
@@ -401,8 +408,10 @@ def test_a_real_sweep_on_the_cluster_equals_the_local_pool(cluster, tmp_path) ->
     def strip(path: Path) -> dict[str, Any]:
         out = {}
         for r in _lines(path):
-            r = dict(r, executor=None, result=dict(r["result"], seconds=None))
-            out[r["key"]] = r
+            res = dict(r["result"], seconds=None)
+            res["constants"] = {k: v for k, v in res["constants"].items() if k not in BUDGETED}
+            res["hypotheses"] = {k: v for k, v in res["hypotheses"].items() if k not in BUDGETED}
+            out[r["key"]] = dict(r, executor=None, result=res)
         return out
 
     assert len(strip(pool)) == 2 and strip(dsk) == strip(pool)

@@ -20,9 +20,9 @@ that writes the results (the caller appends the lines).  What it adds to a bare
 * **Lost workers**: a task whose worker dies is rerun by the scheduler on another
   worker (the scheduler's own retry, up to ``distributed.scheduler.allowed-failures``
   deaths, 3 by default); its line is written once, when its one result arrives, so a
-  killed worker loses nothing and duplicates nothing.  A point that killed that many
-  workers (``KilledWorker``) is not written (a rerun retries it) and is reported through
-  ``warn``.
+  killed worker loses nothing and duplicates nothing.  A point whose worker died under it
+  more often than that (``KilledWorker``) is not written (a rerun retries it) and is
+  reported through ``warn``.
 * **No workers at all**: while tasks are pending and the cluster has no worker, ``warn``
   receives one line every ``NO_WORKERS_WARN_SECONDS`` (first after ``NO_WORKERS_GRACE_SECONDS``).
   The sweep **keeps waiting**: workers of a batch system come and go (a job requeued,
