@@ -274,6 +274,25 @@ def test_no_workers_left_warns_keeps_waiting_and_finishes_when_a_worker_joins(cl
     assert {pid for _, pid in _marks(cluster)} - first_pids  # the new worker finished the sweep
 
 
+def test_a_task_the_cluster_cannot_load_is_one_line_naming_the_environment(cluster, grid_file, tmp_path,
+                                                                            monkeypatch, capsys) -> None:
+    # a measure function in a module only this process can import (the cluster lacks tmp_path on its
+    # path): the same failure as a scheduler or worker without the checker installed
+    cluster.ensure_workers(1)
+    (tmp_path / "only_here.py").write_text("def measure(point):\n    return {'result': None, 'error': None}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import only_here
+
+    monkeypatch.setattr(sweep.run_sweep, "__kwdefaults__", {**sweep.run_sweep.__kwdefaults__,
+                                                             "measure": only_here.measure})
+    out = tmp_path / "r.jsonl"
+    code, err, _ = _run_cli([str(grid_file), "--out", str(out), "--scheduler", cluster.address, "--no-progress"],
+                            capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "cannot load the checker's task" in err and "importable" in err, err
+    assert not out.exists() or sweep.read_results(out) == {}
+
+
 # --------------------------------------------------------------------------- the connection step
 def _run_cli(args: list[str], capsys) -> tuple[int, str, float]:
     t0 = time.perf_counter()
@@ -387,6 +406,40 @@ def test_malformed_or_unresolvable_addresses(address, needle, grid_file, tmp_pat
 
 
 # --------------------------------------------------------------------------- a real sweep (slow)
+def test_the_scheduler_gone_mid_sweep_is_one_line_and_keeps_the_finished_lines(grid_file, tmp_path, capsys,
+                                                                               monkeypatch) -> None:
+    # a cluster of its own (its scheduler is killed); its points take SLOW_POINT_SECONDS each
+    monkeypatch.setattr(sweep.run_sweep, "__kwdefaults__", {**sweep.run_sweep.__kwdefaults__,
+                                                             "measure": slow_measure})
+    own = None
+    try:
+        (tmp_path / "own").mkdir()
+        own = Cluster(tmp_path / "own")
+        own.ensure_workers(1)
+
+        def kill_the_scheduler_after_two_points() -> None:
+            deadline = time.monotonic() + 60
+            while len(_marks(own)) < 3 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            own.kill(own.scheduler)
+
+        t = threading.Thread(target=kill_the_scheduler_after_two_points, daemon=True)
+        t.start()
+        out = tmp_path / "r.jsonl"
+        code, err, elapsed = _run_cli([str(grid_file), "--out", str(out), "--scheduler", own.address,
+                                       "--no-progress"], capsys)
+        t.join(timeout=60)
+    finally:
+        if own is not None:
+            own.stop()
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "lost the connection to the scheduler" in err, err
+    lines = _lines(out)
+    n = len(sweep.Grid.from_dict(GRID).points)
+    assert 1 <= len(lines) < n and len({r["key"] for r in lines}) == len(lines)
+    assert all(r["result"] == fake_measure(r)["result"] for r in lines)  # the finished lines are whole
+    assert elapsed < 60, elapsed
+
+
 #: Fields of a point's record that follow the certified rho' and so the certificate's time budget.
 BUDGETED = {"rho_far", "lambda_max", "eps_0", "H2", "H4"}
 

@@ -29,6 +29,8 @@ that writes the results (the caller appends the lines).  What it adds to a bare
   an adaptive ``dask-jobqueue`` cluster scaling up again), and the scheduler hands them
   the pending points as soon as they join.  Ctrl-C stops the wait (exit 130, finished
   lines kept).
+* **The scheduler gone** (stopped, its host down): Dask cancels the pending tasks; that is
+  one ``CheckerError`` line (the finished lines are kept; a rerun measures the rest).
 
 Runs against any scheduler address; tested on a scheduler and workers started as
 separate processes on 127.0.0.1 (``dask scheduler``, ``dask worker``; docs/dask.md).
@@ -37,6 +39,7 @@ separate processes on 127.0.0.1 (``dask scheduler``, ``dask worker``; docs/dask.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from typing import Any, Callable, Iterable, Mapping
@@ -155,6 +158,12 @@ def _worker_count(client: Any) -> int | None:
         return None
 
 
+def _lost(scheduler: Any, missing: int) -> CheckerError:
+    return CheckerError(f"--scheduler {scheduler}: lost the connection to the scheduler (stopped?); {missing} "
+                        "point(s) not measured, the finished lines are kept: rerun the same command against a "
+                        "running scheduler")
+
+
 def run_on_dask(todo: list[dict[str, Any]], scheduler: Any, measure: Callable[[Mapping[str, Any]], dict], *,
                 warn: Callable[[str], None] = lambda text: None
                 ) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
@@ -164,6 +173,7 @@ def run_on_dask(todo: list[dict[str, Any]], scheduler: Any, measure: Callable[[M
         from distributed import Client
         from distributed.client import _wait
         from distributed import KilledWorker
+        from distributed.comm.core import CommClosedError
     except ImportError:
         raise CheckerError("--scheduler needs dask.distributed: pip install -e \".[dask]\"") from None
     own = not isinstance(scheduler, Client)
@@ -175,6 +185,12 @@ def run_on_dask(todo: list[dict[str, Any]], scheduler: Any, measure: Callable[[M
             raise CheckerError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
     else:
         client = scheduler
+    from concurrent.futures import CancelledError
+
+    # the client logs a lost scheduler as a multi-line traceback; it is reported here in one line
+    client_log = logging.getLogger("distributed.client")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
     futs: dict[Any, dict[str, Any]] = {}
     try:
         futs = {client.submit(measure, p, key=f"zhou-ge-point-{p['key']}", pure=False): p for p in todo}
@@ -187,6 +203,8 @@ def run_on_dask(todo: list[dict[str, Any]], scheduler: Any, measure: Callable[[M
                 done, _ = client.sync(_wait, list(pending), timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
             except TimeoutError:
                 done = set()
+            except (CancelledError, CommClosedError):  # the scheduler went away: Dask cancels the pending tasks
+                raise _lost(scheduler, len(pending)) from None
             if not done:
                 now = time.monotonic()
                 n = _worker_count(client)
@@ -206,6 +224,8 @@ def run_on_dask(todo: list[dict[str, Any]], scheduler: Any, measure: Callable[[M
                 pending.discard(fut)
                 try:
                     outcome = fut.result()
+                except (CancelledError, CommClosedError):  # gone while the result was fetched
+                    raise _lost(scheduler, len(pending) + 1) from None
                 except KilledWorker:
                     warn(f"point {futs[fut]['key']} was running on every worker that died; not written "
                          "(a rerun of the same command retries it)")
@@ -220,8 +240,9 @@ def run_on_dask(todo: list[dict[str, Any]], scheduler: Any, measure: Callable[[M
                 yield futs[fut], outcome
     finally:
         try:
-            if futs:
+            if futs and client.status == "running":
                 client.cancel(list(futs))
         finally:
             if own:
                 client.close()
+            client_log.setLevel(level)
