@@ -42,6 +42,7 @@ import asyncio
 import logging
 import socket
 import time
+from concurrent.futures import CancelledError
 from typing import Any, Callable, Iterable, Mapping
 
 from checker.core.errors import CheckerError
@@ -170,9 +171,8 @@ def run_on_dask(todo: list[dict[str, Any]], scheduler: Any, measure: Callable[[M
     """Run ``measure`` on every point of ``todo`` on the cluster at ``scheduler`` (an address,
     probed first, or a ``distributed.Client``); yields ``(point, outcome)`` as they finish."""
     try:
-        from distributed import Client
+        from distributed import Client, KilledWorker
         from distributed.client import _wait
-        from distributed import KilledWorker
         from distributed.comm.core import CommClosedError
     except ImportError:
         raise CheckerError("--scheduler needs dask.distributed: pip install -e \".[dask]\"") from None
@@ -185,8 +185,6 @@ def run_on_dask(todo: list[dict[str, Any]], scheduler: Any, measure: Callable[[M
             raise CheckerError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
     else:
         client = scheduler
-    from concurrent.futures import CancelledError
-
     # the client logs a lost scheduler as a multi-line traceback; it is reported here in one line
     client_log = logging.getLogger("distributed.client")
     level = client_log.level
@@ -227,8 +225,9 @@ def run_on_dask(todo: list[dict[str, Any]], scheduler: Any, measure: Callable[[M
                 except (CancelledError, CommClosedError):  # gone while the result was fetched
                     raise _lost(scheduler, len(pending) + 1) from None
                 except KilledWorker:
-                    warn(f"point {futs[fut]['key']} was running on every worker that died; not written "
-                         "(a rerun of the same command retries it)")
+                    warn(f"point {futs[fut]['key']}: its worker died under it more often than Dask allows "
+                         "(distributed.scheduler.allowed-failures); not written, a rerun of the same command "
+                         "retries it")
                     continue
                 except (ImportError, RuntimeError) as exc:
                     if isinstance(exc, RuntimeError) and "deserializ" not in str(exc):
