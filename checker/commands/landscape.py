@@ -52,7 +52,8 @@ def build_parser() -> UsageParser:
     p.add_argument("--continuation", help="comma-separated increasing lambda values: continue each spurious "
                                           "class by Newton in lambda")
     p.add_argument("--workers", default="1", help="local worker processes (default 1)")
-    p.add_argument("--scheduler", help="Dask scheduler address (instead of --workers)")
+    p.add_argument("--scheduler", help="Dask scheduler address (instead of --workers; docs/dask.md): checked first, "
+                                       "a dead worker's chunks rerun on the others, no workers: waits and warns")
     p.add_argument("--chunk", default="250", help="largest batch of starts run together (default 250)")
     p.add_argument("--results", help="JSONL file of the runs (appended; a rerun computes only missing seeds)")
     p.add_argument("--json", help="write the study's result here")
@@ -189,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         entry = _float("--newton-entry", args.newton_entry, positive=True) if args.newton_entry else st.NEWTON_ENTRY
         gtol = _float("--grad-tol", args.grad_tol, positive=True) if args.grad_tol else st.GRAD_TOL
         workers = _int("--workers", args.workers, 1, 256)
+        if args.scheduler is not None and not args.scheduler.strip():
+            raise InstanceError("--scheduler", "empty address")
         chunk = _int("--chunk", args.chunk, 1, 100_000)
         lams = _lams(args.continuation) if args.continuation else None
         if lams and lams[0] <= lam:
@@ -217,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 spec, seeds, done=done, workers=workers, scheduler=args.scheduler, max_chunk=chunk,
                 on_records=(lambda recs: [append_record(args.results, r) for r in recs]) if args.results
                 else (lambda recs: None),
-                progress=bar.update)
+                progress=bar.update,
+                warn=lambda text: tqdm.write(f"{PROG}: warning: {text}", file=sys.stderr))
         finally:
             bar.close()
         try:

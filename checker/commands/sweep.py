@@ -21,9 +21,19 @@ def build_parser() -> UsageParser:
     p.add_argument("grid", help="grid file (JSON)")
     p.add_argument("--out", required=True, help="results file (JSON lines); a rerun adds only the missing points")
     p.add_argument("--workers", type=int, help="local processes (default: every core)")
-    p.add_argument("--scheduler", help="address of a Dask scheduler (e.g. tcp://host:8786)")
+    p.add_argument("--scheduler", help="address of a Dask scheduler (e.g. tcp://host:8786; docs/dask.md): checked "
+                                       "first (one-line error within about 15 s if nothing or something else answers "
+                                       "there); a dead worker's points are rerun on the others; while the cluster "
+                                       "has no workers the sweep keeps waiting and warns on stderr every minute")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def _warn(text: str) -> None:
+    """One warning line on stderr, above the progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(f"python -m checker.sweep: warning: {text}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output_file("--out", args.out, distinct_from={"GRID": args.grid})
         read_results(args.out)  # a corrupt results file is refused before any work
         summary = run_sweep(grid, args.out, workers=args.workers, scheduler=args.scheduler,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, warn=_warn)
         print(f"sweep {grid.name}: {summary.total} point(s), {summary.done_before} already in {args.out}, "
               f"{summary.computed} computed ({summary.errors} with an error) in {summary.seconds:.1f} s "
               f"on {summary.executor}")

@@ -637,10 +637,12 @@ def measure_chunk(point: Mapping[str, Any]) -> dict[str, Any]:
 def run_study(spec: StudySpec, seeds: Sequence[int], *, done: Mapping[str, Mapping[str, Any]] | None = None,
               workers: int = 1, scheduler: Any = None, max_chunk: int = 250,
               on_records: Callable[[list[dict[str, Any]]], None] = lambda recs: None,
-              progress: Callable[[int], None] = lambda n: None) -> tuple[list[dict[str, Any]], int, bool, str]:
+              progress: Callable[[int], None] = lambda n: None,
+              warn: Callable[[str], None] = lambda text: None) -> tuple[list[dict[str, Any]], int, bool, str]:
     """Run the seeds missing from ``done`` (records by key); returns (all records, computed, interrupted,
     executor).  ``on_records`` sees every completed chunk (the command appends them to its results
-    file); ``progress`` the number of runs completed by each chunk."""
+    file); ``progress`` the number of runs completed by each chunk; ``warn`` the Dask executor's
+    warnings (``checker.studies.dask_executor``: a cluster without workers)."""
     from checker.studies.sweep import _dask, _local
 
     done = dict(done or {})
@@ -655,7 +657,7 @@ def run_study(spec: StudySpec, seeds: Sequence[int], *, done: Mapping[str, Mappi
     interrupted = False
     try:
         if tasks:
-            it: Iterable = (_dask(tasks, scheduler, measure_chunk) if scheduler is not None
+            it: Iterable = (_dask(tasks, scheduler, measure_chunk, warn=warn) if scheduler is not None
                             else _local(tasks, workers, measure_chunk))
             for task, outcome in it:
                 if outcome.get("error"):

@@ -281,33 +281,21 @@ def _local(todo: list[dict[str, Any]], workers: int, measure: Callable[[Mapping[
                 proc.join(timeout=10)
 
 
-def _dask(todo: list[dict[str, Any]], scheduler: Any, measure: Callable[[Mapping[str, Any]], dict]
-          ) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
-    try:
-        from dask.distributed import Client, as_completed
-    except ImportError:
-        raise CheckerError("--scheduler needs dask.distributed: pip install -e \".[dask]\"") from None
-    own = not isinstance(scheduler, Client)
-    try:
-        client = Client(scheduler, timeout="20s") if own else scheduler
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise CheckerError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
-    try:
-        futs = {client.submit(measure, p, key=f"zhou-ge-point-{p['key']}", pure=False): p for p in todo}
-        try:
-            for fut in as_completed(list(futs)):
-                yield futs[fut], fut.result()
-        finally:
-            client.cancel(list(futs))
-    finally:
-        if own:
-            client.close()
+def _dask(todo: list[dict[str, Any]], scheduler: Any, measure: Callable[[Mapping[str, Any]], dict], *,
+          warn: Callable[[str], None] = lambda text: None) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
+    """The Dask executor: ``checker.studies.dask_executor.run_on_dask`` (connection checks, lost workers)."""
+    from .dask_executor import run_on_dask
+
+    return run_on_dask(todo, scheduler, measure, warn=warn)
 
 
 def run_sweep(grid: Grid, out: str | Path, *, workers: int | None = None, scheduler: Any = None,
-              progress: bool = False,
+              progress: bool = False, warn: Callable[[str], None] = lambda text: None,
               measure: Callable[[Mapping[str, Any]], dict] = measure_grid_point) -> SweepSummary:
-    """Measure the grid's points that ``out`` does not hold yet, appending one line per point."""
+    """Measure the grid's points that ``out`` does not hold yet, appending one line per point.
+
+    ``warn`` receives the Dask executor's warnings (a cluster without workers, a point that
+    killed its workers; ``checker.studies.dask_executor``)."""
     from tqdm import tqdm
 
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
@@ -322,7 +310,7 @@ def run_sweep(grid: Grid, out: str | Path, *, workers: int | None = None, schedu
                desc=f"sweep {grid.name}", unit="point", dynamic_ncols=True)
     try:
         if todo:
-            it = (_dask(todo, scheduler, measure) if scheduler is not None
+            it = (_dask(todo, scheduler, measure, warn=warn) if scheduler is not None
                   else _local(todo, workers or os.cpu_count() or 1, measure))
             try:
                 for point, outcome in it:
