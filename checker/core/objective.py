@@ -217,6 +217,15 @@ def _packed_pairs(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return j, l, full
 
 
+@functools.lru_cache(maxsize=32)
+def _packed_diagonal(n: int) -> np.ndarray:
+    """The mask of the pairs (j, j) in the list of pairs j <= l of ``_packed_pairs(n)``."""
+    j, l, _ = _packed_pairs(n)
+    same = j == l
+    same.flags.writeable = False
+    return same
+
+
 def _matmul(engine: Engine, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """X @ Y (2-D), by the engine's own matrix product if it has one (Arb)."""
     mm = getattr(engine, "matmul", None)
@@ -408,21 +417,107 @@ def evaluate(
         aw, Ww = _to_work(engine, a), _to_work(engine, W)
         asw, Wsw = ((_to_work(engine, a_star), _to_work(engine, W_star)) if teacher_work is None
                     else teacher_work)
-        loss, lga, lgW = _loss_parts(_work(engine), activation, aw, Ww, asw, Wsw, with_gradient=with_gradient)
-        # The regularizer and its gradient in the same working numbers (conversions are exact),
-        # then every result converted once; where dL/da_j = 0, dL_lambda/da_j is lam a_j rounded
-        # once at the working precision (exactly the float64 product).
-        lam_w = _to_work(engine, lam)
-        reg_loss = loss + lam_w * regularizer(aw, Ww)
+        # Computed in the working numbers (conversions are exact), then every result converted once.
+        loss, reg_loss, ga, gW, lga, lgW = _evaluate_parts(engine, activation, aw, Ww, asw, Wsw,
+                                                           _to_work(engine, lam), with_gradient)
         if not with_gradient:
             loss, reg_loss, lga, lgW = (_from_work(engine, x) for x in (loss, reg_loss, lga, lgW))
             ev = Evaluation(loss, reg_loss, lga, lgW, lga, lgW)
         else:
-            # Array on the left: a number * ndarray may first fail inside the number's own
-            # __mul__ (mpmath formats the whole array into its error message), then fall back.
-            ga, gW = lga + aw * lam_w, lgW + Ww * lam_w
             ev = Evaluation(*(_from_work(engine, x) for x in (loss, reg_loss, ga, gW, lga, lgW)))
     return _check_finite(engine, ev)
+
+
+def _evaluate_parts(engine: Engine, activation: str, aw: np.ndarray, Ww: np.ndarray, asw: np.ndarray,
+                    Wsw: np.ndarray, lam_w: Any, with_gradient: bool) -> tuple[Any, ...]:
+    """(L, L_lambda, grad L_lambda in a and W, grad L in a and W) in the working numbers."""
+    w = _work(engine)
+    parts = _loss_parts_matrix if getattr(w, "matrix_form", False) else _loss_parts
+    loss, lga, lgW = parts(w, activation, aw, Ww, asw, Wsw, with_gradient=with_gradient)
+    # The regularizer and its gradient in the same working numbers; where dL/da_j = 0,
+    # dL_lambda/da_j is lam a_j rounded once at the working precision (exactly the float64 product).
+    reg_loss = loss + lam_w * regularizer(aw, Ww)
+    if not with_gradient:
+        return loss, reg_loss, lga, lgW, lga, lgW
+    # Array on the left: a number * ndarray may first fail inside the number's own
+    # __mul__ (mpmath formats the whole array into its error message), then fall back.
+    return loss, reg_loss, lga + aw * lam_w, lgW + Ww * lam_w, lga, lgW
+
+
+def evaluate_work(
+    engine: Engine,
+    activation: str,
+    a: np.ndarray,
+    W: np.ndarray,
+    a_star: np.ndarray,
+    W_star: np.ndarray,
+    lam: Any,
+    *,
+    with_gradient: bool = True,
+) -> Evaluation:
+    """``evaluate`` on arrays already in the engine's working numbers, the result in them too.
+
+    No conversion on either side: what a gradient-descent run with the iterate
+    kept in the working numbers calls at every step (``MpEngine(iterate="arb")``,
+    ``checker.dynamics.gd``).  The arithmetic is that of ``evaluate``:
+    ``evaluate(x) = from_work(evaluate_work(to_work(x)))`` entry for entry.
+    For the float64 engine (whose working numbers are its own) it is ``evaluate``.
+    """
+    if _work(engine) is engine:
+        return evaluate(engine, activation, a, W, a_star, W_star, lam, with_gradient=with_gradient)
+    with engine.context():
+        return Evaluation(*_evaluate_parts(engine, activation, a, W, a_star, W_star, lam, with_gradient))
+
+
+def _loss_parts_matrix(engine: Any, activation: str, a: np.ndarray, W: np.ndarray, a_star: np.ndarray,
+                       W_star: np.ndarray, *, with_gradient: bool) -> tuple[Any, np.ndarray, np.ndarray]:
+    """``_loss_parts`` with the pair matrices contracted as Arb matrices (``ArbWork.matrix_form``).
+
+    The norms, unit rows, the Gram matrix t, the half-angle norms and the angle
+    triple of the packed pairs j <= l are ``_loss_parts``'s (the same functions).
+    Then (A, B) = ``kernel.grad_coefficients`` is evaluated once on the (n, n) Arb
+    matrices of phi and sin phi (``ArbWork.pair_matrix``: entrywise, in C), and
+    with cn = c ||v|| and Z = A (cn v^) (one matrix product, n x d), S = B cn:
+
+        sum_l c_l k(v_j, v_l) = ||v_j|| (S_j + <v^_j, Z_j>),
+        sum_l c_l grad_u k(v_j, v_l) = Z_j + S_j v^_j,
+
+    from kappa = B + A cos phi (``kernel.kappa_from_coefficients``) and
+    cos phi_jl = t_jl = <v^_j, v^_l>, so that kappa is never formed entry by
+    entry.  The same numbers as ``_loss_parts`` up to the order of the roundings
+    (tests/test_arb_iterate.py).  Instances whose pair arrays need several
+    row blocks go to ``_loss_parts``.
+    """
+    V = np.concatenate([W, W_star], axis=0)
+    c = np.concatenate([a, -a_star])
+    m, n = len(a), len(V)
+    if n == 0 or V.shape[1] == 0 or pair_bytes(engine, n, n) > PAIR_BLOCK_BYTES:
+        return _loss_parts(engine, activation, a, W, a_star, W_star, with_gradient=with_gradient)
+    nv, vhat, nonzero = _norms_and_units(engine, V)
+    Vm = engine.as_matrix(vhat)
+    t = engine.from_matrix(Vm * Vm.transpose())
+    j, l, full = _packed_pairs(n)
+    tp = t[j, l]
+    # A non-zero row with itself (t > threshold, the vector route): u^ - u^ is exactly 0, so
+    # a = 0, phi = 2 atan2(0, b) = 0 and sin phi = 0 b / 2 = 0 exactly; set without computing them.
+    rest = np.flatnonzero(~(_packed_diagonal(n) & np.asarray(tp > engine.accurate_t, dtype=bool)))
+    jr, lr = j[rest], l[rest]
+    ah, bh = _half_angle_pairs(engine, vhat, vhat, tp[rest], lambda k: (jr[k], lr[k]), engine.accurate_t)
+    phi, sin_phi = engine.zeros(tp.shape), engine.zeros(tp.shape)
+    phi[rest], sin_phi[rest] = 2 * engine.atan2(ah, bh), ah * bh / 2
+    A, B = kernel.grad_coefficients(engine.pair_matrix(phi, full), engine.pair_matrix(sin_phi, full),
+                                    engine.pi, activation)
+    cn = c * nv
+    Z = engine.from_matrix(A.m.mid() * engine.as_matrix(cn[:, None] * vhat))
+    S = engine.from_matrix(B.m.mid() * engine.as_matrix(cn[:, None]))[:, 0]
+    Kc = nv * (S + (vhat * Z).sum(axis=1))
+    lgW = engine.zeros(W.shape)
+    if with_gradient and m:
+        G = Z[:m] + S[:m, None] * vhat[:m]
+        if not np.all(nonzero[:m]):
+            G = G * nonzero[:m, None]
+        lgW = 2 * a[:, None] * G
+    return c.dot(Kc), (2 * Kc[:m] if with_gradient else engine.zeros(a.shape)), lgW
 
 
 def _loss_parts(engine: Engine, activation: str, a: np.ndarray, W: np.ndarray, a_star: np.ndarray,
