@@ -177,3 +177,23 @@ def test_checkpoint_format_is_the_mp_engines_and_resume_is_exact(tmp_path):
     resumed = gd.run_gd(p_new(), p.eta, schedule=SCHEDULE, gap_fn=exact_gap, stop=rules(45),
                         resume=gd.load_checkpoint(ck_new, p_new()), progress=False)
     assert_same_run(p, resumed, straight)
+
+
+def test_hybrid_run_with_the_arb_iterate_matches_the_mp_engine():
+    # checker.dynamics.hybrid: float64 steps to float64's floor, then the high-precision engine from
+    # that iterate.  The float64 phase is the same in both (same problem numbers); the mp phase
+    # differs by rounding at the working precision only (test above): the ends agree to 25 digits
+    # relative to the largest entry, far below float64's 1e-16 that the switch carries in.
+    from checker.dynamics import hybrid
+
+    inst = Instance.create(teacher_a=["1", "-0.6"], teacher_W=[["1", "0", "0"], ["0", "1", "0"]],
+                           student_a=["0.6", "0.5", "-0.4"],
+                           student_W=[["0.5", "0.2", "0"], ["0.4", "-0.1", "0.1"], ["0.1", "0.5", "0.1"]],
+                           lam="0.05", eta="0.5")
+    stop = gd.StopRules(max_steps=700, gap_every=50)
+    ends = [hybrid.run_hybrid(p, p.eta, stop=stop, gap_fn=lambda q, a, W, lam: 1.0, progress=False)
+            for p in (Problem.from_instance(inst, make_engine(n, 30)) for n in ("mp", "mp-arb"))]
+    assert ends[0].steps == ends[1].steps == 700
+    assert all(isinstance(x, mpmath.mpf) for x in ends[1].a)
+    assert_close_scaled(ends[1].a, ends[0].a, digits=25, what="a")
+    assert_close_scaled(ends[1].W, ends[0].W, digits=25, what="W")

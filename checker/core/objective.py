@@ -504,7 +504,10 @@ def _loss_parts_matrix(engine: Any, activation: str, a: np.ndarray, W: np.ndarra
     jr, lr = j[rest], l[rest]
     ah, bh = _half_angle_pairs(engine, vhat, vhat, tp[rest], lambda k: (jr[k], lr[k]), engine.accurate_t)
     phi, sin_phi = engine.zeros(tp.shape), engine.zeros(tp.shape)
-    phi[rest], sin_phi[rest] = 2 * engine.atan2(ah, bh), ah * bh / 2
+    # 2 atan2(a, b) and a b / 2, with the constants as engine numbers (scaling by 2 is exact:
+    # the same numbers as with the integers, without converting them for every pair)
+    two, half = engine.to_work(2), engine.to_work(0.5)
+    phi[rest], sin_phi[rest] = engine.atan2(ah, bh) * two, ah * bh * half
     A, B = kernel.grad_coefficients(engine.pair_matrix(phi, full), engine.pair_matrix(sin_phi, full),
                                     engine.pi, activation)
     cn = c * nv
