@@ -441,7 +441,8 @@ def _evaluate_parts(engine: Engine, activation: str, aw: np.ndarray, Ww: np.ndar
         return loss, reg_loss, lga, lgW, lga, lgW
     # Array on the left: a number * ndarray may first fail inside the number's own
     # __mul__ (mpmath formats the whole array into its error message), then fall back.
-    return loss, reg_loss, lga + aw * lam_w, lgW + Ww * lam_w, lga, lgW
+    ga, gW = lga + aw * lam_w, lgW + Ww * lam_w
+    return loss, reg_loss, ga, gW, lga, lgW
 
 
 def evaluate_work(
