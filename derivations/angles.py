@@ -130,6 +130,40 @@ def kappa_from_coefficients(activation: str = "relu") -> Result:
                    f"kappa = B + A cos phi (checker.core.kernel, '{activation}')", "symbolic", check)
 
 
+def matrix_contraction(activation: str = "relu") -> Result:
+    """The contractions of ``objective._loss_parts_matrix`` equal ``gram_dot`` and ``grad_gram_dot``.
+
+    With all neurons against themselves (unit rows v^, norms ||v||, weights c, cos phi_jl = t_jl =
+    <v^_j, v^_l>), cn = c ||v||, Z = A (cn v^) and S = B cn:
+    ||v_j|| (S_j + <v^_j, Z_j>) = gram_dot(c)_j and Z_j + S_j v^_j = grad_gram_dot(c)_j, the right
+    sides being the checker's functions on SymPy symbols (A, B: kernel.grad_coefficients).
+    """
+
+    def check() -> tuple[bool, str]:
+        n, d = 3, 2
+        vh = np.array(sp.symbols(f"vh0:{n * d}", real=True), dtype=object).reshape(n, d)
+        nv = np.array(sp.symbols(f"nv0:{n}", real=True), dtype=object)
+        phi = np.array(sp.symbols(f"phi0:{n * n}", real=True), dtype=object).reshape(n, n)
+        s = np.array(sp.symbols(f"s0:{n * n}", real=True), dtype=object).reshape(n, n)
+        c = np.array(sp.symbols(f"c0:{n}", real=True), dtype=object)
+        t = vh.dot(vh.T)  # the Gram entries of the unit rows
+        g = objective.PairGeometry(nu=nv, nv=nv, uhat=vh, vhat=vh, phi=phi, sin_phi=s, cos_phi=t,
+                                   u_nonzero=np.array([sp.Integer(1)] * n, dtype=object))
+        eng = _SymbolicEngine()
+        A, B = kernel.grad_coefficients(phi, s, sp.pi, activation)
+        cn = c * nv
+        Z = A.dot(cn[:, None] * vh)
+        S = B.dot(cn)
+        ok_k, count_k = _entrywise_equal(nv * (S + (vh * Z).sum(axis=1)), objective.gram_dot(eng, g, activation, c))
+        ok_g, count_g = _entrywise_equal(Z + S[:, None] * vh, objective.grad_gram_dot(eng, g, activation, c))
+        return ok_k and ok_g, f"{n} neurons in d = {d}: all {count_k} kernel and {count_g} gradient entries equal"
+
+    return guarded(f"matrix_contraction_{activation}", FAMILY,
+                   "||v_j|| (S_j + <v^_j, Z_j>) = sum_l c_l k(v_j, v_l) and Z_j + S_j v^_j = sum_l c_l grad_u k(v_j, v_l) "
+                   f"with Z = A (c||v|| v^), S = B c||v|| (checker.core.objective._loss_parts_matrix, '{activation}')",
+                   "symbolic", check)
+
+
 DERIVATIONS = (
     half_angle_route,
     bound(kappa_from_coefficients, "kappa_from_coefficients_relu", activation="relu"),
@@ -138,4 +172,6 @@ DERIVATIONS = (
     bound(gram_contraction, "gram_contraction_abs", activation="abs"),
     bound(gradient_contraction, "gradient_contraction_relu", activation="relu"),
     bound(gradient_contraction, "gradient_contraction_abs", activation="abs"),
+    bound(matrix_contraction, "matrix_contraction_relu", activation="relu"),
+    bound(matrix_contraction, "matrix_contraction_abs", activation="abs"),
 )
