@@ -60,12 +60,19 @@ def _assert_agrees(inst: Instance, dps: int) -> None:
     old = Problem.from_instance(inst, MpEngine(dps))
     new = Problem.from_instance(inst, MpEngine(dps, iterate="arb"))
     ref, got = old.evaluate(), _evaluate_arb(new)
-    # Tolerance: both paths compute the same norms, unit rows, Gram matrix, angles and (A, B)
-    # (the same functions), and differ only in the order of the roundings of the contractions
-    # over the n = m + m* neurons (kappa = B + A t summed as B cn + <v^, A (cn v^)>, each sum
-    # rounded once by Arb's dot product).  Every term of L is at most S^2 (S = mass_scale) and
-    # every term of a gradient entry at most 2 S max(1, |a_j|, ||w_j||); a few roundings per term
-    # at the working precision (2^-work_prec) bound the difference by 16 n ulps of that scale.
+    # Tolerance: both paths compute the same norms, unit rows and Gram entries t (the same
+    # functions; t from the same unit rows).  They differ (i) in the angle route where |t| <= 0.9:
+    # sqrt(1 - t^2) and atan2(sqrt(1 - t^2), t) against sqrt(2 -+ 2t) and 2 atan2(a, b), each a
+    # function of the same t computed with at most 7 roundings, conditioned by at most
+    # 1 / sqrt(1 - 0.9^2) < 2.3: phi and sin phi within 32 ulps (|phi| <= pi); and (ii) in the order
+    # of the roundings of the contractions over the n = m + m* neurons (A = A_0 + A_1 phi and
+    # kappa = B + A t summed as B cn + <v^, A (cn v^)>, each sum rounded once by Arb's dot
+    # product, A_0, A_1, B_1 with a few roundings each).  Every term of L is at most S^2
+    # (S = mass_scale) and every term of a gradient entry at most 2 S max(1, |a_j|, ||w_j||); a
+    # few roundings per term at the working precision (2^-work_prec), and the 32 ulps of (i) per
+    # term times the kernel's Lipschitz factor in (phi, sin phi) (<= 1), bound the difference by
+    # 16 n ulps of that scale (n >= 2).  (Measured on random and near-threshold instances: below
+    # 0.2 n ulps.)
     n = len(inst.student_a) + len(inst.teacher_a)
     with old.engine.context():
         S2 = (1 + mass_scale(old)) ** 2
@@ -98,6 +105,22 @@ def test_evaluation_agrees_on_close_pairs_and_zero_neurons(activation):
     inst = Instance.create(activation=activation, teacher_a=["1.2", "-0.8"], teacher_W=np.eye(4)[:2].tolist(),
                            student_a=[f"{x:.17g}" for x in rng.normal(size=len(W))],
                            student_W=[[f"{x:.17g}" for x in r] for r in W], lam="0.01")
+    _assert_agrees(inst, 50)
+
+
+@pytest.mark.parametrize("activation", ["relu", "abs"])
+@pytest.mark.parametrize("cosine", ["0.9", "-0.9", "0.8999999", "-0.9000001", "0", "0.3"])
+def test_evaluation_agrees_on_both_sides_of_the_route_threshold(activation, cosine):
+    # Students at the given cosine to a teacher row, on either side of accurate_t = 0.9 (the
+    # one-root Gram route against the vector route) and away from it: the same numbers as the
+    # mp engine (whose angles take sqrt(2 -+ 2t) or the vectors) to the tolerance of _assert_agrees.
+    t = mpmath.mpf(cosine)
+    with mpmath.workdps(40):
+        s = mpmath.sqrt(1 - t * t)
+        rows = [[t, s, 0], [t, 0, s], [s, t, 0]]
+    inst = Instance.create(activation=activation, teacher_a=["1", "-0.7"], teacher_W=[["1", "0", "0"], ["0", "1", "0"]],
+                           student_a=["0.8", "-0.5", "0.3"],
+                           student_W=[[mpmath.nstr(x, 30) for x in r] for r in rows], lam="0.01")
     _assert_agrees(inst, 50)
 
 

@@ -13,7 +13,6 @@ precision is never assigned.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from typing import Any, Iterator, Sequence
 
@@ -200,12 +199,12 @@ class ArbWork:
         """The midpoints (radius 0) of an array of balls."""
         return self._mid(x)
 
-    def pair_matrix(self, packed: np.ndarray, full: np.ndarray) -> "ElementwiseMatrix":
-        """The (n, n) matrix of a packed pair quantity (``full``: each pair's position), as an Arb matrix."""
+    def pair_matrix(self, packed: np.ndarray, full: np.ndarray) -> Any:
+        """The (n, n) Arb matrix of the midpoints of a packed pair quantity (``full``: each pair's position)."""
         from flint import arb_mat
 
         n = full.shape[0]
-        return ElementwiseMatrix(arb_mat(n, n, packed[full.ravel()].tolist()))
+        return arb_mat(n, n, packed[full.ravel()].tolist()).mid()
 
     def as_matrix(self, X: np.ndarray) -> Any:
         """A 2-D array of arb as an Arb matrix of its midpoints."""
@@ -226,63 +225,6 @@ class ArbWork:
 
     def context(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()  # MpEngine.context sets the precision
-
-
-@functools.lru_cache(maxsize=16)
-def _ones_matrix(n: int, k: int) -> Any:
-    """The n x k Arb matrix of ones (exact at every precision; python-flint matrices are not changed in place here)."""
-    from flint import arb_mat
-
-    return arb_mat(n, k, [1] * (n * k))
-
-
-class ElementwiseMatrix:
-    """An Arb matrix under the elementwise arithmetic of ``checker.core.kernel``'s closed forms.
-
-    python-flint reads ``scalar + matrix`` as ``scalar * I + matrix``; the kernel's
-    formulas (``kernel.grad_coefficients``: pi - phi, / (2 pi), 2 * (pi/2 - phi) / pi)
-    mean the scalar on every entry.  This wrapper gives them that meaning, in C
-    (one matrix operation each, no Python number per entry): scalar +- matrix,
-    matrix +- matrix, scalar * matrix and matrix / scalar.  An entrywise product
-    of two matrices is refused (a matrix product would be silently wrong).
-    """
-
-    __slots__ = ("m",)
-
-    def __init__(self, m: Any) -> None:
-        self.m = m
-
-    def _full(self, x: Any) -> Any:
-        return _ones_matrix(self.m.nrows(), self.m.ncols()) * x  # 1 * x is exact
-
-    def _other(self, x: Any) -> Any:
-        return x.m if isinstance(x, ElementwiseMatrix) else self._full(x)
-
-    def __add__(self, x: Any) -> "ElementwiseMatrix":
-        return ElementwiseMatrix(self.m + self._other(x))
-
-    __radd__ = __add__
-
-    def __sub__(self, x: Any) -> "ElementwiseMatrix":
-        return ElementwiseMatrix(self.m - self._other(x))
-
-    def __rsub__(self, x: Any) -> "ElementwiseMatrix":
-        return ElementwiseMatrix(self._other(x) - self.m)
-
-    def __neg__(self) -> "ElementwiseMatrix":
-        return ElementwiseMatrix(-self.m)
-
-    def __mul__(self, x: Any) -> "ElementwiseMatrix":
-        if isinstance(x, ElementwiseMatrix):
-            raise TypeError("entrywise product of two matrices is not supported")
-        return ElementwiseMatrix(self.m * x)
-
-    __rmul__ = __mul__
-
-    def __truediv__(self, x: Any) -> "ElementwiseMatrix":
-        if isinstance(x, ElementwiseMatrix):
-            raise TypeError("entrywise quotient of two matrices is not supported")
-        return ElementwiseMatrix(self.m / x)
 
 
 #: High-precision backends: "arb" (default: Arb midpoints inside checker.core.objective)

@@ -474,19 +474,26 @@ def _loss_parts_matrix(engine: Any, activation: str, a: np.ndarray, W: np.ndarra
                        W_star: np.ndarray, *, with_gradient: bool) -> tuple[Any, np.ndarray, np.ndarray]:
     """``_loss_parts`` with the pair matrices contracted as Arb matrices (``ArbWork.matrix_form``).
 
-    The norms, unit rows, the Gram matrix t, the half-angle norms and the angle
-    triple of the packed pairs j <= l are ``_loss_parts``'s (the same functions).
-    Then (A, B) = ``kernel.grad_coefficients`` is evaluated once on the (n, n) Arb
-    matrices of phi and sin phi (``ArbWork.pair_matrix``: entrywise, in C), and
-    with cn = c ||v|| and Z = A (cn v^) (one matrix product, n x d), S = B cn:
+    The norms and unit rows are ``_loss_parts``'s (the same function); the angle
+    triple of the packed pairs j <= l takes the vector route of ``_loss_parts``
+    (``_half_angle_pairs``) where |t| > ``accurate_t`` and, elsewhere, the Gram
+    route in one square root: sin phi = sqrt(1 - t^2), phi = atan2(sin phi, t)
+    (equal to 2 atan2(a, b) and a b / 2: ``derivations/angles.py``,
+    gram_route_one_root), one root and one atan2 per pair instead of two roots.
+    Then, (A, B) = ``kernel.grad_coefficients`` being affine, A = A_0 + A_1 phi and
+    B = B_1 sin phi (``derivations/angles.py``, coefficients_affine; A_0, A_1, B_1
+    from ``kernel.grad_coefficients`` itself), with cn = c ||v||, X = cn v^ and the
+    (n, n) Arb matrices Phi, Sin of phi and sin phi (``ArbWork.pair_matrix``):
+    Z = A X = A_0 sum_l X_l + A_1 (Phi X) (one matrix product, n x d) and
+    S = B cn = B_1 (Sin cn), and
 
         sum_l c_l k(v_j, v_l) = ||v_j|| (S_j + <v^_j, Z_j>),
         sum_l c_l grad_u k(v_j, v_l) = Z_j + S_j v^_j,
 
     from kappa = B + A cos phi (``kernel.kappa_from_coefficients``) and
-    cos phi_jl = t_jl = <v^_j, v^_l>, so that kappa is never formed entry by
-    entry.  The same numbers as ``_loss_parts`` up to the order of the roundings
-    (tests/test_arb_iterate.py).  Instances whose pair arrays need several
+    cos phi_jl = t_jl = <v^_j, v^_l>, so that neither (A, B) nor kappa is formed
+    entry by entry.  The same numbers as ``_loss_parts`` up to the order of the
+    roundings (tests/test_arb_iterate.py).  Instances whose pair arrays need several
     row blocks go to ``_loss_parts``.
     """
     V = np.concatenate([W, W_star], axis=0)
@@ -499,21 +506,38 @@ def _loss_parts_matrix(engine: Any, activation: str, a: np.ndarray, W: np.ndarra
     t = engine.from_matrix(Vm * Vm.transpose())
     j, l, full = _packed_pairs(n)
     tp = t[j, l]
-    # A non-zero row with itself (t > threshold, the vector route): u^ - u^ is exactly 0, so
-    # a = 0, phi = 2 atan2(0, b) = 0 and sin phi = 0 b / 2 = 0 exactly; set without computing them.
-    rest = np.flatnonzero(~(_packed_diagonal(n) & np.asarray(tp > engine.accurate_t, dtype=bool)))
-    jr, lr = j[rest], l[rest]
-    ah, bh = _half_angle_pairs(engine, vhat, vhat, tp[rest], lambda k: (jr[k], lr[k]), engine.accurate_t)
+    # The route of each pair from float(t) (one conversion per pair instead of several Arb
+    # comparisons): where float(t) and t fall on either side of the threshold, both routes are
+    # accurate.  A non-zero row with itself (t > threshold, the vector route): u^ - u^ is exactly 0,
+    # so a = 0, phi = 2 atan2(0, b) = 0 and sin phi = 0 b / 2 = 0 exactly; set without computing them.
+    tf = np.fromiter(map(float, tp), dtype=float, count=len(tp))
+    close = np.abs(tf) > engine.accurate_t
+    gram, vec = np.flatnonzero(~close), np.flatnonzero(close & ~_packed_diagonal(n))
     phi, sin_phi = engine.zeros(tp.shape), engine.zeros(tp.shape)
-    # 2 atan2(a, b) and a b / 2, with the constants as engine numbers (scaling by 2 is exact:
-    # the same numbers as with the integers, without converting them for every pair)
-    two, half = engine.to_work(2), engine.to_work(0.5)
-    phi[rest], sin_phi[rest] = engine.atan2(ah, bh) * two, ah * bh * half
-    A, B = kernel.grad_coefficients(engine.pair_matrix(phi, full), engine.pair_matrix(sin_phi, full),
-                                    engine.pi, activation)
+    if len(gram):
+        # Gram route in one root: sin phi = sqrt(1 - t^2) = a b / 2 and phi = atan2(sin phi, t)
+        # = 2 atan2(a, b) (derivations/angles.py, gram_route_one_root); 1 - t^2 >= 1 - threshold^2.
+        tg = tp[gram]
+        sg = engine.sqrt(1 - tg * tg)
+        phi[gram], sin_phi[gram] = engine.atan2(sg, tg), sg
+    if len(vec):
+        jv, lv = j[vec], l[vec]
+        ah, bh = _half_angle_pairs(engine, vhat, vhat, tp[vec], lambda k: (jv[k], lv[k]), engine.accurate_t)
+        # 2 atan2(a, b) and a b / 2, with the constants as engine numbers (scaling by 2 is exact:
+        # the same numbers as with the integers, without converting them for every pair)
+        two, half = engine.to_work(2), engine.to_work(0.5)
+        phi[vec], sin_phi[vec] = engine.atan2(ah, bh) * two, ah * bh * half
+    # (A, B) = kernel.grad_coefficients is affine: A = A_0 + A_1 phi, B = B_1 sin phi
+    # (derivations/angles.py, coefficients_affine), so with X = cn v^ (one row per neuron)
+    # Z = A X = A_0 (sum_l X_l) + A_1 (Phi X) and S = B cn = B_1 (Sin cn): the pair matrices
+    # Phi, Sin enter two Arb matrix products, and no (A, B) is formed entry by entry.
+    zero, one = engine.to_work(0), engine.to_work(1)
+    A_0, B_1 = kernel.grad_coefficients(zero, one, engine.pi, activation)
+    A_0, A_1, B_1 = A_0.mid(), (kernel.grad_coefficients(one, one, engine.pi, activation)[0] - A_0).mid(), B_1.mid()
     cn = c * nv
-    Z = engine.from_matrix(A.m.mid() * engine.as_matrix(cn[:, None] * vhat))
-    S = engine.from_matrix(B.m.mid() * engine.as_matrix(cn[:, None]))[:, 0]
+    X = cn[:, None] * vhat
+    Z = engine.from_matrix(engine.pair_matrix(phi, full) * engine.as_matrix(X)) * A_1 + X.sum(axis=0) * A_0
+    S = engine.from_matrix(engine.pair_matrix(sin_phi, full) * engine.as_matrix(cn[:, None]))[:, 0] * B_1
     Kc = nv * (S + (vhat * Z).sum(axis=1))
     lgW = engine.zeros(W.shape)
     if with_gradient and m:
