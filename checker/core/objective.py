@@ -176,14 +176,18 @@ def _half_angle_pairs(engine: Engine, uhat: np.ndarray, vhat: np.ndarray, t: np.
     ~1 / (1 - threshold) ulp).  A zero row (u = 0, t = 0) gets a = b = sqrt 2,
     phi = pi/2: finite, and every use of that pair is multiplied by ||u|| = 0.
     """
-    close = np.asarray(abs(t) > threshold, dtype=bool)
+    numbers = t.dtype == object  # numbers with a cost per operation (mp)
+    # mp: the routes chosen on float(t), one conversion per pair instead of several comparisons
+    # of mp numbers (where float(t) and t fall on either side of the threshold both routes are
+    # accurate; float(t) has the sign of t wherever |t| > threshold).
+    tf = np.fromiter(map(float, t), dtype=float, count=len(t)) if numbers else t
+    close = np.asarray(abs(tf) > threshold, dtype=bool)
     k = np.flatnonzero(close)
-    if t.dtype == object:
-        # Numbers with a cost per operation (mp): each Gram-route norm only where it is used
-        # (not for a where t > threshold, not for b where t < -threshold); there
-        # 2 -+ 2t >= 2 - 2 threshold > 0, so no abs() is needed.
+    if numbers:
+        # Each Gram-route norm only where it is used (not for a where t > threshold, not for b
+        # where t < -threshold); there 2 -+ 2t >= 2 - 2 threshold > 0, so no abs() is needed.
         a, b = np.empty(t.shape, dtype=object), np.empty(t.shape, dtype=object)
-        pos = np.asarray(t > 0, dtype=bool)
+        pos = tf > 0
         ia, ib = np.flatnonzero(~(close & pos)), np.flatnonzero(~(close & ~pos))
         a[ia] = engine.sqrt(2 - 2 * t[ia])
         b[ib] = engine.sqrt(2 + 2 * t[ib])
@@ -197,8 +201,15 @@ def _half_angle_pairs(engine: Engine, uhat: np.ndarray, vhat: np.ndarray, t: np.
     step = max(1, CLOSE_PAIR_CHUNK // max(1, uhat.shape[1]))
     for s in range(0, len(k), step):
         kk = k[s:s + step]
+        pos = np.asarray(tf[kk] > 0, dtype=bool)
+        if numbers:  # u^ - v^ (t > 0) and u^ + v^ (t < 0) apart: no product by -+1 per entry
+            for kp, out, diff in ((kk[pos], a, True), (kk[~pos], b, False)):
+                if len(kp):
+                    j, l = rows_of(kp)
+                    D = uhat[j] - vhat[l] if diff else uhat[j] + vhat[l]
+                    out[kp] = engine.sqrt((D * D).sum(axis=1))
+            continue
         j, l = rows_of(kk)
-        pos = np.asarray(t[kk] > 0, dtype=bool)
         D = uhat[j] - vhat[l] * np.where(pos, 1, -1)[:, None]  # u^ - v^ (t > 0) or u^ + v^ (t < 0)
         r = engine.sqrt((D * D).sum(axis=1))
         a[kk[pos]] = r[pos]
