@@ -433,6 +433,38 @@ def hp_arb_iterate_figures(hp: dict) -> dict:
                                          for k in ("small", "medium")}}
 
 
+def bench_number_types(dps: int, rounds: int, log: Callable[[str], None]) -> dict:
+    """CPU time per call of the per-pair operations in python-flint arb and gmpy2 mpfr, at the
+    mp engine's working precision for ``dps`` digits (why the iterate's numbers are arb: the atan2)."""
+    import gmpy2
+    from flint import arb, ctx
+
+    prec = make_engine("mp", dps).work_prec
+    calls = 2000
+    with ctx.workprec(prec), gmpy2.context(precision=prec):
+        xa, ya = arb(2) / 3, arb(5) / 7
+        xm, ym = gmpy2.mpfr(2) / 3, gmpy2.mpfr(5) / 7
+        ops = {"mul": (lambda: xa * ya, lambda: xm * ym),
+               "sqrt": (lambda: xa.sqrt(), lambda: gmpy2.sqrt(xm)),
+               "atan2": (lambda: arb.atan2(xa, ya), lambda: gmpy2.atan2(xm, ym)),
+               "acos": (lambda: xa.acos(), lambda: gmpy2.acos(xm))}
+
+        def loop(f: Callable[[], object]) -> Callable[[], None]:
+            def run() -> None:
+                for _ in range(calls):
+                    f()
+            return run
+
+        fns = {f"{op}_{kind}": loop(f) for op, pair in ops.items() for kind, f in zip(("arb", "mpfr"), pair)}
+        t = interleaved_cpu_times(fns, rounds)
+    out: dict[str, Any] = {"working_bits": prec, "clock": "thread CPU time per call, interleaved rounds, median"}
+    for op in ops:
+        out[op] = {"arb_us": t[f"{op}_arb"] / calls * 1e6, "mpfr_us": t[f"{op}_mpfr"] / calls * 1e6}
+    log(f"  per call at {prec} bits: " + ", ".join(
+        f"{op} arb {out[op]['arb_us']:.2f} us / mpfr {out[op]['mpfr_us']:.2f} us" for op in ops))
+    return out
+
+
 def run_hp_only(smoke: bool, repeat: int, log: Callable[[str], None]) -> dict:
     """The high-precision section alone: the keys it sets in results.json (merged, the rest kept)."""
     t0 = time.perf_counter()
@@ -443,6 +475,7 @@ def run_hp_only(smoke: bool, repeat: int, log: Callable[[str], None]) -> dict:
         out[f"hp_speedup_vs_naive_mpmath_{dps}dps"] = {k: hp[f"{k}_{dps}dps"]["mp_speedup"]
                                                        for k in ("small", "medium")}
     out.update(hp_arb_iterate_figures(hp))
+    out["hp_number_types_50dps"] = bench_number_types(50, 1 if smoke else 5 * repeat, log)
     out["high_precision_run"] = {"repeat": repeat, "smoke": smoke, "machine": machine(),
                                  "seconds": time.perf_counter() - t0}
     out["high_precision_run"]["machine"]["load_average_at_end"] = (os.getloadavg() if hasattr(os, "getloadavg")
@@ -507,6 +540,7 @@ def run(smoke: bool, repeat: int, log: Callable[[str], None]) -> dict:
     res["hp_speedup_vs_naive_mpmath_100dps"] = {k: res["high_precision"][f"{k}_100dps"]["mp_speedup"]
                                                 for k in ("small", "medium")}
     res.update(hp_arb_iterate_figures(res["high_precision"]))
+    res["hp_number_types_50dps"] = bench_number_types(50, 1 if smoke else 5 * repeat, log)
     res["mc_samples_for_1e-3"] = (res["monte_carlo"]["measured"]["samples"] if not smoke else
                                   math.ceil((res["monte_carlo"]["error_constant_C"] / 1e-3) ** 2))
     res["mc_samples_for_1e-6"] = res["monte_carlo"]["extrapolated_1e-6"]["samples"]
