@@ -26,7 +26,14 @@ Sections:
   from the 1/sqrt(n) law (labelled so).  PyTorch is used too if installed;
 * high precision: the default high-precision engine against the
   straightforward mpmath implementation of ``naive_mpmath.py`` (scalar loops
-  over pairs) at 50 and 100 digits, on the small and medium instances;
+  over pairs) at 50 and 100 digits, on the small and medium instances; one
+  evaluation of L_lambda and its gradient from the engine's iterate: mpf for
+  "mp" and "mpmath", the Arb midpoints of the Arb-iterate engine for "mp-arb"
+  (``MpEngine(iterate="arb")``, ``Problem.evaluate_work``: no conversion; the
+  arrays are converted once, outside the timing, as a run converts them once);
+  timed as the median CPU time of the thread per call, the evaluations taking
+  turns (robust to a shared machine's load; ``interleaved_cpu_times``);
+  ``--hp-only`` runs this section alone and merges its keys into the JSON;
 * angle error: the largest relative error of phi and sin phi on the Gram route
   of ``checker.core.objective.half_angle_norms`` for |t| <= threshold, against 40
   digits, which justifies ``checker.core.objective.ACCURATE_T``.
@@ -107,23 +114,41 @@ def median_time(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
+def iterate_numbers(P: Problem) -> Any:
+    """checker.dynamics.gd.IterateNumbers of P if its engine keeps the iterate in Arb, else None."""
+    try:
+        from checker.dynamics.gd import IterateNumbers
+    except ImportError:  # a baseline checkout from before the Arb iterate
+        return None
+    nums = IterateNumbers(P)
+    return nums if nums.work else None
+
+
 def gd_step_time(P: Problem, steps: int, repeat: int) -> float:
     """Median seconds of one gradient-descent step of the problem's engine.
 
     The median over all ``steps * repeat`` steps timed one by one: robust to the
     moments the process is descheduled on a shared machine (as is the floor's).
+    An Arb-iterate engine steps in its own numbers, as ``checker.dynamics.gd`` does.
     """
     engine = P.engine
     times: list[float] = []
+    nums = iterate_numbers(P)
 
     def run(record: bool) -> None:
         a, W = P.a, P.W
         with engine.context():
+            if nums is not None:
+                a, W, eta, lam = nums.to(a), nums.to(W), nums.to(P.eta), nums.to(P.lam)
             for _ in range(steps):
                 t = time.perf_counter()
-                ev = P.evaluate(a, W)
-                a = a - ev.grad_a * P.eta  # array on the left: mpf * ndarray is slow in mpmath
-                W = W - ev.grad_W * P.eta
+                if nums is None:
+                    ev = P.evaluate(a, W)
+                    a = a - ev.grad_a * P.eta  # array on the left: mpf * ndarray is slow in mpmath
+                    W = W - ev.grad_W * P.eta
+                else:
+                    ev = nums.evaluate(a, W, lam)
+                    a, W = nums.round(a - ev.grad_a * eta), nums.round(W - ev.grad_W * eta)
                 if record:
                     times.append(time.perf_counter() - t)
 
@@ -164,13 +189,14 @@ def close_pair_fraction(P: Problem) -> float:
 
 
 def engine_names() -> list[str]:
-    """The high-precision engines this checkout has: "mp" and, if present, "mpmath"."""
+    """The high-precision engines this checkout has: "mp" and, if present, "mpmath" and "mp-arb"."""
     names = ["mp"]
-    try:
-        make_engine("mpmath", 30)
-        names.append("mpmath")
-    except Exception:  # an older checkout without the pure-mpmath engine name
-        pass
+    for name in ("mpmath", "mp-arb"):
+        try:
+            make_engine(name, 30)
+            names.append(name)
+        except Exception:  # an older checkout without that engine name
+            pass
     return names
 
 
@@ -274,7 +300,8 @@ def bench_monte_carlo(size: tuple, repeat: int, smoke: bool, log: Callable[[str]
     return out
 
 
-def naive_time(inst: Instance, dps: int, repeat: int) -> float:
+def naive_evaluation(inst: Instance, dps: int) -> Callable[[], object]:
+    """One call of the naive mpmath evaluation (naive_mpmath.py) of the instance at dps digits."""
     with mpmath.workdps(dps):
         a = [mpmath.mpf(x) for x in inst.student_a]
         W = [[mpmath.mpf(x) for x in row] for row in inst.student_W]
@@ -282,24 +309,73 @@ def naive_time(inst: Instance, dps: int, repeat: int) -> float:
         W_star = [[mpmath.mpf(x) for x in row] for row in inst.teacher_W]
         W_star = [[x / mpmath.sqrt(sum(y * y for y in row)) for x in row] for row in W_star]
         lam = mpmath.mpf(inst.lam)
-        return median_time(lambda: naive_mpmath.evaluate(a, W, a_star, W_star, lam), repeat)
+
+    def run() -> object:
+        with mpmath.workdps(dps):
+            return naive_mpmath.evaluate(a, W, a_star, W_star, lam)
+    return run
+
+
+def engine_evaluation(inst: Instance, name: str, dps: int) -> Callable[[], object]:
+    """One evaluation of L_lambda and its gradient by the engine ``name`` from its iterate's numbers.
+
+    mpf arrays for "mp" and "mpmath" (``Problem.evaluate``: converted to the working
+    numbers and back inside); the Arb midpoints for "mp-arb" (``Problem.evaluate_work``,
+    converted once here, outside the timing, as a run converts its iterate once).
+    """
+    P = Problem.from_instance(inst, make_engine(name, dps))
+    nums = iterate_numbers(P)
+    with P.engine.context():
+        if nums is None:
+            def run() -> object:
+                with P.engine.context():
+                    return P.evaluate()
+        else:
+            a, W, lam = nums.to(P.a), nums.to(P.W), nums.to(P.lam)
+
+            def run() -> object:
+                with P.engine.context():
+                    return P.evaluate_work(a, W, lam=lam)
+    return run
+
+
+def interleaved_cpu_times(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median CPU seconds of this thread per call of each function, the functions taking turns.
+
+    One warm-up call each, then ``rounds`` rounds of one call of every function:
+    the thread's CPU time (``time.thread_time``) does not count the time the
+    process waits for a core on a shared machine, and the turns give every
+    function the same share of what load does to the caches and clock.
+    """
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t = time.thread_time()
+            fn()
+            times[k].append(time.thread_time() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def bench_high_precision(sizes: dict, repeat: int, smoke: bool, log: Callable[[str], None]) -> dict:
+    """Each engine's evaluation against naive mpmath: the ratio of CPU times per call, interleaved."""
     out: dict[str, Any] = {}
     for label in ("small", "medium"):
         inst = reference_instance(*sizes[label])
         for dps in (50, 100):
-            row: dict[str, Any] = {"naive_mpmath_s": naive_time(inst, dps, 1 if smoke or label == "medium" else repeat)}
+            fns = {"naive_mpmath": naive_evaluation(inst, dps)}
+            fns.update({name: engine_evaluation(inst, name, dps) for name in engine_names()})
+            rounds = 1 if smoke else (5 * repeat if label == "small" else repeat)
+            t = interleaved_cpu_times(fns, rounds)
+            row: dict[str, Any] = {"naive_mpmath_s": t["naive_mpmath"], "rounds": rounds,
+                                   "clock": "thread CPU time, interleaved rounds, median"}
             for name in engine_names():
-                P = Problem.from_instance(inst, make_engine(name, dps))
-                with P.engine.context():
-                    P.evaluate()
-                    row[f"{name}_s"] = median_time(P.evaluate, 1 if smoke else repeat)
+                row[f"{name}_s"] = t[name]
                 row[f"{name}_speedup"] = row["naive_mpmath_s"] / row[f"{name}_s"]
             out[f"{label}_{dps}dps"] = row
             log(f"  {label:<7} {dps:>3} digits: naive mpmath {row['naive_mpmath_s'] * 1e3:8.1f} ms, "
-                + ", ".join(f"{n} {row[f'{n}_s'] * 1e3:.1f} ms ({row[f'{n}_speedup']:.1f}x)"
+                + ", ".join(f"{n} {row[f'{n}_s'] * 1e3:.2f} ms ({row[f'{n}_speedup']:.1f}x)"
                             for n in engine_names()))
     return out
 
@@ -343,6 +419,67 @@ def bench_angle_error(pairs: int, log: Callable[[str], None]) -> dict:
         + ", ".join(f"tau={tau}: {out[f'max_rel_error_t_le_{tau}']:.1e}" for tau in (0.5, 0.9, 0.99, 0.999)
                     if out[f"max_rel_error_t_le_{tau}"] is not None)
         + f"  (ACCURATE_T = {objective.ACCURATE_T})")
+    return out
+
+
+def hp_arb_iterate_figures(hp: dict) -> dict:
+    """The Arb-iterate engine's figures (same run as naive mpmath and the mp engine), if it was measured."""
+    if "mp-arb_speedup" not in hp.get("small_50dps", {}):
+        return {}
+    return {f"hp_arb_iterate_speedup_vs_naive_mpmath_{dps}dps": {k: hp[f"{k}_{dps}dps"]["mp-arb_speedup"]
+                                                                  for k in ("small", "medium")}
+            for dps in (50, 100)} | {
+        "hp_arb_iterate_over_mp_50dps": {k: hp[f"{k}_50dps"]["mp_s"] / hp[f"{k}_50dps"]["mp-arb_s"]
+                                         for k in ("small", "medium")}}
+
+
+def bench_number_types(dps: int, rounds: int, log: Callable[[str], None]) -> dict:
+    """CPU time per call of the per-pair operations in python-flint arb and gmpy2 mpfr, at the
+    mp engine's working precision for ``dps`` digits (why the iterate's numbers are arb: the atan2)."""
+    import gmpy2
+    from flint import arb, ctx
+
+    prec = make_engine("mp", dps).work_prec
+    calls = 2000
+    with ctx.workprec(prec), gmpy2.context(precision=prec):
+        xa, ya = arb(2) / 3, arb(5) / 7
+        xm, ym = gmpy2.mpfr(2) / 3, gmpy2.mpfr(5) / 7
+        ops = {"mul": (lambda: xa * ya, lambda: xm * ym),
+               "sqrt": (lambda: xa.sqrt(), lambda: gmpy2.sqrt(xm)),
+               "atan2": (lambda: arb.atan2(xa, ya), lambda: gmpy2.atan2(xm, ym)),
+               "acos": (lambda: xa.acos(), lambda: gmpy2.acos(xm))}
+
+        def loop(f: Callable[[], object]) -> Callable[[], None]:
+            def run() -> None:
+                for _ in range(calls):
+                    f()
+            return run
+
+        fns = {f"{op}_{kind}": loop(f) for op, pair in ops.items() for kind, f in zip(("arb", "mpfr"), pair)}
+        t = interleaved_cpu_times(fns, rounds)
+    out: dict[str, Any] = {"working_bits": prec, "clock": "thread CPU time per call, interleaved rounds, median"}
+    for op in ops:
+        out[op] = {"arb_us": t[f"{op}_arb"] / calls * 1e6, "mpfr_us": t[f"{op}_mpfr"] / calls * 1e6}
+    log(f"  per call at {prec} bits: " + ", ".join(
+        f"{op} arb {out[op]['arb_us']:.2f} us / mpfr {out[op]['mpfr_us']:.2f} us" for op in ops))
+    return out
+
+
+def run_hp_only(smoke: bool, repeat: int, log: Callable[[str], None]) -> dict:
+    """The high-precision section alone: the keys it sets in results.json (merged, the rest kept)."""
+    t0 = time.perf_counter()
+    log("High-precision engines against naive mpmath (scalar loops over pairs), one evaluation")
+    hp = bench_high_precision(SMOKE_SIZES if smoke else SIZES, repeat, smoke, log)
+    out: dict[str, Any] = {"high_precision": hp, "hp_engine": "mp"}
+    for dps in (50, 100):
+        out[f"hp_speedup_vs_naive_mpmath_{dps}dps"] = {k: hp[f"{k}_{dps}dps"]["mp_speedup"]
+                                                       for k in ("small", "medium")}
+    out.update(hp_arb_iterate_figures(hp))
+    out["hp_number_types_50dps"] = bench_number_types(50, 1 if smoke else 5 * repeat, log)
+    out["high_precision_run"] = {"repeat": repeat, "smoke": smoke, "machine": machine(),
+                                 "seconds": time.perf_counter() - t0}
+    out["high_precision_run"]["machine"]["load_average_at_end"] = (os.getloadavg() if hasattr(os, "getloadavg")
+                                                                   else None)
     return out
 
 
@@ -402,6 +539,8 @@ def run(smoke: bool, repeat: int, log: Callable[[str], None]) -> dict:
                                                for k in ("small", "medium")}
     res["hp_speedup_vs_naive_mpmath_100dps"] = {k: res["high_precision"][f"{k}_100dps"]["mp_speedup"]
                                                 for k in ("small", "medium")}
+    res.update(hp_arb_iterate_figures(res["high_precision"]))
+    res["hp_number_types_50dps"] = bench_number_types(50, 1 if smoke else 5 * repeat, log)
     res["mc_samples_for_1e-3"] = (res["monte_carlo"]["measured"]["samples"] if not smoke else
                                   math.ceil((res["monte_carlo"]["error_constant_C"] / 1e-3) ** 2))
     res["mc_samples_for_1e-6"] = res["monte_carlo"]["extrapolated_1e-6"]["samples"]
@@ -441,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", metavar="DIR",
                     help="also time the engines of the checker in DIR (e.g. a worktree of main): before/after")
     ap.add_argument("--engines-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--hp-only", action="store_true",
+                    help="only the high-precision section; its keys are merged into the JSON (the rest kept)")
     args = ap.parse_args(argv)
     if args.baseline is not None and not (Path(args.baseline) / "checker" / "objective.py").is_file():
         print(f"bench: --baseline {args.baseline}: no checker/core/objective.py there", file=sys.stderr)
@@ -459,6 +600,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     log = (lambda s: None) if args.no_progress else (lambda s: print(s, flush=True))
     allocator = tune_allocator()
+    if args.hp_only:
+        res = run_hp_only(args.smoke, args.repeat, log)
+        res["high_precision_run"]["note"] = args.note
+        if path is not None:
+            from checker.core.io import merge_json_atomic
+            merge_json_atomic(path, res)
+            log(f"merged the high-precision keys into {path}")
+        return 0
     if args.engines_only:
         log(f"Baseline engines ({SRC})")
         res = {"engines": bench_engines(SMOKE_SIZES if args.smoke else SIZES, args.repeat, args.smoke, log)}

@@ -29,6 +29,8 @@ def test_bench_smoke_writes_the_documented_keys(tmp_path):
     assert all(_number(v) for v in data["float64_over_floor"].values())
     for key in ("hp_speedup_vs_naive_mpmath_50dps", "hp_speedup_vs_naive_mpmath_100dps"):
         assert set(data[key]) == {"small", "medium"} and all(_number(v) for v in data[key].values())
+    types = data["hp_number_types_50dps"]
+    assert all(_number(types[op][k]) for op in ("mul", "sqrt", "atan2", "acos") for k in ("arb_us", "mpfr_us"))
     assert isinstance(data["mc_samples_for_1e-3"], int) and isinstance(data["mc_samples_for_1e-6"], int)
     assert data["mc_samples_for_1e-6"] > data["mc_samples_for_1e-3"] > 0
     for key in ("certified_optimum_seconds_1e-30", "certified_optimum_speedup_vs_hp_gd_1e-20",

@@ -118,8 +118,8 @@ MUTATIONS: tuple[Mutation, ...] = (
              "float64 results printed with 12 digits (no longer the exact binary number)"),
     # ---------------------------------------------------------------- gradient descent
     Mutation("gd-step-drops-decay", "gd", "checker/dynamics/gd.py",
-             "a2, W2 = step_update(train, s.a, s.W, ev.grad_a, ev.grad_W, eta_e)",
-             "a2, W2 = step_update(train, s.a, s.W, ev.loss_grad_a, ev.grad_W, eta_e)",
+             "a2, W2 = step_update(train, s.a, s.W, ev.grad_a, ev.grad_W, eta_it)",
+             "a2, W2 = step_update(train, s.a, s.W, ev.loss_grad_a, ev.grad_W, eta_it)",
              (f"{T_GD}::test_balance_identity_residual_is_at_rounding_level",
               f"{T_GD}::test_fixed_schedule_stops_at_the_first_gap_below_target"),
              "the a-step uses the gradient of L instead of L_lambda", quick=True),

@@ -144,9 +144,12 @@ class ArbWork:
     bytes_per_number = 120
     accurate_t = ACCURATE_T
 
-    def __init__(self) -> None:
+    def __init__(self, matrix_form: bool = False) -> None:
         from flint import arb, arf
 
+        #: True: ``checker.core.objective.evaluate_work`` contracts the pair matrices with Arb
+        #: matrices (``pair_matrix``; the mp engine with ``iterate="arb"``).
+        self.matrix_form = matrix_form
         self._arb, self._arf = arb, arf
         self.sqrt = np.frompyfunc(arb.sqrt, 1, 1)  # unbound methods: no Python call per element
         self.atan2 = np.frompyfunc(arb.atan2, 2, 1)
@@ -196,6 +199,25 @@ class ArbWork:
         """The midpoints (radius 0) of an array of balls."""
         return self._mid(x)
 
+    def pair_matrix(self, packed: np.ndarray, full: np.ndarray) -> Any:
+        """The (n, n) Arb matrix of the midpoints of a packed pair quantity (``full``: each pair's position)."""
+        from flint import arb_mat
+
+        n = full.shape[0]
+        return arb_mat(n, n, packed[full.ravel()].tolist()).mid()
+
+    def as_matrix(self, X: np.ndarray) -> Any:
+        """A 2-D array of arb as an Arb matrix of its midpoints."""
+        from flint import arb_mat
+
+        return arb_mat(X.shape[0], X.shape[1], X.ravel().tolist()).mid()
+
+    def from_matrix(self, M: Any) -> np.ndarray:
+        """An Arb matrix as a 2-D numpy array of arb."""
+        out = np.empty(M.nrows() * M.ncols(), dtype=object)
+        out[:] = M.entries()
+        return out.reshape(M.nrows(), M.ncols())
+
     def zeros(self, shape: Any) -> np.ndarray:
         out = np.empty(shape, dtype=object)
         out.fill(self._arb(0))
@@ -208,6 +230,9 @@ class ArbWork:
 #: High-precision backends: "arb" (default: Arb midpoints inside checker.core.objective)
 #: and "mpmath" (pure mpmath, for cross-checks).
 MP_BACKENDS = ("arb", "mpmath")
+#: Numbers of a gradient-descent iterate in the mp engine: "mpf" (default) or "arb" (Arb
+#: midpoints kept across steps, converted at the edges; ``MpEngine``).
+MP_ITERATES = ("mpf", "arb")
 
 
 class MpEngine:
@@ -217,6 +242,17 @@ class MpEngine:
     reads).  With ``backend="arb"`` (the default) the objective's pair
     arithmetic runs on Arb midpoints at the same working precision (``work``,
     see ``ArbWork``); ``backend="mpmath"`` keeps it in mpmath, for cross-checks.
+
+    ``iterate="arb"`` (Arb backend only; opt-in, ``make_engine("mp-arb")``): a
+    gradient-descent run keeps its iterate (a, W), the gradients and L_lambda in
+    the working numbers across steps, Arb midpoints with the radius dropped
+    after every update (``checker.dynamics.gd``), and converts to mpf only at
+    the edges (results, history, checkpoints, the gap estimate); its evaluations
+    (``checker.core.objective.evaluate_work``) contract the pair matrices with
+    Arb matrix products (``ArbWork.matrix_form``).  The numbers it shows the
+    world (arrays, results, JSON) are the same mpf as with ``iterate="mpf"``,
+    and so is the JSON format; the iterates agree with the default's to
+    rounding (tests/test_arb_iterate.py).
     """
 
     name = "mp"
@@ -224,20 +260,24 @@ class MpEngine:
     bytes_per_number = 200
     accurate_t = ACCURATE_T
 
-    def __init__(self, dps: int = 50, backend: str = "arb") -> None:
+    def __init__(self, dps: int = 50, backend: str = "arb", iterate: str = "mpf") -> None:
         if isinstance(dps, bool) or not isinstance(dps, int):
             raise CheckerError(f"--dps must be a whole number, got {dps!r}")
         if not MIN_DPS <= dps <= MAX_DPS:
             raise CheckerError(f"--dps must be between {MIN_DPS} and {MAX_DPS}, got {dps}")
         if backend not in MP_BACKENDS:
             raise CheckerError(f"unknown mp backend {backend!r}; expected one of {MP_BACKENDS}")
+        if iterate not in MP_ITERATES or (iterate == "arb" and backend != "arb"):
+            raise CheckerError(f"unknown mp iterate {iterate!r} for backend {backend!r}; expected one of "
+                               f"{MP_ITERATES} ('arb' with the Arb backend only)")
         self.dps = dps
         self.work_dps = dps + GUARD_DIGITS
         self.eps = 10.0 ** (-dps)
         self.backend = backend
+        self.iterate = iterate
         with mpmath.workdps(self.work_dps):
             self.work_prec = mpmath.mp.prec  # bits; Arb works at the same precision
-        self.work: Any = ArbWork() if backend == "arb" else self
+        self.work: Any = ArbWork(matrix_form=iterate == "arb") if backend == "arb" else self
         self._sqrt = np.frompyfunc(mpmath.sqrt, 1, 1)
         self._atan2 = np.frompyfunc(mpmath.atan2, 2, 1)
         self._sin = np.frompyfunc(mpmath.sin, 1, 1)
@@ -305,7 +345,7 @@ class MpEngine:
         return float(x)
 
     def describe(self) -> str:
-        extra = "" if self.backend == "arb" else ", pure mpmath"
+        extra = ("" if self.iterate == "mpf" else ", Arb iterate") if self.backend == "arb" else ", pure mpmath"
         return f"mp ({self.dps} digits{extra})"
 
 
@@ -313,15 +353,18 @@ Engine = Float64Engine | MpEngine
 
 
 def make_engine(name: str = "float64", dps: int | None = None) -> Engine:
-    """Engine by name: ``float64``, ``mp`` (``dps`` digits, default 50; Arb backend)
-    or ``mpmath`` (the same mp engine computing in pure mpmath, for cross-checks)."""
+    """Engine by name: ``float64``, ``mp`` (``dps`` digits, default 50; Arb backend),
+    ``mpmath`` (the same mp engine computing in pure mpmath, for cross-checks) or
+    ``mp-arb`` (the mp engine with its gradient-descent iterate kept in Arb, ``MpEngine``)."""
     if name == "float64":
         if dps is not None:
             raise CheckerError("--dps applies to --engine mp only")
         return Float64Engine()
+    if name == "mp-arb":
+        return MpEngine(50 if dps is None else dps, backend="arb", iterate="arb")
     if name in ("mp", "mpmath"):
         return MpEngine(50 if dps is None else dps, backend="arb" if name == "mp" else "mpmath")
-    raise CheckerError(f"unknown engine {name!r}; expected 'float64', 'mp' or 'mpmath'")
+    raise CheckerError(f"unknown engine {name!r}; expected 'float64', 'mp', 'mpmath' or 'mp-arb'")
 
 
 def to_strings(engine: Engine, values: Any) -> Any:

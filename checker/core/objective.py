@@ -176,14 +176,18 @@ def _half_angle_pairs(engine: Engine, uhat: np.ndarray, vhat: np.ndarray, t: np.
     ~1 / (1 - threshold) ulp).  A zero row (u = 0, t = 0) gets a = b = sqrt 2,
     phi = pi/2: finite, and every use of that pair is multiplied by ||u|| = 0.
     """
-    close = np.asarray(abs(t) > threshold, dtype=bool)
+    numbers = t.dtype == object  # numbers with a cost per operation (mp)
+    # mp: the routes chosen on float(t), one conversion per pair instead of several comparisons
+    # of mp numbers (where float(t) and t fall on either side of the threshold both routes are
+    # accurate; float(t) has the sign of t wherever |t| > threshold).
+    tf = np.fromiter(map(float, t), dtype=float, count=len(t)) if numbers else t
+    close = np.asarray(abs(tf) > threshold, dtype=bool)
     k = np.flatnonzero(close)
-    if t.dtype == object:
-        # Numbers with a cost per operation (mp): each Gram-route norm only where it is used
-        # (not for a where t > threshold, not for b where t < -threshold); there
-        # 2 -+ 2t >= 2 - 2 threshold > 0, so no abs() is needed.
+    if numbers:
+        # Each Gram-route norm only where it is used (not for a where t > threshold, not for b
+        # where t < -threshold); there 2 -+ 2t >= 2 - 2 threshold > 0, so no abs() is needed.
         a, b = np.empty(t.shape, dtype=object), np.empty(t.shape, dtype=object)
-        pos = np.asarray(t > 0, dtype=bool)
+        pos = tf > 0
         ia, ib = np.flatnonzero(~(close & pos)), np.flatnonzero(~(close & ~pos))
         a[ia] = engine.sqrt(2 - 2 * t[ia])
         b[ib] = engine.sqrt(2 + 2 * t[ib])
@@ -197,8 +201,15 @@ def _half_angle_pairs(engine: Engine, uhat: np.ndarray, vhat: np.ndarray, t: np.
     step = max(1, CLOSE_PAIR_CHUNK // max(1, uhat.shape[1]))
     for s in range(0, len(k), step):
         kk = k[s:s + step]
+        pos = np.asarray(tf[kk] > 0, dtype=bool)
+        if numbers:  # u^ - v^ (t > 0) and u^ + v^ (t < 0) apart: no product by -+1 per entry
+            for kp, out, diff in ((kk[pos], a, True), (kk[~pos], b, False)):
+                if len(kp):
+                    j, l = rows_of(kp)
+                    D = uhat[j] - vhat[l] if diff else uhat[j] + vhat[l]
+                    out[kp] = engine.sqrt((D * D).sum(axis=1))
+            continue
         j, l = rows_of(kk)
-        pos = np.asarray(t[kk] > 0, dtype=bool)
         D = uhat[j] - vhat[l] * np.where(pos, 1, -1)[:, None]  # u^ - v^ (t > 0) or u^ + v^ (t < 0)
         r = engine.sqrt((D * D).sum(axis=1))
         a[kk[pos]] = r[pos]
@@ -215,6 +226,15 @@ def _packed_pairs(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for x in (j, l, full):
         x.flags.writeable = False  # shared by every call (cached)
     return j, l, full
+
+
+@functools.lru_cache(maxsize=32)
+def _packed_diagonal(n: int) -> np.ndarray:
+    """The mask of the pairs (j, j) in the list of pairs j <= l of ``_packed_pairs(n)``."""
+    j, l, _ = _packed_pairs(n)
+    same = j == l
+    same.flags.writeable = False
+    return same
 
 
 def _matmul(engine: Engine, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -408,21 +428,135 @@ def evaluate(
         aw, Ww = _to_work(engine, a), _to_work(engine, W)
         asw, Wsw = ((_to_work(engine, a_star), _to_work(engine, W_star)) if teacher_work is None
                     else teacher_work)
-        loss, lga, lgW = _loss_parts(_work(engine), activation, aw, Ww, asw, Wsw, with_gradient=with_gradient)
-        # The regularizer and its gradient in the same working numbers (conversions are exact),
-        # then every result converted once; where dL/da_j = 0, dL_lambda/da_j is lam a_j rounded
-        # once at the working precision (exactly the float64 product).
-        lam_w = _to_work(engine, lam)
-        reg_loss = loss + lam_w * regularizer(aw, Ww)
+        # Computed in the working numbers (conversions are exact), then every result converted once.
+        loss, reg_loss, ga, gW, lga, lgW = _evaluate_parts(engine, activation, aw, Ww, asw, Wsw,
+                                                           _to_work(engine, lam), with_gradient)
         if not with_gradient:
             loss, reg_loss, lga, lgW = (_from_work(engine, x) for x in (loss, reg_loss, lga, lgW))
             ev = Evaluation(loss, reg_loss, lga, lgW, lga, lgW)
         else:
-            # Array on the left: a number * ndarray may first fail inside the number's own
-            # __mul__ (mpmath formats the whole array into its error message), then fall back.
-            ga, gW = lga + aw * lam_w, lgW + Ww * lam_w
             ev = Evaluation(*(_from_work(engine, x) for x in (loss, reg_loss, ga, gW, lga, lgW)))
     return _check_finite(engine, ev)
+
+
+def _evaluate_parts(engine: Engine, activation: str, aw: np.ndarray, Ww: np.ndarray, asw: np.ndarray,
+                    Wsw: np.ndarray, lam_w: Any, with_gradient: bool) -> tuple[Any, ...]:
+    """(L, L_lambda, grad L_lambda in a and W, grad L in a and W) in the working numbers."""
+    w = _work(engine)
+    parts = _loss_parts_matrix if getattr(w, "matrix_form", False) else _loss_parts
+    loss, lga, lgW = parts(w, activation, aw, Ww, asw, Wsw, with_gradient=with_gradient)
+    # The regularizer and its gradient in the same working numbers; where dL/da_j = 0,
+    # dL_lambda/da_j is lam a_j rounded once at the working precision (exactly the float64 product).
+    reg_loss = loss + lam_w * regularizer(aw, Ww)
+    if not with_gradient:
+        return loss, reg_loss, lga, lgW, lga, lgW
+    # Array on the left: a number * ndarray may first fail inside the number's own
+    # __mul__ (mpmath formats the whole array into its error message), then fall back.
+    ga, gW = lga + aw * lam_w, lgW + Ww * lam_w
+    return loss, reg_loss, ga, gW, lga, lgW
+
+
+def evaluate_work(
+    engine: Engine,
+    activation: str,
+    a: np.ndarray,
+    W: np.ndarray,
+    a_star: np.ndarray,
+    W_star: np.ndarray,
+    lam: Any,
+    *,
+    with_gradient: bool = True,
+) -> Evaluation:
+    """``evaluate`` on arrays already in the engine's working numbers, the result in them too.
+
+    No conversion on either side: what a gradient-descent run with the iterate
+    kept in the working numbers calls at every step (``MpEngine(iterate="arb")``,
+    ``checker.dynamics.gd``).  The arithmetic is that of ``evaluate``:
+    ``evaluate(x) = from_work(evaluate_work(to_work(x)))`` entry for entry.
+    For the float64 engine (whose working numbers are its own) it is ``evaluate``.
+    """
+    if _work(engine) is engine:
+        return evaluate(engine, activation, a, W, a_star, W_star, lam, with_gradient=with_gradient)
+    with engine.context():
+        return Evaluation(*_evaluate_parts(engine, activation, a, W, a_star, W_star, lam, with_gradient))
+
+
+def _loss_parts_matrix(engine: Any, activation: str, a: np.ndarray, W: np.ndarray, a_star: np.ndarray,
+                       W_star: np.ndarray, *, with_gradient: bool) -> tuple[Any, np.ndarray, np.ndarray]:
+    """``_loss_parts`` with the pair matrices contracted as Arb matrices (``ArbWork.matrix_form``).
+
+    The norms and unit rows are ``_loss_parts``'s (the same function); the angle
+    triple of the packed pairs j <= l takes the vector route of ``_loss_parts``
+    (``_half_angle_pairs``) where |t| > ``accurate_t`` and, elsewhere, the Gram
+    route in one square root: sin phi = sqrt(1 - t^2), phi = atan2(sin phi, t)
+    (equal to 2 atan2(a, b) and a b / 2: ``derivations/angles.py``,
+    gram_route_one_root), one root and one atan2 per pair instead of two roots.
+    Then, (A, B) = ``kernel.grad_coefficients`` being affine, A = A_0 + A_1 phi and
+    B = B_1 sin phi (``derivations/angles.py``, coefficients_affine; A_0, A_1, B_1
+    from ``kernel.grad_coefficients`` itself), with cn = c ||v||, X = cn v^ and the
+    (n, n) Arb matrices Phi, Sin of phi and sin phi (``ArbWork.pair_matrix``):
+    Z = A X = A_0 sum_l X_l + A_1 (Phi X) (one matrix product, n x d) and
+    S = B cn = B_1 (Sin cn), and
+
+        sum_l c_l k(v_j, v_l) = ||v_j|| (S_j + <v^_j, Z_j>),
+        sum_l c_l grad_u k(v_j, v_l) = Z_j + S_j v^_j,
+
+    from kappa = B + A cos phi (``kernel.kappa_from_coefficients``) and
+    cos phi_jl = t_jl = <v^_j, v^_l>, so that neither (A, B) nor kappa is formed
+    entry by entry.  The same numbers as ``_loss_parts`` up to the order of the
+    roundings (tests/test_arb_iterate.py).  Instances whose pair arrays need several
+    row blocks go to ``_loss_parts``.
+    """
+    V = np.concatenate([W, W_star], axis=0)
+    c = np.concatenate([a, -a_star])
+    m, n = len(a), len(V)
+    if n == 0 or V.shape[1] == 0 or pair_bytes(engine, n, n) > PAIR_BLOCK_BYTES:
+        return _loss_parts(engine, activation, a, W, a_star, W_star, with_gradient=with_gradient)
+    nv, vhat, nonzero = _norms_and_units(engine, V)
+    Vm = engine.as_matrix(vhat)
+    t = engine.from_matrix(Vm * Vm.transpose())
+    j, l, full = _packed_pairs(n)
+    tp = t[j, l]
+    # The route of each pair from float(t) (one conversion per pair instead of several Arb
+    # comparisons): where float(t) and t fall on either side of the threshold, both routes are
+    # accurate.  A non-zero row with itself (t > threshold, the vector route): u^ - u^ is exactly 0,
+    # so a = 0, phi = 2 atan2(0, b) = 0 and sin phi = 0 b / 2 = 0 exactly; set without computing them.
+    tf = np.fromiter(map(float, tp), dtype=float, count=len(tp))
+    close = np.abs(tf) > engine.accurate_t
+    gram, vec = np.flatnonzero(~close), np.flatnonzero(close & ~_packed_diagonal(n))
+    phi, sin_phi = engine.zeros(tp.shape), engine.zeros(tp.shape)
+    if len(gram):
+        # Gram route in one root: sin phi = sqrt(1 - t^2) = a b / 2 and phi = atan2(sin phi, t)
+        # = 2 atan2(a, b) (derivations/angles.py, gram_route_one_root); 1 - t^2 >= 1 - threshold^2.
+        tg = tp[gram]
+        sg = engine.sqrt(1 - tg * tg)
+        phi[gram], sin_phi[gram] = engine.atan2(sg, tg), sg
+    if len(vec):
+        jv, lv = j[vec], l[vec]
+        ah, bh = _half_angle_pairs(engine, vhat, vhat, tp[vec], lambda k: (jv[k], lv[k]), engine.accurate_t)
+        # 2 atan2(a, b) and a b / 2, with the constants as engine numbers (scaling by 2 is exact:
+        # the same numbers as with the integers, without converting them for every pair)
+        two, half = engine.to_work(2), engine.to_work(0.5)
+        phi[vec], sin_phi[vec] = engine.atan2(ah, bh) * two, ah * bh * half
+    # (A, B) = kernel.grad_coefficients is affine: A = A_0 + A_1 phi, B = B_1 sin phi
+    # (derivations/angles.py, coefficients_affine), so with X = cn v^ (one row per neuron)
+    # Z = A X = A_0 (sum_l X_l) + A_1 (Phi X) and S = B cn = B_1 (Sin cn): the pair matrices
+    # Phi, Sin enter two Arb matrix products, and no (A, B) is formed entry by entry.
+    zero, one = engine.to_work(0), engine.to_work(1)
+    A_0, B_1 = kernel.grad_coefficients(zero, one, engine.pi, activation)
+    A_0, A_1, B_1 = A_0.mid(), (kernel.grad_coefficients(one, one, engine.pi, activation)[0] - A_0).mid(), B_1.mid()
+    cn = c * nv
+    X = cn[:, None] * vhat
+    Z = engine.from_matrix(engine.pair_matrix(phi, full) * engine.as_matrix(X)) * A_1 + X.sum(axis=0) * A_0
+    S = engine.from_matrix(engine.pair_matrix(sin_phi, full) * engine.as_matrix(cn[:, None]))[:, 0] * B_1
+    Kc = nv * (S + (vhat * Z).sum(axis=1))
+    lgW = engine.zeros(W.shape)
+    if with_gradient and m:
+        G = Z[:m] + S[:m, None] * vhat[:m]
+        if not np.all(nonzero[:m]):
+            G = G * nonzero[:m, None]
+        lgW = 2 * a[:, None] * G
+    return c.dot(Kc), (2 * Kc[:m] if with_gradient else engine.zeros(a.shape)), lgW
 
 
 def _loss_parts(engine: Engine, activation: str, a: np.ndarray, W: np.ndarray, a_star: np.ndarray,

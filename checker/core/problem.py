@@ -80,6 +80,15 @@ class Problem:
             self.a_star, self.W_star, self.lam if lam is None else lam,
             with_gradient=with_gradient, teacher_work=self.teacher_work())
 
+    def evaluate_work(self, a: np.ndarray, W: np.ndarray, *, lam: Any,
+                      with_gradient: bool = True) -> objective.Evaluation:
+        """``evaluate`` at (a, W, lam) given in the engine's working numbers, the result in them
+        (``objective.evaluate_work``: no conversion; the iterate of ``MpEngine(iterate="arb")``)."""
+        tw = self.teacher_work()
+        a_star, W_star = (self.a_star, self.W_star) if tw is None else tw
+        return objective.evaluate_work(self.engine, self.activation, a, W, a_star, W_star, lam,
+                                       with_gradient=with_gradient)
+
     def evaluate_batch(self, a: np.ndarray, W: np.ndarray, *, lam: Any = None,
                        with_gradient: bool = True) -> objective.BatchEvaluation:
         """``evaluate`` for B students a (B, m), W (B, m, d) at once (float64; ``objective.evaluate_batch``)."""

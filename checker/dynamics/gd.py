@@ -47,6 +47,7 @@ state that is returned and checkpointed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -97,6 +98,48 @@ def grad_norm_sq(train: str, grad_a: np.ndarray, grad_W: np.ndarray) -> Any:
     if train == "second":
         return (grad_a * grad_a).sum(axis=-1)
     return (grad_a * grad_a).sum(axis=-1) + (grad_W * grad_W).sum(axis=(-2, -1))
+
+
+class IterateNumbers:
+    """The numbers a run keeps its iterate in, and the conversions at its edges.
+
+    The engine's own numbers (float64, mpf: every conversion the identity), or,
+    for the mp engine with ``iterate="arb"``, its working numbers: Arb midpoints,
+    the radius dropped after every update (``round``), so the iterate is a
+    point at the working precision as an mpf iterate is.  The state of a run
+    (iterate, gradients, L_lambda, lambda) stays in these numbers across steps;
+    ``back`` converts it (exactly) for everything outside the loop: results,
+    history, checkpoints, the gap estimate and ``on_record``.
+    """
+
+    def __init__(self, problem: Problem) -> None:
+        e = problem.engine
+        self.problem = problem
+        self.work = getattr(e, "iterate", "mpf") == "arb"
+        self._e = e
+
+    def to(self, x: Any) -> Any:
+        return self._e.to_work(x) if self.work else x
+
+    def back(self, x: Any) -> Any:
+        return self._e.from_work(x) if self.work else x
+
+    def round(self, x: np.ndarray) -> np.ndarray:
+        return self._e.work.point(x) if self.work else x
+
+    def evaluate(self, a: np.ndarray, W: np.ndarray, lam: Any) -> objective.Evaluation:
+        p = self.problem
+        return p.evaluate_work(a, W, lam=lam) if self.work else p.evaluate(a, W, lam=lam)
+
+    def _state(self, s: _State, f: Callable[[Any], Any]) -> _State:
+        ev = objective.Evaluation(*(f(getattr(s.ev, x.name)) for x in dataclasses.fields(objective.Evaluation)))
+        return dataclasses.replace(s, a=f(s.a), W=f(s.W), lam=f(s.lam), ev=ev, window_reg_loss=f(s.window_reg_loss))
+
+    def state_to(self, s: _State) -> _State:
+        return self._state(s, self.to) if self.work else s
+
+    def state_back(self, s: _State) -> _State:
+        return self._state(s, self.back) if self.work else s
 
 
 def precision_floor(n: int, eps: float, scale: Any) -> Any:
@@ -180,6 +223,8 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
         factor_e = e.scalar(repr(schedule.factor))
         fstar_sq = _teacher_energy(problem)
         start_ev = problem.evaluate(with_gradient=False)
+        nums = IterateNumbers(problem)
+        eta_it, factor_it = nums.to(eta_e), nums.to(factor_e)
     diverge_at = DIVERGENCE_FACTOR * (abs(_to_float(start_ev.reg_loss)) + _to_float(fstar_sq))
 
     rows: list[Record] = []
@@ -198,12 +243,14 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
         if resume.get("train", "both") != train:
             raise CheckerError(f"resume: the checkpoint was made with train = {resume.get('train', 'both')}, "
                                f"this run uses {train}; resume with the same trained blocks")
-        s = _state_from_checkpoint(resume, problem, rows, monitor)
+        with e.context():
+            s = nums.state_to(_state_from_checkpoint(resume, problem, rows, monitor))
         elapsed_before = float(resume["elapsed"])
     else:
         with e.context():
-            ev0 = problem.evaluate(problem.a, problem.W, lam=problem.lam)
-        s = _State(step=0, a=problem.a, W=problem.W, lam=problem.lam, ev=ev0, n_rows=0,
+            a0, W0, lam0 = nums.to(problem.a), nums.to(problem.W), nums.to(problem.lam)
+            ev0 = nums.evaluate(a0, W0, lam0)
+        s = _State(step=0, a=a0, W=W0, lam=lam0, ev=ev0, n_rows=0,
                    n_monitor=len(monitor) if monitor is not None else 0, lam_changes=(), increases=0,
                    max_increase=0.0, max_residual=0.0, pending_increase=0.0, pending_residual=0.0,
                    window_step=0, window_reg_loss=ev0.reg_loss, best_gap=None)
@@ -220,7 +267,9 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
     def save(state: _State, status: str) -> None:
         if not saving:
             return
-        data = _checkpoint_dict(problem, eta_e, schedule, stop, state, rows, monitor, instance_dict,
+        with e.context():
+            back = nums.state_back(state)
+        data = _checkpoint_dict(problem, eta_e, schedule, stop, back, rows, monitor, instance_dict,
                                 elapsed(), status, train)
         if on_checkpoint is not None:
             on_checkpoint(data)
@@ -251,7 +300,7 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
                 gap: float | None = None
                 if k % stop.gap_every == 0:
                     if gap_fn is not None:
-                        gap = float(gap_fn(problem, s.a, s.W, lam))
+                        gap = float(gap_fn(problem, nums.back(s.a), nums.back(s.W), nums.back(lam)))
                         if math.isnan(gap):
                             raise CheckerError(f"the gap estimate is not a number at step {k}")
                     lam_f = _to_float(lam)
@@ -276,17 +325,18 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
                 if (k % stop.record_every == 0 if record_at is None else record_at(k)) or gap is not None:
                     row = _row(s, gap)
                     if on_record is not None:
-                        on_record(problem, s.a, s.W, s.lam, k)
+                        on_record(problem, nums.back(s.a), nums.back(s.W), nums.back(s.lam), k)
                 if gap is not None and not schedule.is_final(_to_float(lam)) \
                         and gap <= schedule.switch_rel_gap * _to_float(lam) ** 2:
-                    lam = lam * factor_e
-                    ev = problem.evaluate(s.a, s.W, lam=lam)
+                    lam = lam * factor_it
+                    ev = nums.evaluate(s.a, s.W, lam)
                     lam_changes = lam_changes + ((k, _to_float(lam)),)
                     window_step, window_reg_loss, best_gap = k, ev.reg_loss, None
 
-                a2, W2 = step_update(train, s.a, s.W, ev.grad_a, ev.grad_W, eta_e)
+                a2, W2 = step_update(train, s.a, s.W, ev.grad_a, ev.grad_W, eta_it)
+                a2, W2 = nums.round(a2), nums.round(W2)
                 try:
-                    ev2 = problem.evaluate(a2, W2, lam=lam)
+                    ev2 = nums.evaluate(a2, W2, lam)
                 except objective.NonFiniteResult:  # the trial step overflows the engine: diverged
                     reason = "diverged"
                     break
@@ -295,7 +345,7 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
                     break
                 increase = _to_float(ev2.reg_loss - ev.reg_loss)
                 b, b2 = _balance(s.a, s.W), _balance(a2, W2)
-                predicted = _predicted_balance(train, s.a, s.W, ev, eta_e, lam)
+                predicted = _predicted_balance(train, s.a, s.W, ev, eta_it, lam)
                 residual = _max_relative_residual(b2, predicted, b)
                 inc = max(increase, 0.0)
                 pend_inc = inc if row is not None else max(s.pending_increase, inc)
@@ -317,7 +367,7 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
                     save(s, "running")
                     last_ckpt = time.perf_counter()
             if reason in ("max-steps", "time-budget", "grad-tol") and gap_fn is not None and not gap_done:
-                final_gap = float(gap_fn(problem, s.a, s.W, s.lam))
+                final_gap = float(gap_fn(problem, nums.back(s.a), nums.back(s.W), nums.back(s.lam)))
                 gap_done = True
     except KeyboardInterrupt:
         reason = "interrupted"
@@ -330,9 +380,10 @@ def run_gd(problem: Problem, eta: Any, *, schedule: Schedule = Schedule(), stop:
     except KeyboardInterrupt:
         # A second Ctrl-C during the (atomic) write: the previous checkpoint is intact.
         reason = "interrupted"
-    history = rows[:s.n_rows] + [_row(s, final_gap if gap_done else None)]
     with e.context():
+        s = nums.state_back(s)
         rounding = e.eps * (abs(_to_float(s.ev.reg_loss)) + _to_float(fstar_sq))
+    history = rows[:s.n_rows] + [_row(s, final_gap if gap_done else None)]
     return GDResult(
         a=s.a, W=s.W, lam=s.lam, steps=s.step, stop_reason=reason, history=history,
         increases=s.increases, max_increase=s.max_increase, precision_floor=reason == "precision-floor",
