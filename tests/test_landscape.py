@@ -469,3 +469,13 @@ def test_certify_classes_bounds_the_optimum_by_the_lowest_end_point_of_any_kind(
     up = float(reg_loss_upper(s.problem(glob.a, glob.W)))
     assert abs(up - _relu_loss(np.asarray(glob.a), np.asarray(glob.W), [1.0, -0.8], np.eye(3)[:2], 0.01)) < 1e-12
     assert 0.2 < float(c["gap_lower"]) <= float(c["reg_loss_enclosure"][0]) - up + 1e-15
+
+
+def test_newton_search_does_not_certify_above_its_size_limit(monkeypatch) -> None:
+    from checker.core.model import Instance
+    from checker.stationary import upper
+
+    monkeypatch.setattr(upper, "MAX_CERTIFY_PARAMS", 7)  # the d3 point has 2 (3 + 1) = 8 parameters
+    s = upper.search_failing(Instance.from_file(D3_REFERENCE),
+                             [{"size": 3.0, "stop_reason": "precision-floor", **D3_SPURIOUS_START}], [])
+    assert s.gaps == [] and s.points[0]["certified"] is None and "8 parameters" in s.points[0]["why"]

@@ -125,6 +125,9 @@ SEARCH_TIME = 60.0
 SEARCH_STEPS = 20_000
 #: Two end points are the same stationary point when their sorted neurons agree to this (max norm).
 SAME_POINT = 1e-8
+#: Largest number of parameters m (d + 1) certified (the Arb certificate costs O(n^3) ball operations:
+#: about 3 s at n = 110, so about 20 s at this limit).
+MAX_CERTIFY_PARAMS = 220
 
 
 @dataclass
@@ -244,6 +247,14 @@ def search_failing(instance: Instance, failing: list[dict[str, Any]], bound_poin
         if twin is not None:
             row["same_as_size"] = twin["size"]
             row["certified"] = twin["certified"]
+            continue
+        n = a.size + W.size
+        if n > MAX_CERTIFY_PARAMS:
+            row["why"] = (f"{n} parameters, above the {MAX_CERTIFY_PARAMS} the search certifies (the Arb certificate "
+                          "costs O(n^3)); python -m checker.critical --certify on this point certifies it")
+            continue
+        if time.perf_counter() - t0 > time_budget:
+            row["why"] = f"the search's time budget ({time_budget:g} s) is spent: not certified"
             continue
         seen.append((canon, row))
         cert = certify(_point_problem(instance, a, W), train="both", lam=lam, optimum_upper=upper,
