@@ -256,3 +256,226 @@ def test_zero_neuron_end_point_is_its_own_category() -> None:
     assert st.run_category(dict(rec, reg_loss="0.1"), 0.1, 1e-10) == "global"
     assert st.run_category(dict(rec, W=[[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]], kind="minimum"), 0.1,
                            1e-10) == "spurious"
+
+
+# --------------------------------------------------------------------------- the threshold's own Newton search
+REPO = Path(__file__).resolve().parents[1]
+#: the preset exact-width-d3's teacher at lambda = 0.01 with its negative neuron turned away from e_2:
+#: gradient descent from here stops at the spurious strict local minimum of docs/basin.md
+D3_SPURIOUS_START = {"a": [0.97, -0.5], "W": [[0.97, 0.02, 0.01], [0.01, -0.5, 0.05]]}
+D3_REFERENCE = REPO / "examples" / "threshold-spurious-d3.json"
+#: the certified L*_lambda of exact-width-d3 (docs/basin/exact-width-d3.json, checker.prove), upper end
+D3_OPTIMUM_UPPER = 0.0176967455059571
+
+
+def _relu_loss(a, W, a_star, W_star, lam) -> float:
+    """L_lambda from the arc-cosine kernel written here (E relu(<u,x>) relu(<v,x>) =
+    |u||v| (sin t + (pi - t) cos t) / (2 pi), Cho and Saul 2009), independent of checker.core."""
+    def k(u, v):
+        nu, nv = np.linalg.norm(u), np.linalg.norm(v)
+        t = math.acos(max(-1.0, min(1.0, float(u @ v) / (nu * nv))))
+        return nu * nv * (math.sin(t) + (math.pi - t) * math.cos(t)) / (2 * math.pi)
+    P = np.vstack([W, W_star])
+    c = np.concatenate([a, -np.asarray(a_star)])
+    L = sum(c[i] * c[j] * k(P[i], P[j]) for i in range(len(c)) for j in range(len(c)))
+    return L + lam / 2 * (float(np.sum(np.square(a))) + float(np.sum(np.square(W))))
+
+
+def test_newton_search_certifies_the_d3_spurious_minimum_from_a_failing_end_point() -> None:
+    from checker.commands.presets import load_preset
+    from checker.core.model import Instance
+    from checker.stationary.upper import search_failing
+
+    inst = Instance.from_file(D3_REFERENCE)
+    near = load_preset("exact-width-d3").instance  # its student is near the optimum: its L_lambda bounds it
+    bound = [("the preset's student", [float(x) for x in near.student_a],
+              [[float(x) for x in r] for r in near.student_W])]
+    s = search_failing(inst, [{"size": 3.0, "stop_reason": "precision-floor", **D3_SPURIOUS_START}], bound)
+    assert len(s.points) == 1 and len(s.gaps) == 1 and "preset" in s.optimum_reference
+    p = s.points[0]
+    c = p["certified"]
+    assert p["kind"] == "minimum" and c["rigorous"] and c["strict_local_minimum"] and c["spurious"] is True
+    # the point's L_lambda from the independent kernel, and the optimum's certified upper end from checker.prove
+    a = np.array([float(x) for x in p["a"]])
+    W = np.array([[float(x) for x in r] for r in p["W"]])
+    val = _relu_loss(a, W, [1.0, -0.8], np.eye(3)[:2], 0.01)
+    lo, hi = (float(x) for x in c["reg_loss_enclosure"])
+    assert lo - 1e-12 <= val <= hi + 1e-12  # float64 evaluation of the test's kernel: 1e-12 covers its rounding
+    gap = s.gaps[0].gap_lower
+    # the optimum bound used is the reference student's L_lambda: above L*_lambda, so the gap is below the true one
+    assert float(s.optimum_upper) >= D3_OPTIMUM_UPPER
+    assert 0.2 < gap <= val - D3_OPTIMUM_UPPER + 1e-12
+    assert json.dumps(s.to_dict())
+
+
+def test_newton_search_is_not_spurious_when_the_only_bound_is_the_point_itself() -> None:
+    from checker.core.model import Instance
+    from checker.stationary.upper import search_failing
+
+    inst = Instance.from_file(D3_REFERENCE)
+    # a reference student far up (so that its L_lambda bounds nothing below the spurious value)
+    far = inst.replace(student_a=[0.5, 0.5], student_W=[[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]])
+    s = search_failing(far, [{"size": 3.0, "stop_reason": "precision-floor", **D3_SPURIOUS_START}], [])
+    assert s.gaps == [] and s.points[0]["certified"]["rigorous"] and not s.points[0]["certified"]["spurious"]
+    # a zero neuron end point is recorded, not certified
+    z = search_failing(inst, [{"size": 1.0, "stop_reason": "precision-floor", "a": [0.97, 0.0],
+                               "W": [[0.97, 0.0, 0.0], [0.0, 0.0, 0.0]]}], [])
+    assert z.gaps == [] and z.points[0]["status"] == "zero-neuron"
+    assert search_failing(inst, [], []).points == []
+
+
+def _fake_failing_search(monkeypatch, eps0: float) -> None:
+    from checker.studies import threshold as thr
+
+    from checker.commands.presets import load_preset
+
+    near = load_preset("exact-width-d3").instance  # a converged trial ends near the optimum: like this student
+
+    def fake_trial(rf, family, size, cfg, *, eps0, keep=False):
+        fails = size > 0
+        end = D3_SPURIOUS_START if fails else {"a": [float(x) for x in near.student_a],
+                                               "W": [[float(x) for x in r] for r in near.student_W]}
+        t = thr.Trial(size=size, outcome="fails" if fails else "converges", gap0=0.3 * size + 1e-3,
+                      gap0_rigorous=True, loss0=0.3 * size, final_gap=0.2 if fails else 1e-10,
+                      stop_reason="precision-floor", steps=1, seconds=0.0, hypotheses_unmet=[],
+                      failed=["C2-stalled"] if fails else [], diagnosis=[], instance=rf.instance.to_dict(),
+                      end=end)
+        return t, None
+
+    monkeypatch.setattr(thr, "run_trial", fake_trial)
+    monkeypatch.setattr(thr, "checker_thresholds",
+                        lambda rf, cfg: {"eps_0": eps0, "lambda_max": 0.02, "reference_gap0": 0.0,
+                                         "hypotheses": {"H1": True, "H2": True, "H3": True}})
+
+
+def test_threshold_prints_the_gap_its_newton_search_certifies(monkeypatch, tmp_path, capsys) -> None:
+    from checker.commands.threshold import main as threshold_main
+
+    _fake_failing_search(monkeypatch, eps0=4e-4)
+    out = tmp_path / "r.json"
+    code = threshold_main([str(D3_REFERENCE), "--family", "rotate", "--max-trials", "2", "--json", str(out),
+                           "--no-progress", "--failing-dir", str(tmp_path)])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "SPURIOUS, gap >= 0.21" in text and "smallest certified spurious gap 0.21" in text
+    up = json.loads(out.read_text())["upper_end"]
+    assert up["contradicted"] is False and float(up["smallest_certified_spurious_gap"]) > 0.2
+    assert up["newton_search"]["points"][0]["certified"]["spurious"] is True
+    # opt out: no search, no ordering
+    code = threshold_main([str(D3_REFERENCE), "--family", "rotate", "--max-trials", "2", "--no-newton-search",
+                           "--no-progress", "--failing-dir", str(tmp_path)])
+    text = capsys.readouterr().out
+    assert code == 0 and "Newton search" not in text and "ordering:" not in text
+
+
+def test_threshold_exits_1_when_eps0_is_above_the_gap_it_certified(monkeypatch, tmp_path, capsys) -> None:
+    from checker.commands.threshold import main as threshold_main
+
+    _fake_failing_search(monkeypatch, eps0=0.5)  # an eps_0 above the certified gap (0.2187 with this bound of the optimum)
+    code = threshold_main([str(D3_REFERENCE), "--family", "rotate", "--max-trials", "2", "--no-progress",
+                           "--failing-dir", str(tmp_path)])
+    text = capsys.readouterr().out
+    assert code == 1 and "CONTRADICTED" in text and "ABOVE the certified gap 0.21" in text
+
+
+def test_threshold_newton_time_is_checked_at_the_door(capsys) -> None:
+    from checker.commands.threshold import main as threshold_main
+
+    code = threshold_main([str(D3_REFERENCE), "--family", "rotate", "--newton-time", "0", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--newton-time" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow  # two real T1 trials: about 15 s idle, more under load
+def test_threshold_finds_and_certifies_the_d3_spurious_minimum_itself(tmp_path, capsys) -> None:
+    from checker.commands.threshold import main as threshold_main
+
+    out = tmp_path / "r.json"
+    code = threshold_main([str(D3_REFERENCE), "--family", "rotate", "--range", "0", "3", "--max-trials", "2",
+                           "--trial-time", "60", "--json", str(out), "--no-progress"])
+    capsys.readouterr()
+    d = json.loads(out.read_text())
+    assert code == 0 and [t["outcome"] for t in d["trials"]] == ["converges", "fails"]
+    gap = float(d["upper_end"]["smallest_certified_spurious_gap"])
+    assert 0.2 < gap <= 0.2383918285745 - D3_OPTIMUM_UPPER  # the point's certified L_lambda (docs/basin.md)
+    assert d["upper_end"]["contradicted"] is False
+
+
+# --------------------------------------------------------------------------- a k = 6 spurious minimum
+K6_EXAMPLE = REPO / "examples" / "spurious-k6.json"
+
+
+def test_k6_spurious_minimum_is_certified_and_symmetric() -> None:
+    from checker.core.model import Instance
+    from checker.core.problem import Problem
+    from checker.rigorous.critical import certify
+    from checker.stationary.critical import find_stationary
+
+    p = Problem.from_instance(Instance.from_file(K6_EXAMPLE), Float64Engine())
+    sp = find_stationary(p, train="first", lam=0.0)
+    assert sp.converged and sp.kind == "minimum"
+    c = certify(p, sp.a, sp.W, train="first", lam=0.0)
+    assert c.rigorous and c.unique_stationary_point and c.strict_local_minimum and c.spurious is True
+    W = np.asarray(sp.W, dtype=float)
+    # L from the independent kernel of this file, inside the certified enclosure (lambda = 0: L* = 0)
+    val = _relu_loss(np.ones(6), W, np.ones(6), np.eye(6), 0.0)
+    lo, hi = (float(x) for x in c.loss_enclosure)
+    assert lo - 1e-12 <= val <= hi + 1e-12 and float(c.gap_lower) > 0.05
+    # its shape: five neurons swapped into each other by permutations of five coordinates (the
+    # symmetry of the teacher), the sixth fixed by them: one coordinate is special
+    j6 = int(np.argmin(W.max(axis=1)))  # the neuron without a large entry
+    rest = [j for j in range(6) if j != j6]
+    big = [int(np.argmax(W[j])) for j in rest]
+    assert len(set(big)) == 5
+    c6 = next(i for i in range(6) if i not in big)
+    for j, i in zip(rest, big):
+        other = [q for q in range(6) if q not in (i, c6)]
+        assert np.ptp(W[j, other]) < 1e-9  # the small entries equal
+        assert abs(W[j, i] - W[rest[0], big[0]]) < 1e-9 and abs(W[j, c6] - W[rest[0], c6]) < 1e-9
+    assert np.ptp(W[j6, big]) < 1e-9
+
+
+def test_failing_run_file_name_from_a_long_descriptive_instance_name() -> None:
+    from checker.commands.threshold import failing_name
+
+    assert failing_name("threshold-spurious-d3: the teacher (relu, a* = (1, -0.8)); student") == "threshold-spurious-d3"
+    assert failing_name("a/b c") == "a_b_c" and len(failing_name("x" * 500)) == 60
+
+
+def test_certify_classes_bounds_the_optimum_by_the_lowest_end_point_of_any_kind() -> None:
+    """A study whose lowest class is degenerate (no certificate: the continuum of global minima of a
+    wider student) still decides a spurious minimum above it: any point's L_lambda bounds the optimum."""
+    from checker.commands.presets import load_preset
+    from checker.rigorous.critical import reg_loss_upper
+    from checker.stationary.critical import find_stationary
+
+    s = st.StudySpec(teacher="d3", activation="relu", a_star=(1.0, -0.8), W_star=((1.0, 0, 0), (0, 1.0, 0)),
+                     width=2, train="both", lam=0.01)
+    near = load_preset("exact-width-d3").instance
+    glob = find_stationary(s.problem([float(x) for x in near.student_a],
+                                     [[float(x) for x in r] for r in near.student_W]), train="both")
+    spur = find_stationary(s.problem(D3_SPURIOUS_START["a"], D3_SPURIOUS_START["W"]), train="both")
+
+    def cls(category, kind, sp):
+        return st.StationaryClass(category, float(sp.loss), float(sp.reg_loss), float(sp.eigenvalues[0]), 0, kind,
+                                  1, [0], [float(x) for x in sp.a], [[float(x) for x in r] for r in sp.W], [], True)
+
+    classes = [cls("global", "degenerate", glob), cls("spurious", "minimum", spur)]
+    st.certify_classes(s, classes)
+    c = classes[1].certified
+    assert classes[0].certified is None
+    assert c["rigorous"] and c["spurious"] is True and "lowest end point" in c["optimum_reference"]
+    # the bound used: L_lambda at the global point, checked against the kernel of this file
+    up = float(reg_loss_upper(s.problem(glob.a, glob.W)))
+    assert abs(up - _relu_loss(np.asarray(glob.a), np.asarray(glob.W), [1.0, -0.8], np.eye(3)[:2], 0.01)) < 1e-12
+    assert 0.2 < float(c["gap_lower"]) <= float(c["reg_loss_enclosure"][0]) - up + 1e-15
+
+
+def test_newton_search_does_not_certify_above_its_size_limit(monkeypatch) -> None:
+    from checker.core.model import Instance
+    from checker.stationary import upper
+
+    monkeypatch.setattr(upper, "MAX_CERTIFY_PARAMS", 7)  # the d3 point has 2 (3 + 1) = 8 parameters
+    s = upper.search_failing(Instance.from_file(D3_REFERENCE),
+                             [{"size": 3.0, "stop_reason": "precision-floor", **D3_SPURIOUS_START}], [])
+    assert s.gaps == [] and s.points[0]["certified"] is None and "8 parameters" in s.points[0]["why"]

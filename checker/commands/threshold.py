@@ -8,6 +8,7 @@ the trials, their classification and the exit status are documented in
 from __future__ import annotations
 
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -47,8 +48,22 @@ def build_parser() -> UsageParser:
                    help="folder where the failing run file goes (default: the --json folder or .; created if missing)")
     p.add_argument("--stationary", help="a checker.critical or checker.landscape result (JSON) of this instance: "
                                         "its smallest certified spurious gap bounds the threshold above")
+    p.add_argument("--no-newton-search", action="store_true",
+                   help="skip the Newton search from the failing trials (by default each failing trial's final "
+                        "student is taken by Newton to a stationary point, certified in Arb, and a certified "
+                        "spurious gap bounds the threshold above)")
+    p.add_argument("--newton-time", type=float, default=60.0,
+                   help="wall-time budget of that Newton search and its certificates, all failing trials "
+                        "together (seconds, default 60)")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def failing_name(name: str) -> str:
+    """A file-name part from an instance name: [A-Za-z0-9._-] only (others become _), at most 60 characters
+    (a descriptive name up to its first ':' or ';', as the examples' names are written)."""
+    head = re.split(r"[:;]", name, maxsplit=1)[0].strip() or "instance"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", head)[:60]
 
 
 def load_reference(text: str) -> RunFile:
@@ -91,6 +106,38 @@ def print_result(r: ThresholdResult, out: Any = None) -> None:
     print(("\n!!! " if r.counterexample else "\n") + r.message, file=out)
 
 
+def print_search(search: Any, out: Any = None) -> None:
+    """One line per failing trial searched by Newton: the stationary point reached and its certificate."""
+    out = out or sys.stdout
+    if not search.points:
+        for n in search.notes:
+            print(f"Newton search: {n}", file=out)
+        return
+    print(f"Newton search from the failing trials ({search.seconds:.1f} s; optimum <= "
+          f"{(search.optimum_upper or '?')[:14]}):", file=out)
+    for p in search.points:
+        head = f"  s = {p['size']:<10.5g} "
+        if "kind" not in p:
+            print(head + f"{p['status']}: {p.get('why', '')}", file=out)
+            continue
+        c = p.get("certified") or {}
+        if p.get("same_as_size") is not None:
+            what = f"the same point as from s = {p['same_as_size']:.5g}"
+        elif not c:
+            what = p.get("why", "not certified")
+        elif not c.get("rigorous"):
+            what = f"not certified ({c.get('why')})"
+        elif c.get("spurious"):
+            what = (f"certified {'strict local minimum' if c.get('strict_local_minimum') else 'stationary point'}, "
+                    f"SPURIOUS, gap >= {c['gap_lower'][:12]}")
+        else:
+            what = "certified stationary point, not above the optimum's upper end (not spurious as far as known)"
+        print(head + f"{p['kind']} (index {p['index']}), L_lambda = {float(p['reg_loss']):.10g}, "
+              f"min eig {float(p['min_eigenvalue']):.4g}: {what}", file=out)
+    for n in search.notes:
+        print(f"note: {n}", file=out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
 
@@ -108,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parse_option("seed", args.seed)  # the one seed range of every command
         parse_option("steps", args.steps)
         cfg.validate()
+        if not (args.newton_time > 0 and math.isfinite(args.newton_time)):
+            raise CheckerError(f"--newton-time must be a positive number of seconds, got {args.newton_time}")
         if not 0 < args.rel_tol < 1:
             raise CheckerError(f"--rel-tol must be in (0, 1), got {args.rel_tol}")
         if args.max_trials < 2:
@@ -132,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          keep_failing=True)
         if failing is not None:
             trial, check, report = failing
-            name = (rf.instance.name or Path(args.instance).stem or "instance").replace("/", "_").replace(":", "_")
+            name = failing_name(rf.instance.name or Path(args.instance).stem or "instance")
             path = Path(fail_dir) / f"failing-{name}-{args.family}.json"
             write_json_atomic(path, failing_run_file(trial, cfg, result))
             result.failing_run = str(path)
@@ -141,17 +190,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                 folder = Path(args.plots) / f"failing-{args.family}"
                 result.failure["figures"] = [str(p) for p in make_plots(check, report, str(folder))]
         upper_end = None
-        if args.stationary:
+        search = None
+        if not args.no_newton_search and not result.interrupted:
+            from checker.stationary.upper import search_failing
+
+            failing_ends = [e for e in result.end_points if e["outcome"] == "fails"]
+            bound = [(f"the final student of the converged trial s = {e['size']:.6g}", e["a"], e["W"])
+                for e in result.end_points if e["outcome"] in ("converges", "non-monotone")]
+            try:
+                search = search_failing(rf.instance, failing_ends, bound, time_budget=args.newton_time,
+                                        progress=not args.no_progress)
+            except KeyboardInterrupt:
+                result.interrupted = True
+                result.notes.append("the Newton search from the failing trials was interrupted")
+            if search is not None:
+                gaps = gaps + search.gaps
+        if args.stationary or (search is not None and search.points):
             from checker.stationary.upper import ordering
             gap = min(gaps, key=lambda g: g.gap_lower) if gaps else None
             chain, contradicted = ordering(result.eps0_checker, result.threshold_gap.get("lower"),
                                            result.threshold_gap.get("upper"), gap)
             upper_end = {"stationary": args.stationary, "chain": chain, "contradicted": contradicted,
                          "smallest_certified_spurious_gap": None if gap is None else gap.gap_lower_text,
-                         "source": None if gap is None else gap.source}
+                         "source": None if gap is None else gap.source,
+                         "newton_search": None if search is None else search.to_dict()}
         if args.json:
             write_json_atomic(args.json, {**result.to_dict(), **({"upper_end": upper_end} if upper_end else {})})
         print_result(result)
+        if search is not None:
+            print_search(search)
         if upper_end is not None:
             print(f"ordering: {upper_end['chain']}")
             if upper_end["contradicted"]:

@@ -145,6 +145,19 @@ class CriticalCertificate:
         return asdict(self)
 
 
+def reg_loss_upper(problem: Problem, a: Any = None, W: Any = None, *, prec: int = 128) -> str:
+    """A certified upper end of L_lambda at (a, W) (default: the problem's student), as a decimal
+    string rounded up; the engine numbers are read exactly.  The optimum of a problem is an infimum
+    of L_lambda over its parameters, so any point's value bounds it above."""
+    from .arb_objective import loss_enclosure
+
+    a = problem.a if a is None else a
+    W = problem.W if W is None else W
+    with ctx.workprec(prec):
+        enc = loss_enclosure(problem.activation, a, W, problem.a_star, problem.W_star, problem.lam)
+        return decimal_string(upper_fraction(enc.reg_loss), up=True, digits=digits_for(prec))
+
+
 def realizable(problem: Problem, train: str) -> tuple[bool, str]:
     """(True, how) when the trained layers at this width can realize the teacher exactly (L = 0)."""
     m, ms = len(problem.a), len(problem.a_star)

@@ -447,7 +447,9 @@ def certify_classes(spec: StudySpec, classes: Sequence[StationaryClass], *, whic
                     say: Callable[[str], None] = lambda t: None) -> None:
     """Certify the representatives (``which``: "all", "spurious" (spurious and the lowest class,
     whose certified value bounds the optimum when it is not known), or "none"); in place."""
-    from checker.rigorous.critical import certify, realizable
+    from fractions import Fraction
+
+    from checker.rigorous.critical import certify, realizable, reg_loss_upper
 
     if which == "none" or not classes:
         return
@@ -456,13 +458,23 @@ def certify_classes(spec: StudySpec, classes: Sequence[StationaryClass], *, whic
     realizable_zero = spec.lam == 0 and realizable(spec.problem(), spec.train)[0]
     todo = list(classes)
     if not realizable_zero:
-        # the lowest minimum first: its certified upper end bounds the optimum from above
+        # any point's L_lambda bounds the optimum above (an infimum over the same parameters): the lowest
+        # end point, whatever its kind (a degenerate global minimum of a wider student has no certificate)
+        points = [c for c in classes if c.category != "zero-neuron"]
+        lowest = min(points, key=lambda c: c.reg_loss) if points else None
+        if lowest is not None:
+            upper = reg_loss_upper(spec.problem(lowest.a, lowest.W))
+            reference = ("the certified upper end of L_lambda at the study's lowest end point "
+                         f"({upper[:20]}; {lowest.category}, {lowest.kind}): the optimum is at most that")
+        # the lowest minimum first: its certificate's upper end of L_lambda bounds the optimum too
         low = next((c for c in classes if c.kind == "minimum" and c.category != "zero-neuron"), None)
         if low is not None:
             say(f"certifying the lowest minimum (L_lambda = {low.reg_loss:.10g}) ...")
-            cert = certify(spec.problem(low.a, low.W), train=spec.train, lam=float(spec.lam))
+            cert = certify(spec.problem(low.a, low.W), train=spec.train, lam=float(spec.lam), optimum_upper=upper,
+                           optimum_reference=reference)
             low.certified = cert.to_dict()
-            if cert.rigorous and cert.reg_loss_enclosure:
+            if cert.rigorous and cert.reg_loss_enclosure and (
+                    upper is None or Fraction(cert.reg_loss_enclosure[1]) < Fraction(upper)):
                 upper = cert.reg_loss_enclosure[1]
                 reference = ("the certified upper end of L_lambda at the study's lowest certified stationary "
                              f"point ({upper[:20]}): the optimum is at most that")

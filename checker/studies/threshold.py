@@ -178,9 +178,13 @@ class Trial:
     diagnosis: list[str]
     instance: dict[str, Any] = field(repr=False, default_factory=dict)
     eta: float | None = None  # the step of this trial (the instance's, or the "safe" policy's)
+    #: GD's final student {"a", "W"} (float64 lists), empty when it diverged or is not finite:
+    #: where the threshold's Newton search (``checker.stationary.upper``) starts.
+    end: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def to_dict(self, with_instance: bool = False) -> dict[str, Any]:
         out = asdict(self)
+        out.pop("end")
         if not with_instance:
             out.pop("instance")
         return out
@@ -361,8 +365,21 @@ def run_trial(rf: RunFile, family: str, size: float, cfg: TrialConfig, *, eps0: 
                   steps=int(report.run.get("steps", 0)), seconds=round(seconds, 3), hypotheses_unmet=unmet,
                   eta=float(inst.eta),
                   failed=failed, diagnosis=diagnose(check, report) if outcome in ("fails", "non-monotone") else [],
-                  instance=inst.to_dict())
+                  instance=inst.to_dict(), end=_end_point(check, report, stop))
     return trial, ((check, report) if keep else None)
+
+
+def _end_point(check: Any, report: Any, stop: str) -> dict[str, Any]:
+    """GD's final student of a trial in float64 ({} when it diverged or is not finite)."""
+    from checker.core.io import engine_from_json
+
+    if stop == "diverged" or not report.run or "a" not in report.run or "W" not in report.run:
+        return {}
+    a = np.array([float(x) for x in np.ravel(engine_from_json(check.engine, report.run["a"]))])
+    W = np.array([[float(x) for x in r] for r in engine_from_json(check.engine, report.run["W"])])
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(W))):
+        return {}
+    return {"a": a.tolist(), "W": W.tolist()}
 
 
 # --------------------------------------------------------------------------- the search
@@ -402,9 +419,13 @@ class ThresholdResult:
     ratio_status: str = ""
     #: The smallest size where GD converged with L_lambda rising on some steps (C1): {size, gap0, ...}.
     non_monotone: dict[str, Any] = field(default_factory=dict)
+    #: Per trial with a finite final student: {size, outcome, stop_reason, gap0, a, W} (float64 lists);
+    #: not written to the JSON (the starts of the Newton search of ``checker.stationary.upper``).
+    end_points: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out.pop("end_points")
         out["lambda"] = out.pop("lambda_")
         return out
 
@@ -599,7 +620,9 @@ def find_threshold(rf: RunFile, family: str, cfg: TrialConfig, *, lo: float | No
         failure=failure, trials=[trials[s].to_dict() for s in sorted(trials)],
         checker_constants={k: v for k, v in consts.items() if k != "hypotheses"},
         notes=notes, message=message, interrupted=interrupted, t1_at_reference=t1_ref,
-        lower_is_reference=lower_is_ref, ratio_status=ratio_status, non_monotone=non_monotone)
+        lower_is_reference=lower_is_ref, ratio_status=ratio_status, non_monotone=non_monotone,
+        end_points=[{"size": s, "outcome": trials[s].outcome, "stop_reason": trials[s].stop_reason,
+                     "gap0": trials[s].gap0, **trials[s].end} for s in sorted(trials) if trials[s].end])
     extra = (failing, *kept[failing.size]) if failing is not None and failing.size in kept else None
     return result, extra
 
