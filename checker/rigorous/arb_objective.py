@@ -404,12 +404,15 @@ class KernelSum:
           the sup over the range of t is at most its value at an upper bound of |t|.
 
         A term whose range of <u, v^_l> reaches +-1 (the box nears +-v^_l, where
-        kappa is not analytic) enters to first order only (``_singular_term``).
+        kappa is not analytic) enters to first order only (``_singular_term``); so does a
+        term with 1 - |t_m| <= 4 |s_l| (the series in t then converges slowly) when its
+        convex first-order remainder (``_first_order_remainder``) is below its tail.  Both
+        remainders are >= 0 (kappa is convex in t) and are charged only to the signs with
+        sign * c_l > 0.
         For sign -1 only the value, G_T's sign and the eigenvalue bound change.
         ``radius``, when given, is an upper bound of |u - u_m| over the unit vectors u in U
         (a cap around u_m; the branch and bound gets it from the box's vertices): it caps
-        |delta| and, for a term whose range <U, v^_l> reaches +-1, gives the range of
-        t = <u, v^_l> over the cap,
+        |delta| and gives each term the range of t = <u, v^_l> over the cap,
         [cos(min(a + theta, pi)), cos(max(a - theta, 0))] with a = angle(u_m, v^_l) and
         theta = 2 asin(radius / 2), much narrower than <U, v^_l> for a coordinate-wise U.
         Returns None if some enclosure is not finite.
