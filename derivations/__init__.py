@@ -28,6 +28,7 @@ FAMILIES: tuple[str, ...] = (
     "descent",
     "studies",
     "basin",
+    "sphere_bounds",
 )
 
 

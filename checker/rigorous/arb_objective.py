@@ -346,7 +346,9 @@ class KernelSum:
         |R| <= |s| max(A(t_hi) - A(t_m), A(t_m) - A(t_lo)) over the range
         [t_lo, t_hi] of t.  Near v^ both |s| and the spread of A are small
         (|s| = O(rho^2), spread O(rho)), so R = O(rho^3).  Values at the centre
-        use the stable angle route.
+        use the stable angle route.  kappa is convex in t (kappa'' = 1/(2 pi sqrt(1 - t^2)) for relu,
+        four times that for abs), so R >= 0: ``upper_on_sphere`` charges the remainder only to the
+        signs for which sign * c_l > 0.
         """
         phi, sn, cs = angle_triple(center, vh)
         k0 = kernel.kappa(phi, sn, cs, pi, self.activation)
@@ -365,7 +367,7 @@ class KernelSum:
         return kj, cf.abs_upper() * s_up * spread.abs_upper()
 
     def upper_on_sphere(self, U: ArbVector, center: ArbVector, *, order: int = 6,
-                        signs: Sequence[int] = (1,)) -> list[arb] | None:
+                        signs: Sequence[int] = (1,), radius: arb | None = None) -> list[arb] | None:
         """Balls whose upper ends bound sign * F(u) over the unit vectors u in U, one per sign.
 
         ``center`` is (a tight ball around) a unit vector u_m in U.  On the sphere
@@ -393,14 +395,26 @@ class KernelSum:
         * 3 <= j <= J: |sum_l gamma_l s_l^j| = |<T_j, delta^(x)j>| <= ||T_j||_F |delta|^j,
           T_j = sum_l gamma_l v^_l^(x)j, ||T_j||_F^2 = sum_{l,l'} gamma_l gamma_l' <v^_l, v^_l'>^j
           (or sum_l |gamma_l| |s_l|^j when smaller).
-        * remainder: |beta_l| sup |kappa_{J+1}| |s_l|^{J+1} per term.  kappa has
+        * remainder: |beta_l| times the tail sum_{j > J} kappa_j(|t_l|) sigma_l^j =
+          kappa(|t_l| + sigma_l) - sum_{j <= J} kappa_j(|t_l|) sigma_l^j of the series at the
+          centre, sigma_l >= |s_l| (``_taylor_tail``, when |t_l| + sigma_l <= 1); otherwise
+          Lagrange's |beta_l| sup |kappa_{J+1}| |s_l|^{J+1}.  kappa has
           non-negative Taylor coefficients (the squared Hermite coefficients of
           sigma), so |kappa_{J+1}(t)| <= kappa_{J+1}(|t|), increasing in |t|:
           the sup over the range of t is at most its value at an upper bound of |t|.
 
         A term whose range of <u, v^_l> reaches +-1 (the box nears +-v^_l, where
-        kappa is not analytic) enters to first order only (``_singular_term``).
+        kappa is not analytic) enters to first order only (``_singular_term``); so does a
+        term with 1 - |t_m| <= 4 |s_l| (the series in t then converges slowly) when its
+        convex first-order remainder (``_first_order_remainder``) is below its tail.  Both
+        remainders are >= 0 (kappa is convex in t) and are charged only to the signs with
+        sign * c_l > 0.
         For sign -1 only the value, G_T's sign and the eigenvalue bound change.
+        ``radius``, when given, is an upper bound of |u - u_m| over the unit vectors u in U
+        (a cap around u_m; the branch and bound gets it from the box's vertices): it caps
+        |delta| and gives each term the range of t = <u, v^_l> over the cap,
+        [cos(min(a + theta, pi)), cos(max(a - theta, 0))] with a = angle(u_m, v^_l) and
+        theta = 2 asin(radius / 2), much narrower than <U, v^_l> for a coordinate-wise U.
         Returns None if some enclosure is not finite.
         """
         vhats, coefs = self._units()
@@ -409,20 +423,53 @@ class KernelSum:
         delta = [x - c for x, c in zip(U, center)]
         rho_ball = norm(delta)
         rho = rho_ball.abs_upper()  # a ball around an upper bound of |delta|
+        theta = None
+        if radius is not None and radius.is_finite() and radius < 2:
+            if float(radius.mid()) < float(rho.mid()):
+                rho = radius.abs_upper()
+            theta = 2 * (radius.abs_upper() / 2).asin()
         rho_f = float(rho.mid())
         terms = []
+        singular: list[tuple[arb, arb]] = []  # (beta_l, bound of the first-order remainder of kappa)
         pi = arb.pi()
         for vh, cf in zip(vhats, coefs):
             t_range = dot(U, vh)
-            t_abs = t_range.abs_upper()
             s_up = dot(delta, vh).abs_upper()
+            if theta is not None:
+                t_c = dot(center, vh).intersection(_UNIT)
+                alpha = t_c.acos()
+                lo_a = alpha - theta
+                t_hi = arb(1) if not lo_a > 0 else lo_a.cos()
+                hi_a = alpha + theta
+                t_lo = arb(-1) if not hi_a < pi else hi_a.cos()
+                cap = arb.union(t_lo, t_hi)
+                if cap.is_finite() and t_range.overlaps(cap):
+                    t_range = t_range.intersection(cap)
+                    s_cap = (cap - t_c).abs_upper()
+                    if float(s_cap.mid()) < float(s_up.mid()):
+                        s_up = s_cap
+            t_abs = t_range.abs_upper()
             s_up = s_up if float(s_up.mid()) < rho_f else rho
             if t_abs < 1:
-                kj = kappa_taylor(dot(center, vh), J + 1, self.activation)
-                k_rem = kappa_taylor(t_abs, J + 2, self.activation)[J + 1]
-                rem = cf.abs_upper() * k_rem.abs_upper() * s_up ** (J + 1)
+                t_m = dot(center, vh)
+                kj = kappa_taylor(t_m, J + 1, self.activation)
+                tail = _taylor_tail(t_m, s_up, J, self.activation)
+                if tail is None:  # Lagrange's form at the largest |t| of the range
+                    k_rem = kappa_taylor(t_abs, J + 2, self.activation)[J + 1]
+                    tail = k_rem.abs_upper() * s_up ** (J + 1)
+                rem = cf.abs_upper() * tail
+                if not (1 - t_m.abs_upper()) > 4 * s_up:
+                    # near +-v^ the series in t converges slowly (radius 1 - |t_m|): the first-order
+                    # form with its convex remainder (``_first_order_remainder``) may be smaller
+                    r1 = _first_order_remainder(t_m, t_range, self.activation)
+                    if r1 is not None and float(r1.mid()) < float(tail.mid()):
+                        kj = [kj[0], kj[1]] + [arb(0)] * (J - 1)
+                        singular.append((cf, r1))
+                        rem = arb(0)
             else:
                 kj, rem = self._singular_term(center, vh, cf, t_range, s_up, J, pi)
+                singular.append((cf, rem / cf.abs_upper() if cf != 0 else arb(0)))
+                rem = arb(0)  # enters per sign below
             if not (rem.is_finite() and all(x.is_finite() for x in kj)):
                 return None
             terms.append((vh, cf, kj, rem, s_up))
@@ -480,8 +527,71 @@ class KernelSum:
             q_sep = lin + lam.max(arb(0)) * rho * rho
             if float(q_sep.mid() + q_sep.rad()) < float(q.mid() + q.rad()):
                 q = q_sep
-            out.append(sign * value + q + rest)
+            # kappa is convex in t, so a singular term's first-order remainder R is >= 0: sign * beta R
+            # is at most max(sign * beta, 0) R_max (nothing when sign * beta < 0).
+            own = arb(0)
+            for cf, r_max in singular:
+                if not r_max.is_finite():
+                    return None
+                own += (sign * cf).max(arb(0)).abs_upper() * r_max
+            out.append(sign * value + q + rest + own)
         return out
+
+
+def _first_order_remainder(t_m: arb, t_range: arb, activation: str) -> arb | None:
+    """An upper bound (ball) of R(t) = kappa(t) - kappa(t_m) - kappa'(t_m) (t - t_m) over t in t_range.
+
+    kappa is convex in t on [-1, 1] (kappa'' = 1/(2 pi sqrt(1 - t^2)) for relu, four times that
+    for abs), so R >= 0 is convex with R(t_m) = 0 and its maximum over an interval holding t_m is
+    at an end: max(R(t_lo), R(t_hi)), each end clipped to [-1, 1] (the range on the sphere).
+    None when t_m is not inside the range."""
+    lo = max(lower_fraction(t_range), Fraction(-1))
+    hi = min(upper_fraction(t_range), Fraction(1))
+    pi = arb.pi()
+    tc = t_m.intersection(_UNIT)
+    phi_m = tc.acos()
+    s_m = ((1 - tc) * (1 + tc)).nonnegative_part().sqrt()
+    k_m = kernel.kappa(phi_m, s_m, tc, pi, activation)
+    a_m = kernel.grad_coefficients(phi_m, s_m, pi, activation)[0]
+    if not (lower_fraction(tc) >= lo and upper_fraction(tc) <= hi):
+        return None
+    out = arb(0)
+    for end in (lo, hi):
+        t = dyadic_arb(end)
+        ph = t.acos() if end > -1 else pi
+        sn = ((1 - t) * (1 + t)).nonnegative_part().sqrt()
+        r = kernel.kappa(ph, sn, t, pi, activation) - k_m - a_m * (t - tc)
+        if not r.is_finite():
+            return None
+        out = out.max(r.abs_upper())
+    return out
+
+
+def _taylor_tail(t_m: arb, sigma: arb, J: int, activation: str) -> arb | None:
+    """An upper bound (ball) of sup_{|s| <= sigma} |sum_{j > J} kappa_j(t_m) s^j|, J >= 1, or None.
+
+    kappa - t/4 (relu) and kappa (abs) are even with non-negative Taylor coefficients at 0, so
+    for j >= 2 |kappa_j(t)| = kappa_j(|t|), and kappa_j is non-negative and increasing on
+    [0, 1).  With t0 >= |t_m| and t0 + sigma <= 1 (inside the disc of convergence of the
+    series at t0, radius 1 - t0, closed by Abel's theorem: kappa is continuous at 1) the tail is
+    at most sum_{j > J} kappa_j(t0) sigma^j = kappa(t0 + sigma) - sum_{j <= J} kappa_j(t0) sigma^j:
+    the Taylor coefficients at the centre, where Lagrange's form takes kappa_{J+1} at the worst
+    point of the range (much larger when the range nears +-1)."""
+    if J < 1:
+        return None
+    t0 = t_m.abs_upper()
+    x = t0 + sigma
+    if not x <= 1:
+        return None
+    k0 = kappa_taylor(t0, J + 1, activation)
+    kx = kernel.kappa(x.acos(), ((1 - x) * (1 + x)).nonnegative_part().sqrt(), x, arb.pi(), activation)
+    total = kx
+    power = arb(1)
+    for j in range(J + 1):
+        total -= k0[j] * power
+        power = power * sigma
+    total = total.abs_upper() if total.is_finite() else total
+    return total if total.is_finite() else None
 
 
 def kappa_taylor(t: arb, length: int, activation: str) -> list[arb]:

@@ -413,10 +413,13 @@ def certified_sup(problem: Problem, a: Any = None, W: Any = None, *, tol: float,
         pert_q = upper_fraction(pert)
         Qf = np.array([[float(x) for x in q] for q in basis])
         red_seeds = []
-        for sd in seeds:
-            uf = np.array([float(x) for x in sd])
-            p = Qf.dot(uf)
-            red_seeds.append(list(p) + [float(np.linalg.norm(uf - Qf.T.dot(p)))])
+        with engine.context():  # in the engine's numbers: a polished seed keeps its digits
+            for sd in seeds:
+                ue = np.array(list(sd), dtype=object if isinstance(engine, MpEngine) else float)
+                ue = ue / engine.sqrt((ue * ue).sum())
+                p = [q.dot(ue) for q in basis]
+                rest = 1 - sum(x * x for x in p)
+                red_seeds.append(p + [engine.sqrt(rest) if rest > 0 else 0 * rest])
         F = KernelSum(act, Z, c)
         # g' is even in the last coordinate: the half sphere p_{s+1} >= 0 holds its sup (``keep``
         # drops only the boxes certainly below it), half the boxes of the whole S^s.

@@ -20,6 +20,19 @@ side at each level.  The upper bound of a box is the smallest of
   O(lambda) and flat while each of its terms is O(1), and the bounds that
   enclose the terms one by one only resolve g on very small boxes.
 
+Near a maximizer these bounds still exceed the maximum by O(r^3), so a tight
+tolerance needs deep boxes there.  When F has a ``hessian`` method, each seed
+that is a near-maximizer also gets a **concave region** (``_Region``): a box of
+a face chart around it on which the Hessian of sign * h is certified
+<= -mu I (mu > 0, Arb LDL^T of the ball matrix), so that on the whole box
+sign * h(z) <= sign * h(c) + |grad h(c)|^2 / (2 mu) (concave quadratic model at
+the box centre c, a dyadic point next to the seed; the excess is second order
+in the gradient at c, tiny for a polished seed).  A branch-and-bound box whose
+unit vectors all project into a region (its vertices, centrally projected onto
+the region's face, lie in the region's box: exact rational arithmetic) is
+covered by the region's bound and is not split; the other boxes only need
+bounds below the maximum minus the quadratic fall-off at the region's edge.
+
 Box centres are exact dyadic numbers and every enclosure is an Arb ball, so
 ``upper`` is a rigorous bound whatever stops the search (tolerance reached, box
 budget or time exhausted): it is the largest upper bound among the boxes still
@@ -38,10 +51,11 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any, Callable, Sequence
 
+import numpy as np
 from flint import arb, ctx
 
-from .arb_objective import (ArbVector, decimal_string, digits_for, lower_fraction, norm, quadratic_max, to_arb_vector,
-                            upper_fraction)
+from .arb_objective import (ArbVector, _positive_definite, decimal_string, digits_for, dyadic_arb, lower_fraction, norm,
+                            quadratic_max, to_arb_vector, upper_fraction)
 
 Func = Callable[[ArbVector], tuple[arb, ArbVector]]
 Keep = Callable[[ArbVector], bool]
@@ -59,7 +73,7 @@ class SphereMax:
     lower: str  # a value F attains at ``argmax``, rounded down
     argmax: list[float]  # unit vector (float approximation of the exact dyadic point)
     rigorous: bool
-    boxes: int  # boxes examined
+    boxes: int  # boxes bounded (those a ``keep`` filter rejects are not counted)
     reason: str  # "" when rigorous; otherwise why not
     converged: bool = False  # upper - lower <= tol was reached
     seconds: float = 0.0
@@ -79,9 +93,43 @@ def _meet(x: arb, y: arb) -> arb:
     return x.intersection(y)
 
 
+@dataclass
+class _Region:
+    """A face-chart box on which sign * h is certified concave, and the bounds that covers.
+
+    ``face`` (i, s) and the box |z_t - centre_t| <= half (exact Fractions, t != i);
+    ``bound``: an upper bound of max over signs of sign * h on the box (the concave
+    model for ``sign``, the ordinary box bounds for the other signs)."""
+
+    fi: int
+    face: tuple[int, int]
+    centre: tuple[Fraction, ...]
+    half: Fraction
+    bound: Fraction
+    sign: int
+    mu: float
+    unit: tuple[float, ...]  # float unit vector of the centre (prefilter only)
+    cos_reach: float  # float: boxes whose centre is farther than this (cosine) cannot be inside
+    used: int = 0
+
+
 def _value(F: Func, w: ArbVector) -> arb:
     value = getattr(F, "value", None)
     return value(w) if value is not None else F(w)[0]
+
+
+def _takes_radius(method: Callable) -> bool:
+    """True when an ``upper_on_sphere`` method accepts the cap radius (``KernelSum``'s does)."""
+    import inspect
+
+    try:
+        return "radius" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _cos(a: Sequence[float], b: ArbVector) -> float:
+    return sum(x * float(y.mid()) for x, y in zip(a, b))
 
 
 def _unit(w: ArbVector) -> ArbVector:
@@ -193,6 +241,10 @@ class _BranchAndBound:
         self.best_arg: list[float] = []
         self.boxes = 0
         self.deepest = 0
+        self.prec = prec
+        self.regions: list[_Region] = []
+        self.zonal_radius = [getattr(F, "upper_on_sphere", None) is not None and _takes_radius(F.upper_on_sphere)
+                             for F in self.Fs]
 
     # ---------------------------------------------------------------- geometry
     def _point(self, face: tuple[int, int], k: tuple[int, ...], level: int) -> ArbVector:
@@ -222,22 +274,25 @@ class _BranchAndBound:
         (``upper_on_sphere``), the second-order Taylor form (``hessian``), the
         first-order mean-value form and the natural enclosure.
         """
-        self.boxes += 1
         self.deepest = max(self.deepest, level)
         F = self.Fs[fi]
         Y = self._box(face, k, level)
         nY = norm(Y)
-        U = [y / nY for y in Y]
-        if self.keep is not None and not self.keep(U):
-            return None
         ym = self._point(face, k, level)
         nm = norm(ym)
         um = [y / nm for y in ym]
+        U, radius = [y / nY for y in Y], None
+        if self.keep is not None or self.zonal_radius[fi]:  # only these use the unit vectors U
+            U, radius = self._tighten(U, face, k, level, ym, nm, um)
+        if self.keep is not None and not self.keep(U):
+            return None
+        self.boxes += 1  # boxes bounded (a box ``keep`` rejects costs no bound)
         centre_ok = self.keep is None or self.keep(um)
         zonal = getattr(F, "upper_on_sphere", None)
         zonal_bounds: list[Fraction] | None = None
         if zonal is not None:
-            zb = zonal(U, um, signs=self.signs)
+            zb = zonal(U, um, signs=self.signs, **({"radius": radius} if radius is not None and
+                                                    self.zonal_radius[fi] else {}))
             if zb is not None and all(b.is_finite() for b in zb):
                 zonal_bounds = [upper_fraction(b) for b in zb]
                 if self.best is not None and max(zonal_bounds) <= self.best:
@@ -252,6 +307,36 @@ class _BranchAndBound:
         if zonal_bounds is not None:
             per_sign = [min(a, b) for a, b in zip(per_sign, zonal_bounds)]
         return max(per_sign)
+
+    def _tighten(self, U: ArbVector, face: tuple[int, int], k: tuple[int, ...], level: int, ym: ArbVector,
+                 nm: arb, um: ArbVector) -> tuple[ArbVector, arb | None]:
+        """U intersected coordinate-wise with the ball of radius R around the unit centre um.
+
+        Y / ||Y|| encloses the unit vectors of a box coordinate by coordinate, a few times
+        wider than the box's image on the sphere (the numerator and the norm vary
+        together).  R is a rigorous upper bound of |u - um| on the box: the angle from
+        ym is largest at a vertex (for cos >= 0 the set {y : <y, ym> >= c |y| |ym|} is a
+        convex cone, so it holds the box once it holds the vertices), and
+        |u - um| = sqrt(2 - 2 cos angle).  Returns (U, R), R None when not found."""
+        i0, s0 = face
+        free0 = [j for j in range(self.d) if j != i0]
+        low: arb | None = None
+        for corner in itertools.product((-1, 1), repeat=len(free0)):
+            y = [arb(s0)] * self.d
+            for j, kj, e in zip(free0, k, corner):
+                y[j] = arb((kj + e, -level))
+            c = sum((a * b for a, b in zip(y, ym)), arb(0)) / (norm(y) * nm)
+            low = c if low is None else low.min(c)
+        if low is None or not low > 0:
+            return U, None
+        R = (2 - 2 * low.lower()).nonnegative_part().sqrt().abs_upper()
+        ball = arb(0, 1) * R
+        out = []
+        for x, c in zip(U, um):
+            t = c + ball
+            y = x.intersection(t) if x.overlaps(t) else x
+            out.append(y if y.rad() < x.rad() else x)
+        return out, R
 
     def _consider_signed(self, value: arb, w: ArbVector) -> None:
         for sign in self.signs:
@@ -347,36 +432,21 @@ class _BranchAndBound:
         the smallest bound wins.
         """
         i = face[0]
-        FY, GY, HY = hessian(Y)
         free = [j for j in range(self.d) if j != i]
-        Fm, Gm = F(ym)
-        hm = Fm / nm
+        offset = arb(0, (1, -level))  # y_l - m_l for a free coordinate l
+        parts = self._chart_taylor(F, hessian, free, Y, nY, ym, nm, offset)
+        if parts is None:
+            return [_INF for _ in self.signs]
+        hm, FY, GY, slope, H = parts
         if centre_ok:
             self._consider_signed(hm, ym)
-        # Tighter enclosures of grad F and F over the box by their own mean-value
-        # forms around the centre: the point values carry the cancellation
-        # between terms, so the widths drop from O(r) to O(r (|grad| + r)).
-        offset = arb(0, (1, -level))  # y_l - m_l for a free coordinate l
-        if all(x.is_finite() for row in HY for x in row) and all(x.is_finite() for x in Gm):
-            GY = [_meet(GY[j], Gm[j] + sum((HY[j][l] * offset for l in free), arb(0))) for j in range(self.d)]
-        if all(x.is_finite() for x in GY) and Fm.is_finite():
-            FY = _meet(FY, Fm + sum((GY[l] * offset for l in free), arb(0)))
         if not (hm.is_finite() and FY.is_finite() and all(x.is_finite() for x in GY)):
             return [_INF for _ in self.signs]
         natural = FY / nY
         n3 = nY * nY * nY
-        n5 = n3 * nY * nY
-        fm3 = Fm / (nm * nm * nm)
-        slope = [Gm[j] / nm - fm3 * ym[j] for j in free]
         first = arb(0)
         for j in free:
             first += (GY[j] / nY - FY * Y[j] / n3) * offset
-        H = {}
-        for a, j in enumerate(free):
-            for b, l in enumerate(free):
-                if b >= a:
-                    Hjl = HY[j][l] / nY - (GY[j] * Y[l] + Y[j] * GY[l]) / n3 + 3 * FY * Y[j] * Y[l] / n5
-                    H[a, b] = Hjl - FY / n3 if j == l else Hjl
         finite = all(x.is_finite() for x in slope) and all(x.is_finite() for x in H.values())
         if finite:
             off = arb(0)  # x_j x_l H_jl appears twice in x^T H x: |H_jl| r^2 per pair
@@ -399,6 +469,170 @@ class _BranchAndBound:
             out.append(min(bounds) if bounds else _INF)
         return out
 
+    @staticmethod
+    def _chart_taylor(F: Func, hessian: Callable, free: list[int], Y: ArbVector, nY: arb, ym: ArbVector,
+                      nm: arb, offset: arb) -> tuple[arb, arb, ArbVector, ArbVector, dict] | None:
+        """(h(m), F(Y), grad F(Y), grad h(m), Hess h(Y)) for the face chart h(z) = F(y)/||y||.
+
+        ``offset`` is the ball of y_l - m_l for a free coordinate l; the Hessian of h
+        is indexed by pairs (a, b), a <= b, of positions in ``free``:
+
+            Hess h = Hess F/n - (grad F y^T + y grad F^T)/n^3 - F I/n^3 + 3 F y y^T/n^5.
+
+        grad F and F over the box are tightened by their own mean-value forms around
+        the centre: the point values carry the cancellation between terms, so the
+        widths drop from O(r) to O(r (|grad| + r)).  None if the centre value is not finite.
+        """
+        FY, GY, HY = hessian(Y)
+        d = len(Y)
+        Fm, Gm = F(ym)
+        hm = Fm / nm
+        if not hm.is_finite():
+            return None
+        if all(x.is_finite() for row in HY for x in row) and all(x.is_finite() for x in Gm):
+            GY = [_meet(GY[j], Gm[j] + sum((HY[j][l] * offset for l in free), arb(0))) for j in range(d)]
+        if all(x.is_finite() for x in GY) and Fm.is_finite():
+            FY = _meet(FY, Fm + sum((GY[l] * offset for l in free), arb(0)))
+        n3 = nY * nY * nY
+        n5 = n3 * nY * nY
+        fm3 = Fm / (nm * nm * nm)
+        slope = [Gm[j] / nm - fm3 * ym[j] for j in free]
+        H = {}
+        for a, j in enumerate(free):
+            for b, l in enumerate(free):
+                if b >= a:
+                    Hjl = HY[j][l] / nY - (GY[j] * Y[l] + Y[j] * GY[l]) / n3 + 3 * FY * Y[j] * Y[l] / n5
+                    H[a, b] = Hjl - FY / n3 if j == l else Hjl
+        return hm, FY, GY, slope, H
+
+    # ---------------------------------------------------------------- concave regions
+    def _make_regions(self, seeds: Sequence[ArbVector]) -> None:
+        """A concave region (``_Region``) around every seed where sign * F is within 1e-3
+        (relative) of the best value, for each F with a ``hessian`` and each sign."""
+        if self.best is None:
+            return
+        slack = abs(self.best) / 1000 + self.tol
+        for fi, F in enumerate(self.Fs):
+            if getattr(F, "hessian", None) is None:
+                continue
+            for w in seeds:
+                nw = norm(w)
+                u = [x / nw for x in w]
+                val = _value(F, w) / nw
+                if not val.is_finite():
+                    continue
+                for sign in self.signs:
+                    if upper_fraction(sign * val) < self.best - slack:
+                        continue
+                    if any(r.fi == fi and r.sign == sign and _cos(r.unit, u) > 1 - 1e-12 for r in self.regions):
+                        continue  # the same maximizer twice
+                    region = self._region(fi, F, u, sign)
+                    if region is not None:
+                        self.regions.append(region)
+
+    def _region(self, fi: int, F: Func, u: ArbVector, sign: int) -> _Region | None:
+        """Largest box (half-width 2^-q, q = 3, 5, ..., 47) of the face chart around the unit vector u on
+        which sign * h is certified concave (Hess <= -mu I); None if there is none."""
+        hessian = F.hessian  # type: ignore[attr-defined]
+        mids = [float(x.mid()) for x in u]
+        i = max(range(self.d), key=lambda j: abs(mids[j]))
+        s = 1 if mids[i] > 0 else -1
+        free = [j for j in range(self.d) if j != i]
+        bits = self.prec - 8
+        centre = []
+        for j in free:
+            z = (u[j] / abs(u[i])).mid()
+            centre.append(Fraction(round(upper_fraction(z) * 2**bits), 2**bits))
+        ym = [arb(s) if j == i else dyadic_arb(centre[free.index(j)]) for j in range(self.d)]
+        nm = norm(ym)
+        um = [y / nm for y in ym]
+        if self.keep is not None and not self.keep(um):
+            return None
+        for q in range(3, 49, 2):
+            offset = arb(0, (1, -q))
+            Y = [y if j == i else y + offset for j, y in enumerate(ym)]
+            nY = norm(Y)
+            parts = self._chart_taylor(F, hessian, free, Y, nY, ym, nm, offset)
+            if parts is None:
+                return None
+            hm, FY, GY, slope, H = parts
+            n = len(free)
+            A = [[-sign * H[min(a, b), max(a, b)] for b in range(n)] for a in range(n)]
+            if not all(x.is_finite() for row in A for x in row) or not all(x.is_finite() for x in slope):
+                continue
+            Am = np.array([[float(x.mid()) for x in row] for row in A])
+            low = float(np.linalg.eigvalsh((Am + Am.T) / 2).min())
+            if not low > 0:
+                if q >= 11:  # the midpoint matrix is the Hessian at the seed by now: not a strict maximum
+                    return None
+                continue
+            mu_f = low / 2
+            mu = arb(mu_f)
+            if not _positive_definite([[A[a][b] - (mu if a == b else 0) for b in range(n)] for a in range(n)]):
+                continue
+            model = sign * hm + sum((g * g for g in slope), arb(0)) / (2 * mu)
+            if not model.is_finite():
+                return None
+            self._consider_signed(hm, ym)
+            bounds = [upper_fraction(model)]
+            others = [sg for sg in self.signs if sg != sign]
+            if others:  # the other signs on the same box: the ordinary box bounds
+                saved = self.signs
+                self.signs = tuple(others)
+                try:
+                    Ub = [y / nY for y in Y]
+                    zonal = getattr(F, "upper_on_sphere", None)
+                    per = self._second_order(F, hessian, (i, s), (), q, Y, nY, ym, nm, False)
+                    if zonal is not None:
+                        zb = zonal(Ub, um, signs=self.signs)
+                        if zb is not None and all(b.is_finite() for b in zb):
+                            per = [min(p_, upper_fraction(b)) for p_, b in zip(per, zb)]
+                finally:
+                    self.signs = saved
+                if any(p_ == _INF for p_ in per):
+                    return None
+                bounds.extend(per)
+            reach = min(1.0, float(2.0**-q) * math.sqrt(n) * 1.01)
+            return _Region(fi, (i, s), tuple(centre), Fraction(1, 2**q), max(bounds), sign, mu_f,
+                           tuple(mids), math.cos(math.asin(reach)) - 1e-9)
+        return None
+
+    def _covered(self, fi: int, face: tuple[int, int], k: tuple[int, ...], level: int) -> _Region | None:
+        """A region holding every unit vector of the box (exact test on its vertices), or None."""
+        if not self.regions:
+            return None
+        i0, s0 = face
+        c = [float(s0) if j == i0 else 0.0 for j in range(self.d)]
+        free0 = [j for j in range(self.d) if j != i0]
+        for j, kj in zip(free0, k):
+            c[j] = kj / 2.0**level
+        nc = math.sqrt(sum(x * x for x in c))
+        cu = [x / nc for x in c]
+        for reg in self.regions:
+            if reg.fi != fi or sum(x * y for x, y in zip(cu, reg.unit)) < reg.cos_reach:
+                continue
+            if self._inside(reg, face, k, level):
+                return reg
+        return None
+
+    def _inside(self, reg: _Region, face: tuple[int, int], k: tuple[int, ...], level: int) -> bool:
+        i0, s0 = face
+        free0 = [j for j in range(self.d) if j != i0]
+        i, s = reg.face
+        free = [j for j in range(self.d) if j != i]
+        den = 2**level
+        for corner in itertools.product((-1, 1), repeat=len(free0)):
+            y = [Fraction(s0)] * self.d
+            for j, kj, e in zip(free0, k, corner):
+                y[j] = Fraction(kj + e, den)
+            if not s * y[i] > 0:
+                return False
+            lam = s / y[i]
+            for t, j in enumerate(free):
+                if abs(lam * y[j] - reg.centre[t]) > reg.half:
+                    return False
+        return True
+
     # ---------------------------------------------------------------- search
     def run(self, *, max_boxes: int, seeds: Sequence[Sequence[Any]], start: float,
             max_seconds: float | None) -> SphereMax:
@@ -413,6 +647,9 @@ class _BranchAndBound:
                 continue
             for F in self.Fs:
                 self._consider_signed(_value(F, w) / nw, w)
+
+        seed_points = [to_arb_vector(list(sd)) for sd in seeds]
+        self._make_regions([w for w in seed_points if not all(x == 0 for x in w)])
 
         heap: list[tuple[Any, int, int, tuple[int, int], int, tuple[int, ...]]] = []
         counter = itertools.count()
@@ -445,6 +682,10 @@ class _BranchAndBound:
                 continue
             for signs in children_signs:
                 child = tuple(2 * kj + sj for kj, sj in zip(k, signs))
+                region = self._covered(fi, face, child, level + 1)
+                if region is not None:  # bounded by the region's concave model
+                    region.used += 1
+                    continue
                 up = self._evaluate(fi, face, child, level + 1)
                 if up is None or (self.best is not None and up <= self.best):
                     continue
@@ -454,7 +695,14 @@ class _BranchAndBound:
         extra = {"stopped": stopped} if stopped else {}
         if stuck is not None:
             extra["unsplit_boxes"] = "boxes reached the precision limit; raise prec"
+        used = [r for r in self.regions if r.used]
+        if self.regions:
+            extra["concave_regions"] = [{"face": list(r.face), "centre": [float(x) for x in r.centre],
+                                         "half_width": float(r.half), "sign": r.sign, "mu": r.mu,
+                                         "bound": self._up(r.bound), "boxes_covered": r.used}
+                                        for r in self.regions]
         candidates = [c for c in (-heap[0][0] if heap else None, stuck, self.best) if c is not None]
+        candidates += [r.bound for r in used]
         lower = "-inf" if self.best is None else self._down(self.best)
         if not candidates:  # keep rejected every box: the region misses the sphere
             return SphereMax("-inf", "-inf", [], True, self.boxes, "", True, seconds, self.deepest,
