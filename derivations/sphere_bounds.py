@@ -61,9 +61,7 @@ def even_part(activation: str) -> Result:
 
 
 def nonnegative_coefficients(activation: str) -> Result:
-    """The Taylor coefficients of kappa at t = 0 are >= 0 up to order 24 (the squared Hermite
-    coefficients of sigma); with the closed form of kappa'' = c (1 - t^2)^(-1/2), whose series
-    c sum binom(2n, n) (t/2)^(2n) has positive coefficients, this holds at every order."""
+    """The Taylor coefficients of kappa at t = 0 are >= 0 up to order 24 (at every order: kappa'' = c (1 - t^2)^(-1/2) has the series c sum binom(2n, n) (t/2)^(2n))."""
 
     def check() -> tuple[bool, str]:
         t, k = _kappa_t(activation)
