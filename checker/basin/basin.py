@@ -414,27 +414,8 @@ class BasinProver:
             return
         self.say(f"radius search (mu >= {float(target):.4g}, a fraction {self.mu_fraction} of the centre's "
                  f"{float(b0[0]):.4g}) ...")
-        # bracket: grow or shrink by 4 until one side holds and the other fails
-        while not self._out_of_time():
-            ok = self.attempt(r, target, weights).proved
-            if ok and self.smallest_failed is None:
-                r = cv.round_decimal(r * 4, RADIUS_DIGITS, up=False)
-                if r >= Fraction(min_norm):
-                    break
-            elif not ok and self.best is None:
-                r = cv.round_decimal(r / 4, RADIUS_DIGITS, up=False)
-                if r < Fraction(1, 10**30):
-                    break
-            else:
-                break
-        while not self._out_of_time() and self.best is not None and self.smallest_failed is not None:
-            lo, hi = self.best[0], self.smallest_failed
-            if hi / lo < Fraction(RADIUS_RATIO).limit_denominator(1000):
-                break
-            mid = cv.round_decimal(Fraction(math.sqrt(float(lo) * float(hi))), RADIUS_DIGITS, up=False)
-            if not lo < mid < hi:
-                break
-            self.attempt(mid, target, weights)
+        search_radius(r, Fraction(min_norm), lambda x: self.attempt(x, target, weights).proved,
+                      self._out_of_time, lambda: (self.best and self.best[0], self.smallest_failed))
         self.seconds["search"] = time.perf_counter() - t
 
     def run(self) -> dict[str, Any]:
@@ -537,3 +518,33 @@ def l_star_lower(instance: Instance, center: dict[str, Any], dps: int, tol: floa
     inst = instance.replace(student_a=center["a"], student_W=center["W"])
     gb = gap_bound(Problem.from_instance(inst, MpEngine(dps)), rigorous=True, tol=tol)
     return cv.parse_decimal(gb.dual) if gb.rigorous else None
+
+
+def search_radius(r: Fraction, ceiling: Fraction, attempt: Callable[[Fraction], bool],
+                  out_of_time: Callable[[], bool],
+                  bracket: Callable[[], tuple[Fraction | None, Fraction | None]]) -> None:
+    """The radius search of both provers: from ``r``, grow or shrink by 4 until one radius holds and
+    another fails (never at or above ``ceiling``, never below 1e-30), then bisect the bracket by
+    geometric means until its ends are within ``RADIUS_RATIO``.  ``attempt(r)`` proves a radius (and
+    records it); ``bracket()`` returns the largest radius proved and the smallest that failed so far."""
+    while not out_of_time():
+        ok = attempt(r)
+        best, failed = bracket()
+        if ok and failed is None:
+            r = cv.round_decimal(r * 4, RADIUS_DIGITS, up=False)
+            if r >= ceiling:
+                break
+        elif not ok and best is None:
+            r = cv.round_decimal(r / 4, RADIUS_DIGITS, up=False)
+            if r < Fraction(1, 10**30):
+                break
+        else:
+            break
+    while not out_of_time():
+        lo, hi = bracket()
+        if lo is None or hi is None or hi / lo < Fraction(RADIUS_RATIO).limit_denominator(1000):
+            break
+        mid = cv.round_decimal(Fraction(math.sqrt(float(lo) * float(hi))), RADIUS_DIGITS, up=False)
+        if not lo < mid < hi:
+            break
+        attempt(mid)

@@ -75,8 +75,8 @@ from checker.core.model import Instance
 from checker.rigorous.arb_objective import decimal_string, upper_fraction
 
 from . import cover as cv
-from .basin import (BOUND_DIGITS, FORMAT, HESSIAN_PREC, RADIUS_DIGITS, RADIUS_RATIO, VERSION, ArbObjective,
-                    BasinProver, NotApplicable, sqrt_upper)
+from .basin import (BOUND_DIGITS, FORMAT, HESSIAN_PREC, RADIUS_DIGITS, VERSION, ArbObjective,
+                    BasinProver, NotApplicable, search_radius, sqrt_upper)
 
 #: The route name written to the certificate (``route``).
 ROUTE = "over-parameterized-split-arc"
@@ -499,26 +499,8 @@ class OverProver:
             self.attempt(self.radius, weights)
         else:
             self.say(f"radius search (Hessian variation e <= lambda_2/6 = {float(self.l2 * self.e_fraction):.4g}) ...")
-            while not self._out_of_time():
-                ok = self.attempt(r, weights).proved
-                if ok and self.smallest_failed is None:
-                    r = cv.round_decimal(r * 4, RADIUS_DIGITS, up=False)
-                    if r >= Fraction(min_norm):
-                        break
-                elif not ok and self.best is None:
-                    r = cv.round_decimal(r / 4, RADIUS_DIGITS, up=False)
-                    if r < Fraction(1, 10**30):
-                        break
-                else:
-                    break
-            while not self._out_of_time() and self.best is not None and self.smallest_failed is not None:
-                lo, hi = self.best[0], self.smallest_failed
-                if hi / lo < Fraction(RADIUS_RATIO).limit_denominator(1000):
-                    break
-                mid = cv.round_decimal(Fraction(math.sqrt(float(lo) * float(hi))), RADIUS_DIGITS, up=False)
-                if not lo < mid < hi:
-                    break
-                self.attempt(mid, weights)
+            search_radius(r, Fraction(min_norm), lambda x: self.attempt(x, weights).proved, self._out_of_time,
+                          lambda: (self.best and self.best[0], self.smallest_failed))
         self.seconds["search"] = time.perf_counter() - t
 
     def run(self) -> dict[str, Any]:
