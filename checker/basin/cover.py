@@ -144,6 +144,39 @@ def replay(tokens: Sequence[str], root: Box) -> Iterator[tuple[str, Box]]:
         raise ValueError("the tree is incomplete (boxes left without a leaf)")
 
 
+def replay_cover(cov: Any, center: Sequence[Fraction], r: Fraction, fail: Callable[[str, str], Exception],
+                 bad: Callable[[str], Exception]) -> tuple[list[tuple[str, Box]], list[Box]]:
+    """Check a certificate's ``cover`` against the ball B(center, r), from the file alone.
+
+    Replays the token tree on the cube [c - r, c + r]^n (its leaves partition the cube), checks
+    that the listed boxes are exactly its certified ('c') leaves and that every 'o' leaf misses
+    the ball.  Returns (leaves, certified boxes).  A malformed cover raises ``bad(message)``, a
+    claim that does not hold raises ``fail(claim, message)``.
+    """
+    if not isinstance(cov, dict) or not isinstance(cov.get("tree"), list) or not isinstance(cov.get("boxes"), list):
+        raise bad("certificate: 'cover' must hold a 'tree' (list of tokens) and 'boxes'")
+    try:
+        leaves = list(replay(cov["tree"], cube(center, r)))
+    except ValueError as exc:
+        raise fail("cover.tree", str(exc)) from None
+    certified = [b for kind, b in leaves if kind == "c"]
+    listed = cov["boxes"]
+    if len(listed) != len(certified):
+        raise fail("cover.boxes", f"{len(listed)} boxes listed, the tree has {len(certified)} certified leaves")
+    for i, (b, entry) in enumerate(zip(certified, listed)):
+        try:
+            listed_box = [(parse_decimal(str(lo)), parse_decimal(str(hi)))
+                          for lo, hi in zip(entry["lo"], entry["hi"], strict=True)]
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            raise fail(f"cover.boxes[{i}]", "lo and hi must be lists of n decimal strings") from None
+        if listed_box != b:
+            raise fail(f"cover.boxes[{i}]", "the listed box is not the tree's leaf")
+    for kind, b in leaves:
+        if kind == "o" and not misses_ball(b, center, r):
+            raise fail("cover.tree", "a leaf marked 'o' meets the ball B(centre, radius)")
+    return leaves, certified
+
+
 def box_to_arb(box: Box) -> list[arb]:
     return [interval_arb(lo, hi) for lo, hi in box]
 

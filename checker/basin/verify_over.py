@@ -119,28 +119,7 @@ def verify_over(cert: dict[str, Any], checked: list[str], check_l_star: bool,
         raise fail("lambda_max_center", "M0 - lambda_max_center I is not certainly negative definite")
     ok("lambda_2(M0) >= lambda2_center, lambda_max(M0) <= lambda_max_center (Arb LDL^T inertia)")
 
-    cov = cert.get("cover")
-    if not isinstance(cov, dict) or not isinstance(cov.get("tree"), list) or not isinstance(cov.get("boxes"), list):
-        raise bad("certificate: 'cover' must hold a 'tree' (list of tokens) and 'boxes'")
-    try:
-        leaves = list(cv.replay(cov["tree"], cv.cube(center, r)))
-    except ValueError as exc:
-        raise fail("cover.tree", str(exc)) from None
-    certified = [b for kind, b in leaves if kind == "c"]
-    listed = cov["boxes"]
-    if len(listed) != len(certified):
-        raise fail("cover.boxes", f"{len(listed)} boxes listed, the tree has {len(certified)} certified leaves")
-    for i, (b, entry) in enumerate(zip(certified, listed)):
-        try:
-            listed_box = [(cv.parse_decimal(str(lo)), cv.parse_decimal(str(hi)))
-                          for lo, hi in zip(entry["lo"], entry["hi"], strict=True)]
-        except (KeyError, TypeError, ValueError, ArithmeticError):
-            raise fail(f"cover.boxes[{i}]", "lo and hi must be lists of n decimal strings") from None
-        if listed_box != b:
-            raise fail(f"cover.boxes[{i}]", "the listed box is not the tree's leaf")
-    for kind, b in leaves:
-        if kind == "o" and not cv.misses_ball(b, center, r):
-            raise fail("cover.tree", "a leaf marked 'o' meets the ball B(centre, radius)")
+    leaves, certified = cv.replay_cover(cert.get("cover"), center, r, fail, bad)
     ok(f"cover: the tree's {len(leaves)} leaves partition the cube; 'o' leaves miss the ball; the listed boxes are "
        "its certified leaves")
     for i, b in enumerate(certified):
