@@ -300,6 +300,10 @@ class _BranchAndBound:
         hessian = getattr(F, "hessian", None)
         if hessian is not None:
             per_sign = self._second_order(F, hessian, face, k, level, Y, nY, ym, nm, centre_ok)
+            if self.signs == (1,) and (self.best is None or per_sign[0] > self.best):
+                # the box survives: Baumann's mean-value form too (sharper than the centred one where
+                # the Hessian is not finite, e.g. next to a singularity of F's second derivatives)
+                per_sign = [min(per_sign[0], self._first_order_baumann(F, face, k, level, Y, nY, centre_ok))]
         elif self.signs == (1,):
             per_sign = [self._first_order_baumann(F, face, k, level, Y, nY, centre_ok)]
         else:
@@ -440,9 +444,11 @@ class _BranchAndBound:
         hm, FY, GY, slope, H = parts
         if centre_ok:
             self._consider_signed(hm, ym)
-        if not (hm.is_finite() and FY.is_finite() and all(x.is_finite() for x in GY)):
+        if not (hm.is_finite() and FY.is_finite()):
             return [_INF for _ in self.signs]
         natural = FY / nY
+        if not all(x.is_finite() for x in GY):  # no gradient bound: the natural enclosure only
+            return [upper_fraction(sign * natural) if natural.is_finite() else _INF for sign in self.signs]
         n3 = nY * nY * nY
         first = arb(0)
         for j in free:
