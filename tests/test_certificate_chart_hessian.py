@@ -155,3 +155,14 @@ def test_a_planted_wrong_hessian_is_caught(setup, monkeypatch) -> None:
     ref = lambda y: _F_ref(fn.alpha, chart.beta_span, fn.W, chart.M, -1, y)  # noqa: E731
     rng = np.random.default_rng(2)
     assert _violations(F, ref, list(_boxes(rng, 4, [6, 9])), rng, what="hess")
+
+
+def test_the_unit_sphere_form_derivation_rejects_a_wrong_kernel() -> None:
+    # The SymPy identity behind ``hessian`` is checked against the checker's own kappa and gradient
+    # coefficients; with the relu coefficients swapped in for abs it must fail.
+    from checker.core import kernel as ck
+    from derivations.certificate import eta_unit_sphere_form
+
+    assert eta_unit_sphere_form("relu").verified
+    wrong = lambda phi, s, pi, act: ck.grad_coefficients(phi, s, pi, "relu")  # noqa: E731
+    assert not eta_unit_sphere_form("abs", grad_fn=wrong).verified

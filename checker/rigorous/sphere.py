@@ -300,10 +300,6 @@ class _BranchAndBound:
         hessian = getattr(F, "hessian", None)
         if hessian is not None:
             per_sign = self._second_order(F, hessian, face, k, level, Y, nY, ym, nm, centre_ok)
-            if self.signs == (1,) and (self.best is None or per_sign[0] > self.best):
-                # the box survives: Baumann's mean-value form too (sharper than the centred one where
-                # the Hessian is not finite, e.g. next to a singularity of F's second derivatives)
-                per_sign = [min(per_sign[0], self._first_order_baumann(F, face, k, level, Y, nY, centre_ok))]
         elif self.signs == (1,):
             per_sign = [self._first_order_baumann(F, face, k, level, Y, nY, centre_ok)]
         else:
