@@ -467,6 +467,49 @@ def certificate_inequality_chain() -> Result:
         "algebraic", check)
 
 
+def eta_unit_sphere_form(activation: str = "relu",
+                         grad_fn: Callable[..., tuple[Any, Any]] = ck.grad_coefficients,
+                         kappa_fn: Callable[..., Any] = ck.kappa) -> Result:
+    """The per-teacher term of eta in t = <w^, v^> and s = <w^, beta>, with the derivatives of kappa
+    that ``checker.geometry.certificate._ArbChartEta.hessian`` differentiates:
+
+        alpha k(w, v) + <beta, grad_v k(w, v)>
+            = ||w|| (alpha ||v|| kappa(t) + <beta, v^> (kappa - t kappa')(t) + s kappa'(t)),
+        kappa(t) = c (sqrt(1 - t^2) + (a - acos t) t), kappa' = c (a - acos t), kappa'' = c / sqrt(1 - t^2),
+        kappa''' = c t / (1 - t^2)^(3/2), kappa - t kappa' = c sqrt(1 - t^2)
+
+    (relu: c = 1/(2 pi), a = pi; abs: c = 2/pi, a = pi/2), kappa and grad_v k as the checker writes
+    them (``kernel.kappa``, ``grad_coefficients`` with the roles swapped).  v = n e1, w generic in R^3.
+    """
+
+    def check() -> tuple[bool, str]:
+        w = sp.symbols("w1:4", real=True)
+        b = sp.symbols("b1:4", real=True)
+        n = sp.symbols("n", positive=True)
+        al, t = sp.symbols("alpha t", real=True)
+        c, a = (1 / (2 * sp.pi), sp.pi) if activation == "relu" else (2 / sp.pi, sp.pi / 2)
+        kap = c * (sp.sqrt(1 - t**2) + (a - sp.acos(t)) * t)
+        ok_k = sp.simplify(kappa_fn(sp.acos(t), sp.sqrt(1 - t**2), t, sp.pi, activation) - kap) == 0
+        k1, k2, k3 = (sp.diff(kap, t, j) for j in (1, 2, 3))
+        ok_d = all(sp.simplify(x - y) == 0 for x, y in [(k1, c * (a - sp.acos(t))), (k2, c / sp.sqrt(1 - t**2)),
+                                                       (k3, c * t / (1 - t**2) ** sp.Rational(3, 2)),
+                                                       (kap - t * k1, c * sp.sqrt(1 - t**2))])
+        nw = sp.sqrt(sum(x**2 for x in w))
+        wh, vh, beta = sp.Matrix(w) / nw, sp.Matrix([1, 0, 0]), sp.Matrix(b)
+        tt = wh.dot(vh)
+        A, B = grad_fn(sp.acos(tt), sp.sqrt(1 - tt**2), sp.pi, activation)
+        lhs = al * nw * n * kap.subs(t, tt) + beta.dot(nw * (A * wh + B * vh))
+        rhs = nw * (al * n * kap + beta.dot(vh) * (kap - t * k1) + beta.dot(wh) * k1).subs(t, tt)
+        D = sp.simplify(lhs - rhs)
+        return ok_k and ok_d and D == 0, f"kappa {ok_k}, derivatives {ok_d}, term difference {D}"
+
+    return guarded(
+        f"eta_unit_sphere_form_{activation}", FAMILY,
+        f"alpha k(w, v) + <beta, grad_v k(w, v)> = ||w|| (alpha ||v|| kappa(t) + <beta, v^> c sqrt(1 - t^2) "
+        f"+ <w^, beta> kappa'(t)), kappa', kappa'', kappa''' in closed form ({activation})",
+        "symbolic", check)
+
+
 DERIVATIONS = (
     bound(mixed_hessian_closed_form, "mixed_hessian_relu_closed_form", activation="relu"),
     bound(mixed_hessian_closed_form, "mixed_hessian_abs_closed_form", activation="abs"),
@@ -476,6 +519,8 @@ DERIVATIONS = (
     bound(mixed_hessian_limits, "mixed_hessian_abs_limits", activation="abs"),
     bound(eta_gradient_formula, "eta_gradient_relu", activation="relu"),
     bound(eta_gradient_formula, "eta_gradient_abs", activation="abs"),
+    bound(eta_unit_sphere_form, "eta_unit_sphere_form_relu", activation="relu"),
+    bound(eta_unit_sphere_form, "eta_unit_sphere_form_abs", activation="abs"),
     bound(single_teacher_certificate, "single_teacher_certificate_relu", activation="relu"),
     bound(single_teacher_certificate, "single_teacher_certificate_abs", activation="abs"),
     certificate_premise_optimum_below_teacher,

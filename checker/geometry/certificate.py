@@ -673,6 +673,8 @@ class _ArbChartEta:
         self.eng = _ArbEngine()
         arb = self.eng.arb
         self.activation, self.sgn = fn.activation, sgn
+        self._jet_data: tuple | None = None
+        self.gram_low = self.eng.arb(1)  # lower bound of the eigenvalues of M^T M (identity chart: 1)
         self.W = np.array([[arb(float(x)) for x in row] for row in fn.W], dtype=object)
         self.alpha = np.array([arb(float(x)) for x in fn.alpha], dtype=object)
         if chart.reduced:
@@ -698,6 +700,7 @@ class _ArbChartEta:
             if not (lo > 0 and e.upper() < arb(1) / 2):
                 raise ValueError("the span chart is not near orthonormal")
             rmax = 1 / lo.sqrt()
+            self.gram_low = lo
             self.rho = (1 / hi.sqrt()).union(rmax)
             b = (rmax * 2 * e / (1 - e)).upper()  # for ||y|| >= 1 (cube faces)
             self.grad_rho = arb(0, b)
@@ -705,14 +708,25 @@ class _ArbChartEta:
     def _q(self, y: list) -> np.ndarray:
         return self.M.dot(np.array(y, dtype=object))
 
+    def _away_from_zero(self, q: np.ndarray) -> bool:
+        # The pair geometry of ``objective`` treats a row whose norm ball is not certainly > 0 as the
+        # zero vector (units and gradient set to 0): not an enclosure for a box whose ball of M Y
+        # merely touches 0 (wide boxes).  Such a box gets no finite bound and is split.
+        return bool(sum((x * x for x in q), self.eng.arb(0)) > 0)
+
     def value(self, y: list) -> Any:
         q = self._q(y)
+        if not self._away_from_zero(q):
+            return self.eng.arb("nan")
         e = _eta_parts(self.eng, self.activation, np.array([q], dtype=object), self.W, self.alpha, self.beta,
                        False)[0][0]
         return self.sgn * (e * self.rho if self.reduced else e)
 
     def __call__(self, y: list) -> tuple[Any, list]:
         q = self._q(y)
+        if not self._away_from_zero(q):
+            nan = self.eng.arb("nan")
+            return nan, [nan] * len(y)
         e, g = _eta_parts(self.eng, self.activation, np.array([q], dtype=object), self.W, self.alpha, self.beta,
                           True)
         e, g = e[0], g[0]
@@ -722,6 +736,179 @@ class _ArbChartEta:
         # grad F = rho M^T grad eta(M y) + eta(M y) grad rho, each entry of grad rho in [-b, b].
         grad = self.M.T.dot(g) * self.rho + np.array([e * self.grad_rho] * len(y), dtype=object)
         return self.sgn * e * self.rho, [self.sgn * x for x in grad]
+
+
+    def hessian(self, Y: list) -> tuple[Any, list, list]:
+        """(F, grad F, Hess F) enclosed over the box Y: the second-order form of the sphere search.
+
+        On unit u, with t_i = <u, w^_i>, s_i = <u, beta_i>, n_i = ||w*_i||, b_i = <beta_i, w^_i>,
+
+            eta(u) = sum_i alpha_i n_i kappa(t_i) + b_i (kappa - t kappa')(t_i) + s_i kappa'(t_i)
+
+        (``derivations/certificate.py``, ``eta_unit_sphere_form``),
+        kappa(t) = c (sqrt(1 - t^2) + (a - arccos t) t), kappa'(t) = c (a - arccos t),
+        kappa'' = c / sqrt(1 - t^2), kappa''' = c t / (1 - t^2)^(3/2) (relu: c = 1/(2 pi), a = pi;
+        abs: c = 2/pi, a = pi/2).  F(y) = ||y|| eta(M y / ||M y||), the function ``__call__``
+        encloses (eta is 1-homogeneous), differentiated twice by the jets of ``_Jet``.  Near a
+        teacher (t_i -> 1) kappa'' is unbounded and the entries are not finite: the search then
+        keeps its first-order bounds there.
+        """
+        from flint import ctx
+
+        with ctx.workprec(max(ctx.prec, 128)):
+            arb = self.eng.arb
+            if self._jet_data is None:
+                self._jet_data = self._jet_setup()
+            Lt, Ls, G, coef_t, bcoef, c, a, bnorm = self._jet_data
+            Yl = list(Y)
+            n = len(Yl)
+            ident = [[arb(1) if j == l else arb(0) for l in range(n)] for j in range(n)]
+            ny = _quadratic_jet(ident, Yl, arb).sqrt()
+            nq2 = _quadratic_jet(G, Yl, arb)
+            # ||M y||^2 >= lam_min(G) ||y||^2 (Gershgorin lower end ``self.gram_low``): bounded away from 0
+            # even where the ball of the quadratic form reaches it
+            floor = (self.gram_low * sum((x * x for x in Yl), arb(0)).lower()).lower()
+            if floor > 0:
+                nq2.v = nq2.v.intersection(floor.union(nq2.v.upper())) if nq2.v.upper() >= floor else nq2.v
+            inq = nq2.sqrt().inv()
+            # the unit vectors u = M y / ||M y|| of the box lie within R of u_m (box centre y_m):
+            # |a/|a| - b/|b|| <= 2 |a - b| / |b|, and |M (y - y_m)| <= || |M| rad(Y) ||
+            ym = [arb(x.mid()) for x in Yl]
+            qm = [sum((self.M[a_, j] * ym[j] for j in range(n)), arb(0)) for a_ in range(self.M.shape[0])]
+            nqm = sum((x * x for x in qm), arb(0)).sqrt()
+            dq = [sum((abs(self.M[a_, j]).upper() * Yl[j].rad() for j in range(n)), arb(0))
+                  for a_ in range(self.M.shape[0])]
+            ndq = sum((x * x for x in dq), arb(0)).sqrt()
+            R = arb(0, 1) * (2 * ndq / nqm.lower()).upper() if nqm > 0 else arb("nan")
+            unit_ball = arb(0, 1)
+            total: _Jet | None = None
+            for i in range(len(Lt)):
+                t = _linear_jet(Lt[i], Yl, arb) * inq
+                if R.is_finite():  # t_i = <u, w^_i>, |w^_i| = 1: within R of its value at u_m
+                    tm = sum((Lt[i][j] * ym[j] for j in range(n)), arb(0)) / nqm
+                    t.v = t.v.intersection(tm + R) if t.v.overlaps(tm + R) else t.v
+                tv = t.v.intersection(unit_ball) if t.v.overlaps(unit_ball) else t.v  # |t| <= 1 exactly
+                k0, k1, k2, k3 = _kappa_ranges(tv, c, a, self.activation == "abs")
+                kap = t.apply(k0, k1, k2)
+                kap1 = t.apply(k1, k2, k3)
+                s = _linear_jet(Ls[i], Yl, arb) * inq
+                if R.is_finite():  # s_i = <u, beta_i>: within R ||beta_i|| of its value at u_m
+                    sm = sum((Ls[i][j] * ym[j] for j in range(n)), arb(0)) / nqm
+                    sr = sm + R * bnorm[i]
+                    s.v = s.v.intersection(sr) if s.v.overlaps(sr) else s.v
+                term = kap.scale(coef_t[i]) + (kap - t * kap1).scale(bcoef[i]) + s * kap1
+                total = term if total is None else total + term
+            Fj = (ny * total).scale(self.sgn)
+            # value and gradient: the first-order enclosures (finite near a teacher too), met with the jet's
+            if Fj.v.is_finite() and all(x.is_finite() for x in Fj.g):
+                return Fj.v, Fj.g, Fj.h
+            # the jet's gradient is not finite next to a teacher (kappa'' unbounded; in ``__call__`` the
+            # singular parts cancel): the first-order enclosures, and the jet's value if theirs is not finite
+            FY, GY = self(Yl)
+            return (FY if FY.is_finite() or not Fj.v.is_finite() else Fj.v), list(GY), Fj.h
+
+    def _jet_setup(self) -> tuple:
+        arb = self.eng.arb
+        k = self.M.shape[1]
+        n = [sum((x * x for x in row), arb(0)).sqrt() for row in self.W]
+        vhat = [[x / ni for x in row] for row, ni in zip(self.W, n)]
+        Lt = [[sum((vh[a_] * self.M[a_, j] for a_ in range(len(vh))), arb(0)) for j in range(k)] for vh in vhat]
+        Ls = [[sum((b[a_] * self.M[a_, j] for a_ in range(len(b))), arb(0)) for j in range(k)] for b in self.beta]
+        G = self.M.T.dot(self.M)
+        G = [[G[j, l] for l in range(k)] for j in range(k)]
+        coef_t = [al * ni for al, ni in zip(self.alpha, n)]
+        bcoef = [sum((x * y for x, y in zip(b, vh)), arb(0)) for b, vh in zip(self.beta, vhat)]
+        pi = arb.pi()
+        c, a = (1 / (2 * pi), pi) if self.activation == "relu" else (2 / pi, pi / 2)
+        bnorm = [sum((x * x for x in b), arb(0)).sqrt() for b in self.beta]
+        return Lt, Ls, G, coef_t, bcoef, c, a, bnorm
+
+
+class _Jet:
+    """A second-order jet (value, gradient, Hessian) in the chart coordinates y, entries Arb balls.
+
+    Evaluated on a box, every entry is an enclosure over the box (natural extension of the
+    chain rule), which is what ``_ArbChartEta.hessian`` needs."""
+
+    __slots__ = ("v", "g", "h")
+
+    def __init__(self, v: Any, g: list, h: list) -> None:
+        self.v, self.g, self.h = v, g, h
+
+    def __add__(self, o: "_Jet") -> "_Jet":
+        n = len(self.g)
+        return _Jet(self.v + o.v, [self.g[j] + o.g[j] for j in range(n)],
+                    [[self.h[j][l] + o.h[j][l] for l in range(n)] for j in range(n)])
+
+    def __sub__(self, o: "_Jet") -> "_Jet":
+        return self + o.scale(-1)
+
+    def scale(self, c: Any) -> "_Jet":
+        return _Jet(c * self.v, [c * x for x in self.g], [[c * x for x in row] for row in self.h])
+
+    def __mul__(self, o: "_Jet") -> "_Jet":
+        n = len(self.g)
+        return _Jet(self.v * o.v, [self.v * o.g[j] + o.v * self.g[j] for j in range(n)],
+                    [[self.v * o.h[j][l] + o.v * self.h[j][l] + self.g[j] * o.g[l] + o.g[j] * self.g[l]
+                      for l in range(n)] for j in range(n)])
+
+    def apply(self, f0: Any, f1: Any, f2: Any) -> "_Jet":
+        """f(self) from the enclosures f0, f1, f2 of f, f', f'' at the value's ball."""
+        n = len(self.g)
+        return _Jet(f0, [f1 * x for x in self.g],
+                    [[f1 * self.h[j][l] + f2 * self.g[j] * self.g[l] for l in range(n)] for j in range(n)])
+
+    def sqrt(self) -> "_Jet":
+        x = self.v.nonnegative_part()
+        r = x.sqrt()
+        return self.apply(r, 1 / (2 * r), -1 / (4 * x * r))
+
+    def inv(self) -> "_Jet":
+        return self.apply(1 / self.v, -1 / (self.v * self.v), 2 / (self.v * self.v * self.v))
+
+
+def _kappa_ranges(tv: Any, c: Any, a: Any, even: bool) -> tuple[Any, Any, Any, Any]:
+    """Enclosures of kappa and its first three derivatives over the ball tv (inside [-1, 1]) from their
+    exact values at its ends and their shapes (``eta_unit_sphere_form``): kappa' = c (a - acos t) and
+    kappa''' increase, kappa (kappa'' > 0) and kappa'' are convex, kappa'' = c / sqrt(1 - t^2) is least
+    at t = 0, and kappa is least at an end, or at t = 0 (value c) for abs when tv holds 0.  Non-finite
+    (no bound) for kappa'' and kappa''' when tv reaches +-1."""
+    from flint import arb
+
+    lo = tv.lower().max(arb(-1))
+    hi = tv.upper().min(arb(1))
+
+    def at(t: Any) -> tuple[Any, Any, Any, Any]:
+        om = 1 - t * t
+        sq = om.nonnegative_part().sqrt() if om > 0 else arb(0)
+        acs = t.acos()
+        k2 = c / sq if sq > 0 else arb("nan")
+        k3 = c * t / (om * sq) if sq > 0 else arb("nan")
+        return c * (sq + (a - acs) * t), c * (a - acs), k2, k3
+
+    (k0l, k1l, k2l, k3l), (k0h, k1h, k2h, k3h) = at(lo), at(hi)
+    k0 = k0l.union(k0h)
+    if even and lo < 0 < hi:
+        k0 = k0.union(c)  # the least value of the abs kappa, at t = 0
+    k2 = k2l.union(k2h) if k2l.is_finite() and k2h.is_finite() else arb("nan")
+    if k2.is_finite() and lo < 0 < hi:
+        k2 = k2.union(c)
+    k3 = k3l.union(k3h) if k3l.is_finite() and k3h.is_finite() else arb("nan")
+    return k0, k1l.union(k1h), k2, k3
+
+
+def _linear_jet(row: list, Y: list, arb: Any) -> _Jet:
+    """The jet of y -> row . y (exact linear form with Arb coefficients)."""
+    n = len(Y)
+    return _Jet(sum((c * y for c, y in zip(row, Y)), arb(0)), list(row), [[arb(0)] * n for _ in range(n)])
+
+
+def _quadratic_jet(G: list, Y: list, arb: Any) -> _Jet:
+    """The jet of y -> y^T G y, G symmetric."""
+    n = len(Y)
+    Gy = [sum((G[j][l] * Y[l] for l in range(n)), arb(0)) for j in range(n)]
+    return _Jet(sum((y * g for y, g in zip(Y, Gy)), arb(0)), [2 * g for g in Gy],
+                [[2 * G[j][l] for l in range(n)] for j in range(n)])
 
 
 def _beta_gap(fn: "_Fn", chart: _Chart) -> float:
@@ -771,7 +958,13 @@ def _chart_certified(fn: "_Fn", chart: _Chart, tol: float, seeds: list[list[floa
                     return False  # certainly inside a neighbourhood
             return True
 
-    res = certified_max_many([_ArbChartEta(fn, chart, 1), _ArbChartEta(fn, chart, -1)], chart.dim, tol=tol,
+    Fs = [_ArbChartEta(fn, chart, 1), _ArbChartEta(fn, chart, -1)]
+    if radius is not None:
+        # the far region's maximum sits on the cap's edge, where the concave regions the search builds
+        # from a Hessian (for interior maxima) only loosen the bound: first-order bounds there
+        for F in Fs:
+            F.hessian = None  # type: ignore[assignment, method-assign]
+    res = certified_max_many(Fs, chart.dim, tol=tol,
                              keep=keep, seeds=seeds, max_seconds=max_seconds, prec=prec)
     return res, _beta_gap(fn, chart)
 

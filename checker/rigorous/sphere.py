@@ -440,9 +440,11 @@ class _BranchAndBound:
         hm, FY, GY, slope, H = parts
         if centre_ok:
             self._consider_signed(hm, ym)
-        if not (hm.is_finite() and FY.is_finite() and all(x.is_finite() for x in GY)):
+        if not (hm.is_finite() and FY.is_finite()):
             return [_INF for _ in self.signs]
         natural = FY / nY
+        if not all(x.is_finite() for x in GY):  # no gradient bound: the natural enclosure only
+            return [upper_fraction(sign * natural) if natural.is_finite() else _INF for sign in self.signs]
         n3 = nY * nY * nY
         first = arb(0)
         for j in free:
