@@ -115,15 +115,33 @@ def test_value_and_gradient_enclosures_hold_on_wide_boxes(setup, sgn) -> None:
         assert not _violations(F, ref, _boxes(rng, 4, [0, 1, 2, 3, 5]), rng, what=what), what
 
 
+def _zero_convention_everywhere(engine, X):
+    """The planted defect: the pair geometry's zero-neuron convention applied to every row whose norm
+    ball is not certainly positive (a ball that only touches 0 read as the zero vector)."""
+    r = engine.sqrt((X * X).sum(axis=1))
+    nonzero = np.asarray(r > 0, dtype=bool)
+    units = X / np.where(nonzero, r, 1)[:, None]
+    point = getattr(engine, "point", None)
+    if point is not None:
+        r, units = point(r), point(units)
+    return r, units, nonzero
+
+
 def test_a_planted_unsound_enclosure_is_caught(setup, monkeypatch) -> None:
-    # The planted defect: treat every box as away from 0 (the pair geometry then reads a norm ball
-    # touching 0 as the zero vector and drops the gradient); the same check must find violations.
+    # Without the chart's own guard, the objective's handling of a norm ball that touches 0 keeps
+    # the enclosures sound; with the zero convention planted there, the same check finds violations.
+    from checker.core import objective
+
     fn, chart = setup
     F = cc._ArbChartEta(fn, chart, 1)
     monkeypatch.setattr(cc._ArbChartEta, "_away_from_zero", lambda self, q: True)
     ref = lambda y: _F_ref(fn.alpha, chart.beta_span, fn.W, chart.M, 1, y)  # noqa: E731
     rng = np.random.default_rng(1)
-    assert _violations(F, ref, _boxes(rng, 4, [0]), rng, what="grad")
+    boxes = list(_boxes(rng, 4, [0]))
+    assert not _violations(F, ref, boxes, rng, what="grad")
+    monkeypatch.setattr(objective, "_norms_and_units", _zero_convention_everywhere)
+    rng = np.random.default_rng(1)
+    assert _violations(F, ref, boxes, rng, what="grad")
 
 
 def test_hessian_enclosure_contains_second_differences(setup) -> None:

@@ -36,8 +36,9 @@ exact or enclosures of B e e^T since B is 0 or enclosed near 0 there.
 Where L is not twice differentiable: at a zero student neuron w_j = 0 (k is
 1-homogeneous in u: d^2k/du du^T grows like 1/||u|| and the gradient's direction
 has no limit), for relu and abs alike; nowhere else.  ``loss_hessian`` refuses
-(``NotTwiceDifferentiable``) a point with a zero neuron unless only the output
-weights train (``train="second"``: the Hessian in a is 2 K(W, W), smooth).
+(``NotTwiceDifferentiable``) a point with a zero neuron, or a box of balls whose neuron
+norm is not certainly positive, unless only the output weights train (``train="second"``:
+the Hessian in a is 2 K(W, W), smooth).
 
 Assembly.  With V = (W, W*), c = (a, -a*), L = c^T K(V, V) c, G_jq = grad_u k(w_j, v_q):
 
@@ -282,7 +283,8 @@ def loss_hessian(engine: Any, activation: str, a: np.ndarray, W: np.ndarray, a_s
         objective.check_pair_memory(work, m, len(V), Ww.shape[1] ** 2, what="Hessian arrays")
         uu = objective._norms_and_units(work, Ww)
         vu = objective._norms_and_units(work, V)
-        _check_differentiable(uu[2], train)
+        # a neuron whose norm is not certainly positive (a ball that reaches w = 0) may be zero
+        _check_differentiable(np.asarray(uu[0] > 0, dtype=bool), train)
         g = _set_self_pairs(work, objective._geometry(work, uu, vu), m)
         H = hessian_from(work, g, activation, aw, c, lw, train)
         return objective._from_work(engine, H)

@@ -131,6 +131,12 @@ def _norms_and_units(engine: Engine, X: np.ndarray) -> Units:
     Xs = X if s is None else X / s[:, None]
     r = engine.sqrt(sq if s is None else (Xs * Xs).sum(axis=1))
     nonzero = np.asarray(r > 0, dtype=bool)
+    # A ball whose norm is neither certainly positive nor exactly zero (a wide box that reaches a
+    # zero row) is not a zero neuron: it keeps its norm as the divisor, so its unit row, and every
+    # number computed from it, is an indeterminate enclosure instead of a wrong finite one.
+    uncertain = ~nonzero & ~np.asarray(r == 0, dtype=bool)
+    if uncertain.any():
+        nonzero = nonzero | uncertain
     safe = np.where(nonzero, r, 1)
     norms = r if s is None else r * s
     units = Xs / safe[:, None]
