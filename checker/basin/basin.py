@@ -335,13 +335,10 @@ class BasinProver:
 
     def t1_phase(self) -> None:
         """T1's eps_0 and lambda_max for the same instance (``checker.theorem.check.t1_thresholds``)."""
-        from checker.theorem.check import t1_thresholds
-
         self.phase = "t1-constants"
         t = time.perf_counter()
         self.say("T1's eps_0 and lambda_max (dual certificate of the teacher) ...")
-        self.t1_constants = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                             for k, v in t1_thresholds(self.instance, seed=self.seed).items()}
+        self.t1_constants = t1_constants(self.instance, self.seed)
         self.seconds["t1_constants"] = time.perf_counter() - t
 
     # -------------------------------------------------------- the radius search
@@ -518,6 +515,15 @@ def l_star_lower(instance: Instance, center: dict[str, Any], dps: int, tol: floa
     inst = instance.replace(student_a=center["a"], student_W=center["W"])
     gb = gap_bound(Problem.from_instance(inst, MpEngine(dps)), rigorous=True, tol=tol)
     return cv.parse_decimal(gb.dual) if gb.rigorous else None
+
+
+def t1_constants(instance: Instance, seed: int) -> dict[str, Any]:
+    """T1's eps_0 and lambda_max for the instance (``checker.theorem.check.t1_thresholds``), for a
+    certificate: non-finite floats as None (JSON).  Reported beside the certified numbers, not claims."""
+    from checker.theorem.check import t1_thresholds
+
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in t1_thresholds(instance, seed=seed).items()}
 
 
 def search_radius(r: Fraction, ceiling: Fraction, attempt: Callable[[Fraction], bool],

@@ -76,7 +76,7 @@ from checker.rigorous.arb_objective import decimal_string, upper_fraction
 
 from . import cover as cv
 from .basin import (BOUND_DIGITS, FORMAT, HESSIAN_PREC, RADIUS_DIGITS, VERSION, ArbObjective,
-                    BasinProver, NotApplicable, search_radius, sqrt_upper)
+                    BasinProver, NotApplicable, search_radius, sqrt_upper, t1_constants)
 
 #: The route name written to the certificate (``route``).
 ROUTE = "over-parameterized-split-arc"
@@ -425,13 +425,10 @@ class OverProver:
                               .replace("at the centre", "at the exact-width centre"))
 
     def t1_phase(self) -> None:
-        from checker.theorem.check import t1_thresholds
-
         self.phase = "t1-constants"
         t = time.perf_counter()
         self.say("T1's eps_0 and lambda_max (dual certificate of the teacher) ...")
-        self.t1_constants = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                             for k, v in t1_thresholds(self.instance, seed=self.seed).items()}
+        self.t1_constants = t1_constants(self.instance, self.seed)
         self.seconds["t1_constants"] = time.perf_counter() - t
 
     def _sensitivity(self, r: Fraction) -> list[float]:
