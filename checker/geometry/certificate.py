@@ -709,9 +709,9 @@ class _ArbChartEta:
         return self.M.dot(np.array(y, dtype=object))
 
     def _away_from_zero(self, q: np.ndarray) -> bool:
-        # The pair geometry of ``objective`` treats a row whose norm ball is not certainly > 0 as the
-        # zero vector (units and gradient set to 0): not an enclosure for a box whose ball of M Y
-        # merely touches 0 (wide boxes).  Such a box gets no finite bound and is split.
+        # A box whose ball of M Y may reach 0 (wide boxes) has no finite enclosure: ``objective``
+        # would return an indeterminate one for that row; this shortcut says so before evaluating,
+        # and the box is split.
         return bool(sum((x * x for x in q), self.eng.arb(0)) > 0)
 
     def value(self, y: list) -> Any:
